@@ -1,0 +1,3 @@
+from sicl.cli.main import main
+
+raise SystemExit(main())

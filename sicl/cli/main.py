@@ -1,0 +1,60 @@
+"""`sicl` command line: a thin shell that registers commands and turns user errors into one line.
+
+Each command lives in its own module under ``sicl.cli`` with ``add_arguments(parser)`` and ``run(args)``;
+modules are imported lazily so ``sicl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sicl import __version__
+from sicl.errors import SiclError
+
+#: name -> (module, one-line help). Order is the order of the pipeline.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("sicl.cli.prepare", "import a corpus in its native layout into a sicl manifest"),
+    "validate": ("sicl.cli.validate", "check every row and audio file of a manifest"),
+    "synth": ("sicl.cli.synth", "build the embedded synthetic speech world"),
+    "models": ("sicl.cli.models", "list built-in models and their paths"),
+    "retrieve": ("sicl.cli.pending", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),
+    "train": ("sicl.cli.pending", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
+    "eval": ("sicl.cli.pending", "zero-shot / ICL / adapter evaluation with k-sweeps"),
+    "score": ("sicl.cli.pending", "score a predictions file (WER/CER, BLEU, accuracy)"),
+    "report": ("sicl.cli.pending", "tables and plots from evaluation runs"),
+    "demo": ("sicl.cli.demo", "the whole study on the embedded world"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sicl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sicl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except SiclError as e:
+        print(f"sicl {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"sicl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""The manifest contract: JSON Lines, UTF-8, one example per line.
+
+Required: ``id`` (unique string), ``audio`` (path; relative paths resolve against the manifest's folder),
+``task`` (``asr`` | ``st`` | ``sqa`` | ``aqa``). ``target`` is the gold output and is required wherever gold
+is needed. Optional: ``question``, ``choices`` (``target`` must be one of them), ``lang`` (default ``en``),
+``target_lang``, ``transcript``, ``speaker``, ``duration`` (seconds), ``meta`` (free object).
+
+This module is the only reader and writer of manifests. Rows are data: they are parsed with ``json`` and
+checked field by field, never evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sicl.errors import ManifestError
+
+TASKS = ("asr", "st", "sqa", "aqa")
+REQUIRED = ("id", "audio", "task")
+_STR_FIELDS = ("id", "audio", "task", "target", "question", "lang", "target_lang", "transcript", "speaker")
+FIELDS = ("id", "audio", "task", "target", "question", "choices", "lang", "target_lang", "transcript",
+          "speaker", "duration", "meta")
+
+
+@dataclass
+class Example:
+    """One manifest row. ``audio`` holds a resolved (absolute) path once read from a file."""
+
+    id: str
+    audio: str
+    task: str
+    target: str | None = None
+    question: str | None = None
+    choices: list[str] | None = None
+    lang: str = "en"
+    target_lang: str | None = None
+    transcript: str | None = None
+    speaker: str | None = None
+    duration: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text_for_retrieval(self) -> str | None:
+        """Source-language text that describes the audio (the ASR target, else ``transcript``)."""
+        if self.task == "asr":
+            return self.target
+        return self.transcript
+
+    def to_dict(self, base: Path | None = None) -> dict[str, Any]:
+        """JSON-ready dict; ``audio`` is made relative to ``base`` when it lies below it. Unset optional
+        fields are left out (``lang`` is always written)."""
+        out: dict[str, Any] = {}
+        for name in FIELDS:
+            value = getattr(self, name)
+            if name == "audio":
+                value = _relativize(value, base)
+            if value is None or (name == "meta" and not value):
+                continue
+            out[name] = value
+        return out
+
+
+def parse_row(obj: Any, base: Path | None = None) -> tuple[Example | None, list[str]]:
+    """Check one decoded JSON value against the contract. Returns ``(example, problems)``; the example is
+    ``None`` when a problem makes it unusable."""
+    problems: list[str] = []
+    if not isinstance(obj, dict):
+        return None, [f"row is a JSON {type(obj).__name__}, expected an object"]
+    for name in REQUIRED:
+        if name not in obj or obj[name] is None or obj[name] == "":
+            problems.append(f"missing required field '{name}'")
+    for name in _STR_FIELDS:
+        if name in obj and obj[name] is not None and not isinstance(obj[name], str):
+            problems.append(f"field '{name}' must be a string, got {type(obj[name]).__name__}")
+    unknown = sorted(set(obj) - set(FIELDS))
+    if unknown:
+        problems.append(f"unknown field(s) {', '.join(map(repr, unknown))} (put free-form data in 'meta')")
+    task = obj.get("task")
+    if isinstance(task, str) and task and task not in TASKS:
+        problems.append(f"unknown task '{task}' (expected one of {', '.join(TASKS)})")
+    choices = obj.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            problems.append("field 'choices' must be a list of strings")
+        elif len(choices) < 2:
+            problems.append("field 'choices' must hold at least 2 options")
+        elif isinstance(obj.get("target"), str) and obj["target"] not in choices:
+            problems.append(f"target {obj['target']!r} is not one of the choices")
+    duration = obj.get("duration")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
+                                 or not duration >= 0):
+        problems.append("field 'duration' must be a non-negative number of seconds")
+    meta = obj.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        problems.append("field 'meta' must be an object")
+    if problems:
+        return None, problems
+    audio = obj["audio"]
+    if base is not None and not os.path.isabs(audio):
+        audio = str((base / audio).resolve())
+    ex = Example(
+        id=obj["id"], audio=audio, task=task, target=obj.get("target"), question=obj.get("question"),
+        choices=list(choices) if choices is not None else None, lang=obj.get("lang") or "en",
+        target_lang=obj.get("target_lang"), transcript=obj.get("transcript"), speaker=obj.get("speaker"),
+        duration=float(duration) if duration is not None else None, meta=dict(meta or {}),
+    )
+    return ex, []
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield ``(line_number, decoded_json_or_None, error_or_None)`` for each non-blank line."""
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot open manifest ({e.strerror})") from None
+    with fh:
+        line_no = 0
+        while True:
+            line_no += 1
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError:
+                yield line_no, None, "line is not valid UTF-8"
+                continue
+            if not line:
+                break
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield line_no, None, f"invalid JSON ({e.msg} at column {e.colno})"
+
+
+def read_manifest(path: str | Path, require_target: bool = False) -> list[Example]:
+    """Read and check a manifest; the first broken row raises ``ManifestError("FILE:LINE: ...")``."""
+    path = Path(path)
+    base = path.resolve().parent
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for line_no, obj, err in iter_lines(path):
+        where = f"{path}:{line_no}"
+        if err:
+            raise ManifestError(f"{where}: {err}")
+        ex, problems = parse_row(obj, base)
+        if problems:
+            rid = obj.get("id") if isinstance(obj, dict) else None
+            raise ManifestError(f"{where}: {'id ' + repr(rid) + ': ' if rid else ''}{problems[0]}")
+        assert ex is not None
+        if ex.id in seen:
+            raise ManifestError(f"{where}: duplicate id {ex.id!r} (first on line {seen[ex.id]})")
+        if require_target and not ex.target:
+            raise ManifestError(f"{where}: id {ex.id!r}: 'target' is required here (gold output)")
+        seen[ex.id] = line_no
+        examples.append(ex)
+    if not examples:
+        raise ManifestError(f"{path}: manifest holds no rows")
+    return examples
+
+
+def write_manifest(path: str | Path, examples: Iterable[Example]) -> Path:
+    """Write atomically: rows go to a temporary file in the same folder, which then replaces ``path``.
+    Audio paths below the manifest's folder are written relative to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.resolve().parent
+    ids: set[str] = set()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for ex in examples:
+                if ex.id in ids:
+                    raise ManifestError(f"{path}: refusing to write duplicate id {ex.id!r}")
+                ids.add(ex.id)
+                fh.write(json.dumps(ex.to_dict(base), ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _relativize(audio: str, base: Path | None) -> str:
+    if base is None or not os.path.isabs(audio):
+        return audio
+    try:
+        return Path(audio).resolve().relative_to(base).as_posix()
+    except ValueError:
+        return audio
