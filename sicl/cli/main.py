@@ -1,7 +1,8 @@
 """`sicl` command line: a thin shell that registers commands and turns user errors into one line.
 
-Each command lives in its own module under ``sicl.cli`` with ``add_arguments(parser)`` and ``run(args)``;
-modules are imported lazily so ``sicl --help`` stays fast.
+Each command lives in its own module under ``sicl.cli`` with ``add_arguments(parser)`` and ``run(args)``.
+Only the module of the command being run is imported, so ``sicl --help`` stays fast and one command's
+heavy dependencies never slow another.
 """
 
 from __future__ import annotations
@@ -28,20 +29,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only ``command``'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="sicl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"sicl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        mod = importlib.import_module(module)
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod)
+        if name == command:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_module=mod)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -79,8 +79,8 @@ def write_audio(path: str | Path, wav: np.ndarray, sample_rate: int = SAMPLE_RAT
 
 
 def audio_hash(wav: np.ndarray) -> str:
-    """Content hash of decoded audio (identical audio under another name or format hashes the same
-    when it decodes to the same samples)."""
+    """Content hash of decoded 16 kHz audio: the same recording under another name or path hashes the
+    same. (Re-encoding with a lossy codec changes samples and therefore the hash.)"""
     q = np.round(np.asarray(wav, dtype=np.float32) * 32767.0).astype(np.int16)
     return hashlib.sha1(q.tobytes()).hexdigest()
 

@@ -1,0 +1,31 @@
+"""`sicl validate MANIFEST`: one line per problem, a summary, exit 1 if anything is wrong."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sicl.data.audio import DEFAULT_MAX_SECONDS
+from sicl.data.validate import validate_manifest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="JSON Lines manifest to check")
+    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
+                        help="longest allowed clip in seconds (default: %(default)s, the Qwen2.5-Omni window)")
+    parser.add_argument("--no-audio", action="store_true", help="check rows only, do not decode audio")
+    parser.add_argument("--require-target", action="store_true",
+                        help="every row must carry 'target' (training sets, pools, scoring)")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = validate_manifest(args.manifest, max_seconds=args.max_seconds, check_audio=not args.no_audio,
+                               require_target=args.require_target, progress=sys.stderr.isatty())
+    for p in report.problems:
+        print(f"{args.manifest}:{p}")
+    bad_lines = len({p.line for p in report.problems})
+    if report.ok:
+        print(f"{args.manifest}: OK, {report.rows} rows")
+        return 0
+    print(f"{args.manifest}: {len(report.problems)} problem(s) on {bad_lines} of {report.rows} rows")
+    return 1

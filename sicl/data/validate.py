@@ -1,0 +1,77 @@
+"""Check a manifest row by row: JSON, fields and types, unique ids, known task, target among choices,
+and every audio file (exists, decodes, non-empty, finite, within the length limit)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sicl.data.audio import DEFAULT_MAX_SECONDS, load_audio
+from sicl.data.manifest import iter_lines, parse_row
+from sicl.errors import AudioError
+
+
+@dataclass
+class Problem:
+    line: int
+    id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        rid = f" id {self.id!r}:" if self.id is not None else ""
+        return f"line {self.line}:{rid} {self.message}"
+
+
+@dataclass
+class Report:
+    rows: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.rows > 0
+
+
+def validate_manifest(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS,
+                      check_audio: bool = True, require_target: bool = False,
+                      progress: bool = False) -> Report:
+    """Collect every problem in the manifest (never stops at the first)."""
+    path = Path(path)
+    base = path.resolve().parent
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    rows = 0
+    lines: Iterator = iter_lines(path)
+    if progress:
+        from tqdm import tqdm
+        lines = tqdm(lines, desc="validate", unit="row", leave=False)
+    for line_no, obj, err in lines:
+        rows += 1
+        if err:
+            problems.append(Problem(line_no, None, err))
+            continue
+        rid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+        ex, row_problems = parse_row(obj, base)
+        problems.extend(Problem(line_no, rid, p) for p in row_problems)
+        if rid is not None:
+            if rid in first_line:
+                problems.append(Problem(line_no, rid, f"duplicate id (first on line {first_line[rid]})"))
+            else:
+                first_line[rid] = line_no
+        if ex is None:
+            continue
+        if require_target and not ex.target:
+            problems.append(Problem(line_no, rid, "missing 'target' (gold output required here)"))
+        if check_audio:
+            try:
+                wav = load_audio(ex.audio, max_seconds=max_seconds)
+            except AudioError as e:
+                problems.append(Problem(line_no, rid, str(e)))
+                continue
+            if ex.duration is not None and abs(len(wav) / 16_000 - ex.duration) > 0.5:
+                problems.append(Problem(line_no, rid, f"'duration' is {ex.duration:g} s but the audio "
+                                                      f"is {len(wav) / 16_000:.2f} s"))
+    if rows == 0:
+        problems.append(Problem(0, None, "manifest holds no rows"))
+    return Report(rows=rows, problems=problems)
