@@ -1,0 +1,134 @@
+"""Every prompt the project uses, in one place: instructions per task, the answer format, the TICL preset
+and :func:`extract_answer`, which turns generated text back into an answer.
+
+Pretraining (single examples) and episode rendering (demonstrations + query) both build their turns from
+here, and scoring calls :func:`extract_answer` with the same preset, so train and test text never drift.
+
+A *preset* decides the wording around the task: ``"plain"`` (the zero-shot chat format the tiny model is
+pretrained on: the instruction, and the target text verbatim as the answer) or ``"ticl"`` (the TICL
+paper's ASR wording: user ``Transcribe the audio:``, assistant ``The transcription is: "..."``).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+
+PRESETS = ("plain", "ticl")
+
+#: Language names for ST instructions. ``zx`` is the synthetic world's constructed language.
+LANGUAGES: dict[str, str] = {
+    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "ja": "Japanese",
+    "zh": "Chinese", "ca": "Catalan", "ar": "Arabic", "fa": "Persian", "et": "Estonian", "mn": "Mongolian",
+    "ta": "Tamil", "lv": "Latvian", "sl": "Slovenian", "sv": "Swedish", "id": "Indonesian", "cy": "Welsh",
+    "tr": "Turkish", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "zx": "Zorbish",
+}
+
+ASR_INSTRUCTION = "Transcribe the audio."
+ST_INSTRUCTION = "Translate the audio into {language}."
+CHOICE_INSTRUCTION = "Answer with the text of the correct option."
+TICL_ASR_INSTRUCTION = "Transcribe the audio:"
+TICL_ANSWER = 'The transcription is: "{answer}"'
+
+# Boilerplate a model (ours after TICL-style training, or a real instruction-tuned one) may wrap an answer
+# in. Removed at scoring time; the same function runs on training targets in tests.
+_PREFIXES = [
+    r"the (?:transcription|translation|answer|correct (?:answer|option)) is\s*[:：]?",
+    r"(?:transcription|translation|answer)\s*[:：]",
+    r"the audio says\s*[:：]?",
+    r"the speaker says\s*[:：]?",
+]
+_PREFIX_RE = re.compile(r"^\s*(?:" + "|".join(_PREFIXES) + r")\s*", re.IGNORECASE)
+_QUOTES = "\"'“”‘’«»「」"
+_LETTER_RE = re.compile(r"^\(?([A-Z])[\).:]\s+(.*)$", re.DOTALL)
+
+
+def language_name(code: str | None) -> str:
+    """Human name for a language code (unknown codes are returned as given)."""
+    if not code:
+        return "English"
+    return LANGUAGES.get(code, LANGUAGES.get(code.split("-")[0], code))
+
+
+def format_choices(choices: list[str]) -> str:
+    """``A. first\\nB. second ...`` (letters in order)."""
+    return "\n".join(f"{string.ascii_uppercase[i]}. {c}" for i, c in enumerate(choices))
+
+
+def instruction(task: str, question: str | None = None, choices: list[str] | None = None,
+                target_lang: str | None = None, preset: str = "plain") -> str:
+    """The user text that goes after the audio for one example."""
+    _check_preset(preset)
+    if task == "asr":
+        return TICL_ASR_INSTRUCTION if preset == "ticl" else ASR_INSTRUCTION
+    if task == "st":
+        return ST_INSTRUCTION.format(language=language_name(target_lang))
+    if task in ("sqa", "aqa"):
+        parts = [question or "What is in the audio?"]
+        if choices:
+            parts += [format_choices(choices), CHOICE_INSTRUCTION]
+        return "\n".join(parts)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def answer_text(target: str, task: str = "asr", preset: str = "plain") -> str:
+    """The assistant text for a gold ``target`` (what the model is trained to produce)."""
+    _check_preset(preset)
+    if preset == "ticl" and task == "asr":
+        return TICL_ANSWER.format(answer=target)
+    return target
+
+
+def example_instruction(ex: Any, preset: str = "plain") -> str:
+    """:func:`instruction` for anything with ``task/question/choices/target_lang`` (Example, SynthItem)."""
+    return instruction(ex.task, getattr(ex, "question", None), getattr(ex, "choices", None),
+                       getattr(ex, "target_lang", None), preset)
+
+
+def user_content(text: str, audio: Any = "audio") -> list[dict[str, Any]]:
+    """Chat content for one turn: the audio first, then the instruction (Qwen2.5-Omni's usual order)."""
+    return [{"type": "audio", "audio": audio}, {"type": "text", "text": text}]
+
+
+def extract_answer(text: str, preset: str = "plain", choices: list[str] | None = None) -> str:
+    """Strip chat boilerplate and quotes from generated ``text``.
+
+    Removes an end-of-turn marker and anything after it, ``The transcription is:``-style prefixes (for
+    every preset: zero-shot models add them on their own) and one layer of surrounding quotes. With
+    ``choices``, a bare option letter (``B``, ``B.``, ``(B) text``) is mapped to that option's text."""
+    _check_preset(preset)
+    out = text.split("<|im_end|>")[0].split("<|endoftext|>")[0].strip()
+    out = _PREFIX_RE.sub("", out, count=1).strip()
+    out = _strip_quotes(out)
+    if choices:
+        out = _map_letter(out, choices)
+    return out
+
+
+def _strip_quotes(s: str) -> str:
+    s = s.strip()
+    if s.endswith(".") and len(s) > 2 and s[-2] in _QUOTES:
+        s = s[:-1]  # `"text".` -> `"text"`
+    if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
+        s = s[1:-1].strip()
+    return s
+
+
+def _map_letter(s: str, choices: list[str]) -> str:
+    if s in choices:
+        return s
+    bare = s.strip().rstrip(".").strip("()")
+    if len(bare) == 1 and bare.upper() in string.ascii_uppercase[: len(choices)]:
+        return choices[string.ascii_uppercase.index(bare.upper())]
+    m = _LETTER_RE.match(s.strip())
+    if m and m.group(1) in string.ascii_uppercase[: len(choices)]:
+        rest = m.group(2).strip()
+        return rest if rest in choices else choices[string.ascii_uppercase.index(m.group(1))]
+    return s
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown prompt preset {preset!r} (expected one of {', '.join(PRESETS)})")
