@@ -1,0 +1,25 @@
+"""`sicl prepare CORPUS SRC --out OUT.jsonl`: import a corpus in its native layout into a manifest.
+
+Each corpus is a sub-command with its own options (``sicl prepare myst --help``); the importers live in
+:mod:`sicl.data.importers` and docs/importers.md describes every layout and field mapping.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sicl.data.importers import IMPORTERS, build_parser, get_importer, run_import
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="corpus", metavar="CORPUS", required=True,
+                                title="corpora", description="see docs/importers.md for each layout")
+    for name in IMPORTERS:
+        mod = get_importer(name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        build_parser(name, p)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_import(args, args.corpus)
+    return 0

@@ -1,0 +1,372 @@
+"""Shared machinery for corpus importers.
+
+An importer only *reads the index* of a corpus (TSV, JSON, parquet, transcript files) and turns each row
+into a :class:`Candidate`: a manifest :class:`~sicl.data.manifest.Example` whose ``audio`` is an absolute
+path, plus where the row came from. Everything that is the same for every corpus lives here: checking the
+row against the manifest contract, decoding each clip exactly once (which validates it and gives its
+duration), skipping or failing on bad audio, making ids unique, and writing the manifest atomically.
+
+Reading the whole index before decoding anything means a malformed index fails in seconds, not after an
+hour of decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from sicl.data.audio import SAMPLE_RATE, load_audio
+from sicl.data.manifest import Example, parse_row, write_manifest
+from sicl.errors import AudioError, SiclError
+
+PROG = "sicl prepare"
+#: How many names a warning line lists before "...".
+SHOW = 3
+#: Suffix pattern for repeated ids: the second ``x`` becomes ``x~2``.
+DUP_SEP = "~"
+
+
+@dataclass
+class Candidate:
+    """One row of a corpus index, ready to become a manifest row once its audio checks out."""
+
+    example: Example
+    where: str  # "index.tsv:12" or "data.parquet row 7": names the source line in messages
+
+
+@dataclass
+class Scan:
+    """What an importer found in the corpus index (before any audio is decoded)."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    #: reason -> count of rows left out on purpose (filters, empty transcripts); never an error.
+    dropped: Counter[str] = field(default_factory=Counter)
+    #: (where, problem) for rows that cannot become a valid manifest row; errors under --strict.
+    bad_rows: list[tuple[str, str]] = field(default_factory=list)
+    #: files the importer wrote (embedded audio); removed again if the import fails.
+    created: list[Path] = field(default_factory=list)
+    #: rows whose decoded audio is shorter than this are dropped (MyST's --min-seconds).
+    min_seconds: float = 0.0
+
+    def add(self, example: Example, where: str) -> None:
+        """Queue a row after checking it against the manifest contract (so the output always reads back)."""
+        _, problems = parse_row(example.to_dict())
+        if problems:
+            self.bad_rows.append((where, f"id {example.id!r}: {problems[0]}"))
+        else:
+            self.candidates.append(Candidate(example, where))
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+
+# --------------------------------------------------------------------------------------------- options
+
+def add_common_arguments(parser: argparse.ArgumentParser, split_help: str) -> None:
+    """Options every importer takes (corpus-specific ones are added by the importer)."""
+    parser.add_argument("src", metavar="SRC", type=Path, help="corpus folder or index file (see docs/importers.md)")
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl", help="manifest to write")
+    parser.add_argument("--split", default=None, help=split_help)
+    parser.add_argument("--strict", action="store_true",
+                        help="any bad row or bad audio file is an error and nothing is written")
+    parser.add_argument("--max-seconds", type=float, default=30.0, metavar="S",
+                        help="clips longer than this count as bad audio (default: 30, the model's window)")
+    parser.add_argument("--id-prefix", default="", metavar="P",
+                        help="prepend P to every id (e.g. 'cv-fr/') so manifests of several corpora can be merged")
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                        help="decode N clips at a time (threads; default: up to 4)")
+
+
+# ----------------------------------------------------------------------------------------- index files
+
+def read_tsv(path: Path, required: Sequence[str]) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """Read a tab-separated file with a header line, *without* quote handling.
+
+    Common Voice / CoVoST sentences contain unbalanced ``"`` characters; the csv module would join lines
+    or drop quotes, so each line is simply split on tabs. Returns ``(header, rows)`` where rows yields
+    ``(line_number, {column: value})``. A missing required column, or a row with more fields than the
+    header, is a :class:`SiclError` naming the file (and line). Rows with fewer fields are padded: some
+    tools strip trailing empty columns.
+    """
+    try:
+        fh = open(path, encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise SiclError(f"{path}: cannot open ({e.strerror})") from None
+    first = fh.readline().rstrip("\r\n")
+    header = first.split("\t")
+    missing = [c for c in required if c not in header]
+    if missing:
+        fh.close()
+        raise SiclError(f"{path}:1: missing required column(s) {', '.join(missing)} "
+                        f"(header has: {', '.join(h for h in header if h) or 'nothing'})")
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        with fh:
+            for line_no, line in enumerate(_lines(fh, path), start=2):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                values = line.split("\t")
+                if len(values) > len(header):
+                    raise SiclError(f"{path}:{line_no}: {len(values)} tab-separated fields, "
+                                    f"the header has {len(header)}")
+                values += [""] * (len(header) - len(values))
+                yield line_no, dict(zip(header, values, strict=True))
+
+    return header, rows()
+
+
+def _lines(fh: TextIO, path: Path) -> Iterator[str]:
+    try:
+        yield from fh
+    except UnicodeDecodeError as e:
+        raise SiclError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def read_json_records(path: Path) -> list[tuple[str, Any]]:
+    """Records of a JSON file holding a list of objects, or of a JSON Lines file: ``[(where, obj)]``.
+
+    Bad JSON is a :class:`SiclError` naming the file and line.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise SiclError(f"{path}: cannot open ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise SiclError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SiclError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        return [(f"{path} item {i}", obj) for i, obj in enumerate(data)]
+    if stripped.startswith("{") and path.suffix.lower() == ".json":
+        # A single object may wrap the list (e.g. {"data": [...]}); accept the one list value it holds.
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # maybe JSON Lines saved as .json: fall through
+        if isinstance(data, dict):
+            lists = [v for v in data.values()
+                     if isinstance(v, list) and v and all(isinstance(o, dict) for o in v)]
+            if len(lists) == 1:
+                return [(f"{path} item {i}", obj) for i, obj in enumerate(lists[0])]
+            return [(f"{path}:1", data)]  # a one-record JSON Lines file named .json
+    records = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((f"{path}:{line_no}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise SiclError(f"{path}:{line_no}: invalid JSON ({e.msg} at column {e.colno})") from None
+    return records
+
+
+def require_keys(obj: Any, keys: Iterable[str], where: str) -> dict[str, Any]:
+    """The record as a dict, or a SiclError naming the first missing key (a malformed index file)."""
+    if not isinstance(obj, dict):
+        raise SiclError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise SiclError(f"{where}: missing required field(s) {', '.join(missing)}")
+    return obj
+
+
+def text(value: Any) -> str:
+    """A field as stripped text (None -> '')."""
+    return "" if value is None else str(value).strip()
+
+
+def pick_meta(obj: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The listed keys that are present and non-empty (breakdown labels such as category/difficulty)."""
+    out = {}
+    for k in keys:
+        v = obj.get(k)
+        if v is not None and (not isinstance(v, str) or v.strip()):
+            out[k] = v.strip() if isinstance(v, str) else v
+    return out
+
+
+def resolve_answer(answer: Any, choices: list[str]) -> str | None:
+    """Map a gold answer onto one of ``choices``: exact text, a bare letter A-D.. (index into the
+    choices), or the same text up to case and surrounding whitespace / trailing period. ``None`` if none."""
+    ans = text(answer)
+    if ans in choices:
+        return ans
+    if len(ans) == 1 and ans.upper() in "ABCDEFGHIJ" and ord(ans.upper()) - 65 < len(choices):
+        return choices[ord(ans.upper()) - 65]
+    # "(B)" / "B." forms
+    m = re.fullmatch(r"\(?([A-Ja-j])[).:]?", ans)
+    if m and ord(m.group(1).upper()) - 65 < len(choices):
+        return choices[ord(m.group(1).upper()) - 65]
+    key = _loose(ans)
+    hits = [c for c in choices if _loose(c) == key]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _loose(s: str) -> str:
+    return " ".join(s.casefold().split()).rstrip(".")
+
+
+def resolve_audio(base: Path, rel: str) -> Path:
+    """An audio path from an index, relative to ``base`` unless absolute (``./x.wav`` works too)."""
+    p = Path(rel)
+    return p if p.is_absolute() else (base / p)
+
+
+def single_file(folder: Path, patterns: Sequence[str], what: str) -> Path:
+    """The file in ``folder`` matched by the first glob pattern (in priority order) that matches anything;
+    a clear error when nothing matches or the winning pattern matches several files."""
+    for pat in patterns:
+        found = sorted(p for p in folder.glob(pat) if p.is_file())
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(p.name for p in found[:6])
+            raise SiclError(f"{folder}: several {what} files ({names}); pass the file itself as SRC")
+    raise SiclError(f"{folder}: no {what} found (looked for {', '.join(patterns)})")
+
+
+# ------------------------------------------------------------------------------------------- importing
+
+def decode_all(scan: Scan, max_seconds: float, strict: bool, jobs: int = 1
+               ) -> tuple[list[Example], list[tuple[Candidate, str]]]:
+    """Decode every candidate's audio once: sets ``duration`` and sorts rows into kept and bad.
+
+    Under ``strict`` the first bad clip raises (naming the file and the source line).
+    """
+    from tqdm import tqdm  # imported here: only needed when something is decoded
+
+    def check(c: Candidate) -> float | str:
+        try:
+            wav = load_audio(c.example.audio, max_seconds=max_seconds)
+        except AudioError as e:
+            return str(e)
+        return round(len(wav) / SAMPLE_RATE, 3)
+
+    kept: list[Example] = []
+    bad: list[tuple[Candidate, str]] = []
+    cands = scan.candidates
+    with tqdm(total=len(cands), desc=PROG, unit="clip", file=sys.stderr, disable=None, leave=False) as bar:
+        for c, result in zip(cands, _map(check, cands, jobs), strict=True):
+            bar.update()
+            if isinstance(result, str):
+                if strict:
+                    raise SiclError(f"{c.where}: {result}")
+                bad.append((c, result))
+            elif result < scan.min_seconds:
+                scan.drop(f"shorter than {scan.min_seconds:g} s")
+            else:
+                c.example.duration = result
+                kept.append(c.example)
+    return kept, bad
+
+
+def _map(fn: Callable[[Candidate], Any], items: list[Candidate], jobs: int) -> Iterator[Any]:
+    """Ordered map, threaded when ``jobs > 1`` (libsndfile and soxr release the GIL while decoding).
+    Work is submitted in chunks so a million-row corpus does not create a million futures at once."""
+    if jobs <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        it = iter(items)
+        while chunk := list(itertools.islice(it, 256 * jobs)):
+            yield from pool.map(fn, chunk)
+
+
+def unique_ids(examples: list[Example], prefix: str = "") -> list[str]:
+    """Apply ``prefix`` and make ids unique in place: the first ``x`` keeps its id, later ones become
+    ``x~2``, ``x~3``, ... (skipping any such name the corpus already uses). Returns the repeated ids."""
+    taken = {prefix + ex.id for ex in examples}
+    used: set[str] = set()
+    repeated: list[str] = []
+    for ex in examples:
+        base = new = prefix + ex.id
+        if base in used:
+            if base not in repeated:
+                repeated.append(base)
+            n = 1
+            while new in used or new in taken:
+                n += 1
+                new = f"{base}{DUP_SEP}{n}"
+        used.add(new)
+        ex.id = new
+    return repeated
+
+
+def warn(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:SHOW])
+    return shown + (", ..." if len(items) > SHOW else "")
+
+
+def finish(scan: Scan, out: Path, *, max_seconds: float, strict: bool, jobs: int = 1,
+           id_prefix: str = "", source: str = "") -> int:
+    """Decode, report, write. Returns the number of rows written. Nothing is written when it raises."""
+    try:
+        if strict and scan.bad_rows:
+            where, problem = scan.bad_rows[0]
+            raise SiclError(f"{where}: {problem}")
+        total = len(scan.candidates) + len(scan.bad_rows)
+        kept, bad = decode_all(scan, max_seconds, strict, jobs)
+        for c, _ in bad:  # extracted audio nobody will use
+            if Path(c.example.audio) in scan.created:
+                Path(c.example.audio).unlink(missing_ok=True)
+        if not kept:
+            raise SiclError(f"{source or 'source'}: no usable rows ({_why_none(scan, bad)})")
+        repeated = unique_ids(kept, id_prefix)
+        write_manifest(out, kept)
+    except BaseException:
+        for p in scan.created:
+            p.unlink(missing_ok=True)
+        for d in {p.parent for p in scan.created}:
+            try:
+                d.rmdir()  # only succeeds when we emptied it
+            except OSError:
+                pass
+        raise
+    if scan.bad_rows:
+        warn(f"skipped {len(scan.bad_rows)} of {total} rows that do not fit the manifest: "
+             + _names([f"{w} ({p})" for w, p in scan.bad_rows]))
+    if bad:
+        warn(f"skipped {len(bad)} of {total} rows with bad audio: "
+             + _names([f"{Path(c.example.audio).name} ({_reason(msg)})" for c, msg in bad]))
+    if scan.dropped:
+        parts = ", ".join(f"{n} {why}" for why, n in scan.dropped.most_common())
+        warn(f"left out {sum(scan.dropped.values())} rows on purpose: {parts}")
+    if repeated:
+        warn(f"{len(repeated)} id(s) occur more than once; repeats renamed with a '{DUP_SEP}N' suffix: "
+             + _names(repeated))
+    print(f"wrote {len(kept)} rows to {out}")
+    return len(kept)
+
+
+def _reason(message: str) -> str:
+    """The part of an AudioError message after 'FILE: '."""
+    head, sep, tail = message.partition(": ")
+    return tail if sep else message
+
+
+def _why_none(scan: Scan, bad: list) -> str:
+    parts = []
+    if scan.bad_rows:
+        parts.append(f"{len(scan.bad_rows)} rows do not fit the manifest")
+    if bad:
+        parts.append(f"{len(bad)} with bad audio")
+    parts += [f"{n} {why}" for why, n in scan.dropped.items()]
+    return "; ".join(parts) or "the index holds no rows"

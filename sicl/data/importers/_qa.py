@@ -1,0 +1,49 @@
+"""Shared reader for MMAU / MMAR-style audio QA files: a JSON list (or JSON Lines) of objects with a
+question, a ``choices`` list and an ``answer`` text, audio paths relative to the JSON's folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sicl.data.importers._common import (
+    Scan,
+    pick_meta,
+    read_json_records,
+    require_keys,
+    resolve_answer,
+    resolve_audio,
+    single_file,
+    text,
+)
+from sicl.data.manifest import Example
+
+
+def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Sequence[str],
+            what: str) -> Scan:
+    path = src if src.is_file() else single_file(src, patterns, what)
+    out = Scan()
+    required = ("id", audio_key, "question", "choices", "answer")
+    for where, obj in read_json_records(path):
+        row = require_keys(obj, required, where)
+        rid = text(row["id"])
+        choices = row["choices"]
+        if not rid:
+            out.bad_rows.append((where, "empty 'id'"))
+            continue
+        if not isinstance(choices, list) or not all(isinstance(c, str | int | float) for c in choices):
+            out.bad_rows.append((where, f"id {rid!r}: 'choices' is not a list of strings"))
+            continue
+        choices = [text(c) for c in choices if text(c)]
+        target = resolve_answer(row["answer"], choices)
+        if target is None:
+            out.bad_rows.append((where, f"id {rid!r}: answer {text(row['answer'])!r} is none of the choices"))
+            continue
+        rel = text(row[audio_key])
+        if not rel:
+            out.bad_rows.append((where, f"id {rid!r}: empty '{audio_key}'"))
+            continue
+        out.add(Example(id=rid, audio=str(resolve_audio(path.parent, rel).resolve()), task="aqa",
+                        target=target, question=text(row["question"]), choices=choices,
+                        meta=pick_meta(row, meta_keys)), where)
+    return out

@@ -1,0 +1,87 @@
+"""A plain folder of audio files plus a transcript table (CSV or TSV with a header: ``file, text`` and
+optionally ``speaker``, ``lang``). The generic way in for any ASR corpus without its own importer."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from sicl.data.importers._common import Scan, single_file, text
+from sicl.data.manifest import Example
+from sicl.errors import SiclError
+
+HELP = "folder of audio + transcript CSV/TSV (columns file, text[, speaker, lang]) -> asr"
+SPLIT_HELP = "not used"
+USES_SPLIT = False
+DELIMITERS = (",", "\t", "|", ";")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transcripts", type=Path, default=None, metavar="FILE",
+                        help="transcript table (default: the single *.csv / *.tsv in SRC)")
+    parser.add_argument("--lang", default="en", help="language of rows without a 'lang' column (default: en)")
+
+
+def _delimiter(path: Path, header_line: str) -> str:
+    """Tab for .tsv; otherwise the delimiter that splits the header into columns including file and text
+    (so 'metadata.csv' written with '|' works too)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    for d in DELIMITERS:
+        cols = [c.strip() for c in header_line.split(d)]
+        if "file" in cols and "text" in cols:
+            return d
+    try:
+        return csv.Sniffer().sniff(header_line, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        return ","
+
+
+def scan(src: Path, args: argparse.Namespace) -> Scan:
+    if not src.is_dir():
+        raise SiclError(f"{src}: expected the audio folder (the transcript table goes in --transcripts)")
+    table = args.transcripts or single_file(src, ("*.csv", "*.tsv"), "transcript table (*.csv / *.tsv)")
+    try:
+        fh = open(table, encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise SiclError(f"{table}: cannot open ({e.strerror})") from None
+    out = Scan()
+    with fh:
+        header_line = fh.readline()
+        fh.seek(0)
+        delim = _delimiter(table, header_line)
+        # TSVs are read without quote handling (as Common Voice's), CSVs with standard quoting.
+        reader = csv.reader(fh, delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL)
+        try:
+            header = [c.strip() for c in next(reader, [])]
+            missing = [c for c in ("file", "text") if c not in header]
+            if missing:
+                raise SiclError(f"{table}:1: missing required column(s) {', '.join(missing)} "
+                                f"(header has: {', '.join(h for h in header if h) or 'nothing'}; "
+                                "a header line is required)")
+            col = {name: i for i, name in enumerate(header)}
+            for values in reader:
+                where = f"{table}:{reader.line_num}"
+                if not any(v.strip() for v in values):
+                    continue
+                if len(values) > len(header):
+                    raise SiclError(f"{where}: {len(values)} fields, the header has {len(header)}")
+                row = {name: (values[i] if i < len(values) else "") for name, i in col.items()}
+                rel, transcript = text(row["file"]), text(row["text"])
+                if not rel:
+                    out.bad_rows.append((where, "empty 'file'"))
+                    continue
+                if not transcript:
+                    out.drop("with an empty transcript")
+                    continue
+                # id = path below SRC without its suffix: unique even when subfolders reuse file names.
+                rid = Path(rel).with_suffix("").as_posix()
+                out.add(Example(id=rid, audio=str((src / rel).resolve()), task="asr", target=transcript,
+                                lang=text(row.get("lang")) or args.lang,
+                                speaker=text(row.get("speaker")) or None), where)
+        except csv.Error as e:
+            raise SiclError(f"{table}:{reader.line_num}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise SiclError(f"{table}: not valid UTF-8 ({e.reason})") from None
+    return out

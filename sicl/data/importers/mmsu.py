@@ -1,0 +1,139 @@
+"""MMSU: rows ``id, audio, question, choice_a..choice_d, answer_gt`` as JSON (a list), JSON Lines or
+parquet. In parquet (the Hugging Face release) ``audio`` may be an embedded ``{"bytes", "path"}`` struct:
+the bytes are written to ``audio/`` beside the output manifest so the manifest can point at real files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sicl.data.importers._common import (
+    Scan,
+    pick_meta,
+    read_json_records,
+    require_keys,
+    resolve_answer,
+    resolve_audio,
+    text,
+)
+from sicl.data.manifest import Example
+from sicl.errors import SiclError
+
+HELP = "MMSU (JSON / JSONL / parquet with choice_a..d, answer_gt) -> sqa"
+SPLIT_HELP = "not used (MMSU has a single test set)"
+USES_SPLIT = False
+REQUIRED = ("id", "audio", "question", "choice_a", "choice_b", "answer_gt")
+CHOICE_KEYS = ("choice_a", "choice_b", "choice_c", "choice_d")
+# Several spellings are in circulation; keep whichever the file has.
+META_KEYS = ("task_name", "task", "category", "sub-category", "sub_category", "subcategory", "sub_task")
+FORMATS = (".parquet", ".jsonl", ".json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audio-dir", type=Path, default=None, metavar="DIR",
+                        help="where embedded parquet audio is written (default: audio/ beside OUT)")
+
+
+def locate(src: Path) -> list[Path]:
+    """SRC itself, or every parquet file below the folder SRC, else its single JSON / JSONL file."""
+    if src.is_file():
+        return [src]
+    parquet = sorted(src.rglob("*.parquet"))
+    if parquet:
+        return parquet
+    found = sorted(p for p in src.iterdir() if p.suffix.lower() in (".json", ".jsonl"))
+    if len(found) != 1:
+        what = "several JSON files (" + ", ".join(p.name for p in found[:5]) + ")" if found else "no data file"
+        raise SiclError(f"{src}: {what}; pass the MMSU file itself as SRC")
+    return found
+
+
+def iter_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SiclError(f"{path}: reading parquet needs pyarrow; install it with "
+                        "`pip install 'sicl[parquet]'` (or `pip install pyarrow`)") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid/OSError for non-parquet input
+        raise SiclError(f"{path}: cannot read parquet ({str(e).splitlines()[0][:200]})") from None
+    missing = [c for c in REQUIRED if c not in pf.schema_arrow.names]
+    if missing:
+        raise SiclError(f"{path}: missing required column(s) {', '.join(missing)}")
+    i = 0
+    for batch in pf.iter_batches(batch_size=256):  # batches: embedded audio can be gigabytes in all
+        for row in batch.to_pylist():
+            yield f"{path} row {i}", row
+            i += 1
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "clip"
+
+
+def _sniff_suffix(data: bytes) -> str:
+    if data[:4] == b"fLaC":
+        return ".flac"
+    if data[:4] == b"OggS":
+        return ".ogg"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return ".mp3"
+    return ".wav"
+
+
+def audio_path(value: Any, rid: str, base: Path, audio_dir: Path, scan: Scan) -> Path | None:
+    """Where a row's audio lives: a relative path, or embedded bytes written out under ``audio_dir``."""
+    if isinstance(value, dict):
+        data, name = value.get("bytes"), text(value.get("path"))
+        if data:
+            suffix = Path(name).suffix.lower() or _sniff_suffix(data)
+            target = audio_dir / f"{_safe(rid)}{suffix}"
+            n = 1
+            while target in scan.created:  # two rows with one id: do not overwrite the first clip
+                n += 1
+                target = audio_dir / f"{_safe(rid)}_{n}{suffix}"
+            audio_dir.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            scan.created.append(target)
+            return target.resolve()
+        value = name
+    rel = text(value)
+    return resolve_audio(base, rel).resolve() if rel else None
+
+
+def scan(src: Path, args: argparse.Namespace) -> Scan:
+    out = Scan()
+    audio_dir = (args.audio_dir or Path(args.out).parent / "audio").resolve()
+    for path in locate(src):
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            records: Any = iter_parquet(path)
+        elif suffix in (".json", ".jsonl"):
+            records = read_json_records(path)
+        else:
+            raise SiclError(f"{path}: unsupported file type (expected {', '.join(FORMATS)})")
+        for where, obj in records:
+            row = require_keys(obj, REQUIRED, where)
+            rid = text(row["id"])
+            if not rid:
+                out.bad_rows.append((where, "empty 'id'"))
+                continue
+            choices = [text(row.get(k)) for k in CHOICE_KEYS if text(row.get(k))]
+            target = resolve_answer(row["answer_gt"], choices)
+            if target is None:
+                out.bad_rows.append((where, f"id {rid!r}: answer_gt {text(row['answer_gt'])!r} "
+                                            "is none of the choices"))
+                continue
+            audio = audio_path(row["audio"], rid, path.parent, audio_dir, out)
+            if audio is None:
+                out.bad_rows.append((where, f"id {rid!r}: no audio"))
+                continue
+            out.add(Example(id=rid, audio=str(audio), task="sqa", target=target,
+                            question=text(row["question"]), choices=choices,
+                            meta=pick_meta(row, META_KEYS)), where)
+    return out
