@@ -1,0 +1,217 @@
+"""Task items of the synthetic world, generated in memory: shared by the world writer and model pretraining.
+
+``generate_items(kind, n, seed)`` is deterministic: the text, the voices and the audio depend only on
+``(kind, n, seed)`` (plus the keyword options), never on ``workers``. Text and voices are drawn in the
+calling process; audio is synthesised in fixed chunks of ``CHUNK`` items, each chunk in a fresh worker
+process, because espeak-ng carries state (pitch flutter, echo) from one utterance to the next inside a
+process, so a clip is reproducible only given the same preceding clips from a fresh start.
+
+Pretraining use: ``generate_items("adult" | "translate" | "sqa" | "aqa", n, seed=S, exclude=world_sentences(DIR))``
+with a seed the world never uses (the world derives its per-split seeds from ``(seed, kind, split)`` through
+``numpy.random.SeedSequence``, see ``split_seed``); ``exclude`` drops any sentence of the world's splits.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sicl.data.synth import text as T
+from sicl.data.synth import voices as V
+from sicl.data.synth.tts import SAMPLE_RATE
+
+KINDS = ("adult", "translate", "sqa", "aqa", "child-science", "child-reading")
+CHUNK = 48  # items per fresh process; part of the determinism contract (changing it changes audio)
+_TASK = {"adult": "asr", "translate": "st", "sqa": "sqa", "aqa": "aqa", "child-science": "asr",
+         "child-reading": "asr"}
+
+
+@dataclass
+class SynthItem:
+    """An ``Example`` without an audio path, with the waveform (float32, 16 kHz) and the speaker's voice.
+    ``wav`` is empty when the audio was written to disk by ``iter_items(..., audio_dir=...)``."""
+
+    id: str
+    task: str
+    wav: np.ndarray
+    voice: V.VoiceSpec
+    target: str | None = None
+    question: str | None = None
+    choices: list[str] | None = None
+    lang: str = "en"
+    target_lang: str | None = None
+    transcript: str | None = None
+    speaker: str | None = None
+    duration: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _kind_code(kind: str) -> int:
+    return zlib.crc32(kind.encode())
+
+
+def split_seed(seed: int, kind: str, split: str) -> int:
+    """The seed the world uses for one split: a hash of (seed, kind, split), far from small user seeds."""
+    ss = np.random.SeedSequence([seed, _kind_code(kind), _kind_code(split)])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+# ------------------------------------------------------------------------------------------ planning
+def _aqa_plan(i: int, rng: np.random.Generator, cats: list[str], adults: list[V.VoiceSpec],
+              kids: list[V.VoiceSpec]) -> tuple[dict, V.VoiceSpec, float | None]:
+    """One AQA item; category and answer cycle with ``i`` so answers are balanced."""
+    cat = cats[i % len(cats)]
+    question, options, difficulty = T.AQA_QUESTIONS[cat]
+    turn = i // len(cats)
+    voice = adults[int(rng.integers(len(adults)))]
+    gain = None
+    text = T.adult_sentence(rng).text
+    choices = list(options)
+    if cat == "age":
+        answer = options[turn % 2]
+        if answer == "a child":
+            voice = kids[int(rng.integers(len(kids)))]
+    elif cat == "pitch":
+        answer = options[turn % 2]
+        voice = replace(voice, variant=V.FEMALE[int(rng.integers(len(V.FEMALE)))], pitch=int(rng.integers(85, 100))) \
+            if answer == "high" else replace(voice, variant=V.MALE[int(rng.integers(len(V.MALE)))],
+                                             pitch=int(rng.integers(0, 15)))
+    elif cat == "loudness":
+        answer = options[turn % 2]
+        gain = float(rng.uniform(0.7, 0.95)) if answer == "loud" else float(rng.uniform(0.02, 0.06))
+    elif cat == "gender":
+        answer = options[turn % 2]
+        pool = V.MALE if answer == "male" else V.FEMALE
+        voice = replace(voice, variant=pool[int(rng.integers(len(pool)))], pitch=int(rng.integers(35, 61)))
+    elif cat == "rate":
+        answer = options[turn % 2]
+        voice = replace(voice, rate=int(rng.integers(240, 290)) if answer == "fast" else int(rng.integers(95, 120)),
+                        rate_jitter=0.0)
+    elif cat == "count":
+        answer = options[turn % len(options)]
+        k = options.index(answer) + 2
+        words = sorted(T.ADULT_VOCAB)
+        text = " ".join(words[int(j)] for j in rng.choice(len(words), k, replace=False))
+        others = [o for o in options if o != answer]
+        choices = [answer] + [others[int(j)] for j in rng.choice(len(others), 3, replace=False)]
+    else:  # accent
+        labels = list(V.ACCENT_LABELS.items())
+        accent, answer = labels[turn % len(labels)]
+        voice = replace(voice, accent=accent)
+    choices = [choices[int(j)] for j in rng.permutation(len(choices))]
+    fields = dict(target=answer, question=question, choices=choices, transcript=text,
+                  meta={"category": cat, "difficulty": difficulty})
+    return fields, voice, gain
+
+
+def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.VoiceSpec] | None,
+          topics: list[str] | None) -> list[tuple[dict, V.VoiceSpec, float | None]]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _kind_code(kind)]))
+    child = kind.startswith("child-")
+    domain = kind.removeprefix("child-")
+    voices = speakers or (V.classroom(domain) if child else V.adult_population())
+    kids = V.classroom("aqa")
+    cats = list(T.AQA_QUESTIONS)
+    plan: list[tuple[dict, V.VoiceSpec, float | None]] = []
+    seen = set(exclude)
+    tries = 0
+    while len(plan) < n:
+        tries += 1
+        if tries > 200 * n + 1000:
+            raise RuntimeError(f"cannot draw {n} distinct {kind} sentences (exclude holds {len(exclude)})")
+        i = len(plan)
+        gain = None
+        if kind == "aqa":
+            fields, voice, gain = _aqa_plan(i, rng, cats, voices, kids)
+        else:
+            voice = voices[int(rng.integers(len(voices)))]
+            if kind == "sqa":
+                sent, q, choices, answer = T.sqa_item(rng)
+                fields = dict(target=answer, question=q, choices=choices, transcript=sent.text)
+            elif child:
+                topic = topics[i % len(topics)] if topics else None
+                sent = (T.science_sentence if domain == "science" else T.reading_sentence)(rng, topic)
+                fields = dict(target=sent.text, meta={"topic": sent.topic})
+            else:
+                sent = T.adult_sentence(rng)
+                fields = dict(target=sent.text)
+                if kind == "translate":
+                    fields = dict(target=T.translate(sent.text), transcript=sent.text, target_lang=T.TARGET_LANG)
+        spoken = fields.get("transcript") or fields["target"]
+        if kind != "aqa" or fields["meta"]["category"] != "count":
+            if spoken in seen:
+                continue
+            seen.add(spoken)
+        plan.append((fields, voice, gain))
+    return plan
+
+
+# ------------------------------------------------------------------------------------------ synthesis
+def _synth_chunk(args: tuple) -> list[tuple[np.ndarray | None, float]]:
+    """Runs in a fresh process: synthesise a chunk in order (see module docstring)."""
+    jobs, audio_dir = args
+    out = []
+    for text, voice, utt_seed, gain, name in jobs:
+        wav = voice.synthesize(text, np.random.default_rng(utt_seed))
+        if gain is not None:  # AQA loudness: set the peak level
+            wav = (wav * (gain / max(float(np.abs(wav).max()), 1e-6))).astype(np.float32)
+        if audio_dir is not None:
+            from sicl.data.audio import write_audio
+
+            write_audio(Path(audio_dir) / f"{name}.flac", wav)
+            out.append((None, len(wav) / SAMPLE_RATE))
+        else:
+            out.append((wav, len(wav) / SAMPLE_RATE))
+    return out
+
+
+def _pool(workers: int):
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["sicl.data.synth.voices", "sicl.data.audio"])
+    # maxtasksperchild=1: every chunk starts from a pristine espeak-ng state.
+    return ctx.Pool(processes=max(1, workers), maxtasksperchild=1)
+
+
+def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,
+               speakers: list[V.VoiceSpec] | None = None, topics: list[str] | None = None,
+               ids: list[str] | None = None, audio_dir: str | Path | None = None) -> Iterator[SynthItem]:
+    """Yield the items of ``generate_items`` in order, as chunks finish (keeps memory flat).
+
+    ``exclude``: spoken sentences never to produce. ``speakers``: voices to draw from (default: the adult
+    population, or the domain's classroom for child kinds). ``topics``: child topics, cycled. ``ids``: item
+    ids (default ``<kind>-<i>``). ``audio_dir``: write ``<id>.flac`` there from the workers instead of
+    returning waveforms.
+    """
+    plan = _plan(kind, n, seed, exclude or set(), speakers, topics)
+    ids = ids or [f"{kind}-{i:06d}" for i in range(n)]
+    if len(ids) != n:
+        raise ValueError("ids must hold n entries")
+    seeds = np.random.SeedSequence([seed, _kind_code(kind), 1]).generate_state(n)
+    jobs = [((f.get("transcript") or f["target"]), v, int(s), g, name)
+            for (f, v, g), s, name in zip(plan, seeds, ids, strict=True)]
+    chunks = [(jobs[i:i + CHUNK], str(audio_dir) if audio_dir else None) for i in range(0, n, CHUNK)]
+    with _pool(min(workers, len(chunks)) or 1) as pool:
+        start = 0
+        for results in pool.imap(_synth_chunk, chunks):
+            for (fields, voice, _), (wav, dur), name in zip(plan[start:start + len(results)], results,
+                                                            ids[start:start + len(results)], strict=True):
+                meta = dict(fields.pop("meta", {}) or {})
+                meta["voice"] = {k: v for k, v in voice.to_dict().items() if k != "speaker"}
+                yield SynthItem(id=name, task=_TASK[kind], wav=wav if wav is not None else np.zeros(0, np.float32),
+                                voice=voice, speaker=voice.speaker, duration=round(dur, 3), meta=meta, **fields)
+            start += len(results)
+
+
+def generate_items(kind: str, n: int, seed: int, workers: int = 1, **options: Any) -> list[SynthItem]:
+    """``n`` items of ``kind`` (adult | translate | sqa | aqa | child-science | child-reading); identical for
+    any ``workers``. Options: see :func:`iter_items`."""
+    return list(iter_items(kind, n, seed, workers, **options))

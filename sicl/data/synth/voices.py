@@ -1,0 +1,92 @@
+"""Speakers of the synthetic world: espeak-ng voice settings, adult populations and child classrooms.
+
+A :class:`VoiceSpec` is one speaker. Adults vary accent x variant x pitch x rate. Child-like voices use a
+high espeak pitch, a fast or uneven rate, extra pauses between words (hesitant reading) and a pitch+formant
+shift (``shift``) applied after synthesis, which mimics a shorter vocal tract. Populations are drawn from
+fixed seeds, so every split (and model pretraining) sees the same speaker inventory; each child domain has
+its own classroom, shared by its pool and test splits, and a separate small group of children for train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from sicl.data.synth import tts
+
+ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+           "en-gb-x-gbcwmd"]
+#: Accent -> label used by AQA accent questions (accents without a label are never asked about).
+ACCENT_LABELS = {"en-us": "american", "en-gb-x-rp": "british", "en-gb-scotland": "scottish", "en-029": "caribbean"}
+MALE = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"]
+FEMALE = ["f1", "f2", "f3", "f4"]
+_POPULATION_SEED = 90210
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """One speaker. ``rate`` is the effective words per minute after ``shift``; ``rate_jitter`` is the
+    relative per-utterance rate variation (uneven speakers); ``word_gap`` adds pauses (x10 ms)."""
+
+    speaker: str
+    accent: str = "en-us"
+    variant: str = "m1"
+    pitch: int = 50
+    rate: int = 160
+    pitch_range: int = 50
+    child: bool = False
+    shift: float = 1.0
+    rate_jitter: float = 0.0
+    word_gap: int = 0
+
+    @property
+    def gender(self) -> str:
+        return "female" if self.variant.startswith("f") else "male"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def synthesize(self, text: str, rng: np.random.Generator | None = None, rate_scale: float = 1.0) -> np.ndarray:
+        """Speak ``text``; ``rng`` draws the utterance's rate jitter (deterministic given the rng)."""
+        rate = self.rate * rate_scale
+        if self.rate_jitter and rng is not None:
+            rate *= 1.0 + self.rate_jitter * float(rng.uniform(-1.0, 1.0))
+        # The shift shortens audio by `shift`; ask espeak for a slower rate so the result is at `rate`.
+        espeak_rate = int(np.clip(round(rate / self.shift), 80, 450))
+        wav = tts.synthesize(text, f"{self.accent}+{self.variant}", espeak_rate, self.pitch, self.pitch_range,
+                             word_gap=self.word_gap)
+        return tts.shift_pitch_formants(wav, self.shift)
+
+
+def _rng(tag: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([_POPULATION_SEED, *map(ord, tag)]))
+
+
+def sample_adult(rng: np.random.Generator, speaker: str) -> VoiceSpec:
+    variant = (MALE + FEMALE)[int(rng.integers(len(MALE) + len(FEMALE)))]
+    return VoiceSpec(speaker=speaker, accent=ACCENTS[int(rng.integers(len(ACCENTS)))], variant=variant,
+                     pitch=int(rng.integers(25, 71)), rate=int(rng.integers(140, 186)),
+                     pitch_range=int(rng.integers(30, 71)), rate_jitter=0.03)
+
+
+def sample_child(rng: np.random.Generator, speaker: str) -> VoiceSpec:
+    hesitant = rng.random() < 0.35  # a word-by-word reader
+    return VoiceSpec(speaker=speaker, accent=ACCENTS[int(rng.integers(len(ACCENTS)))],
+                     variant=(FEMALE + ["m3", "m6"])[int(rng.integers(len(FEMALE) + 2))],
+                     pitch=int(rng.integers(75, 100)), rate=int(rng.integers(170, 231)),
+                     pitch_range=int(rng.integers(60, 100)), child=True, shift=round(float(rng.uniform(1.15, 1.35)), 3),
+                     rate_jitter=round(float(rng.uniform(0.05, 0.2)), 3), word_gap=int(rng.integers(4, 14)) if hesitant else 0)
+
+
+def adult_population(n: int = 300) -> list[VoiceSpec]:
+    """The adult speaker inventory (fixed): ids ``adult-000`` ..."""
+    rng = _rng("adult")
+    return [sample_adult(rng, f"adult-{i:03d}") for i in range(n)]
+
+
+def classroom(name: str, n: int = 12) -> list[VoiceSpec]:
+    """A fixed group of child speakers, e.g. ``classroom("science")`` (pool+test) or
+    ``classroom("science-train")`` (the children of the small fine-tuning set)."""
+    rng = _rng("child-" + name)
+    return [sample_child(rng, f"{name}-kid{i:02d}") for i in range(n)]
