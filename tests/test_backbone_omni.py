@@ -9,7 +9,7 @@ import torch
 from backbone_suite import BackboneSuite, make_examples, mixed_episodes
 from safetensors.torch import load_file, save_file
 
-from sicl.models.backbone import family_of, load_backbone
+from sicl.models.backbone import Backbone, family_of, load_backbone
 from sicl.models.tiny_omni import build_random_tiny_omni
 
 TINY = dict(audio_layers=1, audio_dim=64, audio_heads=2, audio_ffn=128, text_layers=2, text_dim=64,
@@ -31,6 +31,7 @@ def examples(tmp_path_factory):
 class TestOmni(BackboneSuite):
     def test_family_and_layout(self, bb, model_dir, examples):
         assert family_of(model_dir) == "qwen2_5_omni" and bb.family == "qwen2_5_omni"
+        assert isinstance(bb, Backbone)
         text = bb.prompt_text(mixed_episodes(examples)[0])
         assert text.count("<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio.<|im_end|>") == 4
         assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
