@@ -27,7 +27,7 @@ from sicl.data.synth import voices as V
 from sicl.data.synth.tts import SAMPLE_RATE
 
 KINDS = ("adult", "translate", "sqa", "aqa", "child-science", "child-reading")
-CHUNK = 48  # items per fresh process; part of the determinism contract (changing it changes audio)
+CHUNK = 128  # items per fresh process; part of the determinism contract (changing it changes audio)
 _TASK = {"adult": "asr", "translate": "st", "sqa": "sqa", "aqa": "aqa", "child-science": "asr",
          "child-reading": "asr"}
 
@@ -176,7 +176,7 @@ def _synth_chunk(args: tuple) -> list[tuple[np.ndarray | None, float]]:
 def _pool(workers: int):
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["sicl.data.synth.voices", "sicl.data.audio"])
+        ctx.set_forkserver_preload(["sicl.data.synth.items", "sicl.data.audio"])
     # maxtasksperchild=1: every chunk starts from a pristine espeak-ng state.
     return ctx.Pool(processes=max(1, workers), maxtasksperchild=1)
 

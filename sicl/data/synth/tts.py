@@ -6,9 +6,10 @@ bundles ``libespeak-ng.so`` together with its voice data, so calling the C API d
 pip works, with no root and no subprocess per utterance (about 15 ms per 3-second clip).
 
 The library keeps global state, so each process initialises it once (lazily, on first use) and calls are
-serialised with a lock. espeak-ng's noise sources use pseudo-random numbers; we reseed them before every utterance
-so a clip depends only on its text and voice, never on what the process synthesised before (this is what
-makes parallel world building byte-identical to a serial build).
+serialised with a lock. We reseed espeak-ng's random generators before every utterance, but some state
+(pitch flutter phase, echo buffer) still carries from one utterance to the next within a process, so a clip
+is reproducible only given the same sequence of earlier clips since process start. ``items.py`` therefore
+synthesises fixed chunks, each in a fresh process (this keeps parallel builds byte-identical to serial ones).
 """
 
 from __future__ import annotations

@@ -1,0 +1,165 @@
+"""Write the synthetic world: ``DIR/<domain>/audio/<id>.flac`` + ``DIR/<domain>/<split>.jsonl`` + ``DIR/world.json``.
+
+Domains and splits: adult, translate, sqa, aqa (train = episode queries, pool = demonstrations, test) and
+child-science, child-reading (a small train for the direct fine-tuning baseline, pool, test). Sentences are
+distinct across the splits of a domain (and across adult/translate/sqa). A child domain's pool and test
+share topics and speakers (a classroom); its train set comes from other children and other sentences.
+
+Same seed and size -> byte-identical files. ``world.json`` is written last and marks a complete build; a
+re-run with the same settings is skipped unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sicl.data.manifest import Example, read_manifest, write_manifest
+from sicl.data.synth import text as T
+from sicl.data.synth import voices as V
+from sicl.data.synth.items import SynthItem, iter_items, split_seed
+from sicl.errors import SiclError
+
+SPLITS = ("train", "pool", "test")
+SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
+    "default": {"adult": (1500, 1500, 300), "translate": (1000, 1000, 200), "sqa": (800, 800, 200),
+                "child-science": (150, 500, 200), "child-reading": (150, 500, 200), "aqa": (300, 300, 300)},
+}
+SIZES["small"] = {d: tuple(max(20, c // 10) for c in counts) for d, counts in SIZES["default"].items()}
+# Adult-speech domains share one set of used sentences, so no sentence is in two of them.
+_SHARED_TEXT = ("adult", "translate", "sqa")
+_GEN_ORDER = ("test", "pool", "train")  # test first: its sentences are never reused elsewhere
+
+
+def _to_example(item: SynthItem, audio: Path) -> Example:
+    return Example(id=item.id, audio=str(audio), task=item.task, target=item.target, question=item.question,
+                   choices=item.choices, lang=item.lang, target_lang=item.target_lang,
+                   transcript=item.transcript, speaker=item.speaker, duration=item.duration, meta=item.meta)
+
+
+def _spoken(ex: Example) -> str:
+    return (ex.transcript or ex.target or "") if ex.task != "asr" else (ex.target or "")
+
+
+def world_sentences(out: str | Path, splits: tuple[str, ...] = ("test",)) -> set[str]:
+    """Spoken sentences of a built world's ``splits`` (default: the test splits): pretraining passes them
+    as ``exclude`` to ``generate_items`` so no test sentence is ever seen in training."""
+    out = Path(out)
+    found: set[str] = set()
+    for path in sorted(out.glob("*/*.jsonl")):
+        if path.stem in splits:
+            found |= {_spoken(ex) for ex in read_manifest(path)}
+    return found
+
+
+def _is_complete(out: Path, seed: int, size: str) -> bool:
+    info = out / "world.json"
+    if not info.is_file():
+        return False
+    meta = json.loads(info.read_text())
+    if (meta.get("seed"), meta.get("size")) != (seed, size):
+        raise SiclError(f"{out} holds a world with seed={meta.get('seed')} size={meta.get('size')}; "
+                        f"pass --force to rebuild it with seed={seed} size={size}")
+    return all((out / d / f"{s}.jsonl").is_file() for d in SIZES[size] for s in SPLITS)
+
+
+def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 2, force: bool = False,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build (or reuse) the world in ``out``; returns the summary also written to ``world.json``.
+    ``progress`` is called with the number of clips finished since the last call."""
+    if size not in SIZES:
+        raise SiclError(f"unknown size {size!r} (expected one of {', '.join(SIZES)})")
+    out = Path(out)
+    if not force and _is_complete(out, seed, size):
+        summary = json.loads((out / "world.json").read_text())
+        summary["skipped"] = True
+        return summary
+    (out / "world.json").unlink(missing_ok=True)  # incomplete until written again
+    shared: set[str] = set()
+    texts: dict[str, dict[str, list[str]]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    hours = 0.0
+    for domain, sizes in SIZES[size].items():
+        ddir = out / domain
+        if (ddir / "audio").exists():
+            shutil.rmtree(ddir / "audio")  # no stale clips from an older build
+        used = shared if domain in _SHARED_TEXT else set()
+        texts[domain], counts[domain] = {}, {}
+        n_of = dict(zip(SPLITS, sizes, strict=True))
+        for split in _GEN_ORDER:
+            n = n_of[split]
+            opts: dict[str, Any] = {}
+            if domain.startswith("child-"):
+                name = domain.removeprefix("child-")
+                opts["speakers"] = V.classroom(f"{name}-train", 6) if split == "train" else V.classroom(name)
+                opts["topics"] = T.SCIENCE_TOPICS if name == "science" else T.READING_TOPICS
+            ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
+            examples = []
+            for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
+                                   ids=ids, audio_dir=ddir / "audio", **opts):
+                examples.append(_to_example(item, (ddir / "audio" / f"{item.id}.flac").resolve()))
+                hours += (item.duration or 0.0) / 3600
+                if progress:
+                    progress(1)
+            used |= {_spoken(ex) for ex in examples if not (ex.meta or {}).get("category") == "count"}
+            write_manifest(ddir / f"{split}.jsonl", examples)  # after the audio: never half a split
+            texts[domain][split] = [_spoken(ex) for ex in examples]
+            counts[domain][split] = n
+    summary = _summary(seed, size, counts, texts, hours, out)
+    _write_json(out / "world.json", summary)
+    return summary
+
+
+def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out: Path) -> dict[str, Any]:
+    adult_words = {w for d in _SHARED_TEXT for s in texts[d].values() for t in s for w in t.split()}
+    child: dict[str, Any] = {}
+    for name, domain_words in T.DOMAIN_WORDS.items():
+        t = texts[f"child-{name}"]
+        test_tokens = [w for s in t["test"] for w in s.split()]
+        test_domain = {w for w in test_tokens if w in domain_words}
+        pool_words = {w for s in t["pool"] for w in s.split()}
+        child[f"child-{name}"] = {
+            "domain_vocab": len(domain_words),
+            "test_domain_word_types": len(test_domain),
+            "test_domain_absent_from_adult": round(len(test_domain - adult_words) / max(1, len(test_domain)), 4),
+            "test_domain_covered_by_pool": round(len(test_domain & pool_words) / max(1, len(test_domain)), 4),
+            "test_token_oov_vs_adult": round(sum(w not in adult_words for w in test_tokens)
+                                             / max(1, len(test_tokens)), 4),
+        }
+    disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return {
+        "seed": seed, "size": size, "counts": counts,
+        "clips": sum(sum(c.values()) for c in counts.values()), "audio_hours": round(hours, 4),
+        "disk_mb": round(disk / 2**20, 1),
+        "vocab": {"adult": len(T.ADULT_VOCAB), "science_domain": len(T.SCIENCE_WORDS),
+                  "reading_domain": len(T.READING_WORDS), "zx_lexicon": len(T.ZX_LEXICON)},
+        "adult_text_words_used": len(adult_words), "child": child, "target_lang": T.TARGET_LANG,
+    }
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".world.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A plain-text table of the world: clips per domain and split, and the child-domain overlap numbers."""
+    lines = [f"{'domain':<15}" + "".join(f"{s:>8}" for s in SPLITS)]
+    for domain, c in summary["counts"].items():
+        lines.append(f"{domain:<15}" + "".join(f"{c[s]:>8}" for s in SPLITS))
+    lines.append(f"clips {summary['clips']}, audio {summary['audio_hours']:.2f} h, disk {summary['disk_mb']} MB; "
+                 f"vocab {summary['vocab']}")
+    for domain, c in summary["child"].items():
+        lines.append(f"{domain}: {c['test_domain_word_types']} domain word types in test, "
+                     f"{c['test_domain_absent_from_adult']:.0%} absent from adult text, "
+                     f"{c['test_domain_covered_by_pool']:.0%} covered by the pool, "
+                     f"test token OOV vs adult {c['test_token_oov_vs_adult']:.1%}")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""The embedded synthetic world: espeak-ng TTS, text grammars, deterministic items and the world writer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sicl.data.manifest import read_manifest
+from sicl.data.synth import items as I
+from sicl.data.synth import text as T
+from sicl.data.synth import tts
+from sicl.data.synth import voices as V
+from sicl.data.synth import world as W
+from sicl.errors import SiclError
+
+TINY = {"adult": (4, 6, 5), "translate": (3, 4, 4), "sqa": (3, 4, 4), "child-science": (3, 6, 5),
+        "child-reading": (3, 6, 5), "aqa": (7, 7, 7)}
+
+
+def _f0(wav: np.ndarray, sr: int = 16_000) -> float:
+    """Median autocorrelation pitch over voiced 40 ms frames."""
+    frame, est = int(0.04 * sr), []
+    for i in range(0, len(wav) - frame, frame):
+        x = wav[i:i + frame] - wav[i:i + frame].mean()
+        if np.sqrt((x ** 2).mean()) < 0.02:
+            continue
+        ac = np.correlate(x, x, "full")[frame - 1:]
+        lo, hi = sr // 600, sr // 60
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.3 * ac[0]:
+            est.append(sr / lag)
+    return float(np.median(est))
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_tts_audio_is_plausible_and_child_is_higher():
+    sentence = "the little dog walked to the park with her friend"
+    wav = tts.synthesize(sentence, "en-us+m3", 160, 45)
+    assert wav.dtype == np.float32 and wav.ndim == 1 and np.isfinite(wav).all()
+    assert 1.5 < len(wav) / tts.SAMPLE_RATE < 6.0 and 0.05 < np.abs(wav).max() <= 1.0
+    adult = V.adult_population()[3].synthesize(sentence, np.random.default_rng(0))
+    kid = V.classroom("science")[2].synthesize(sentence, np.random.default_rng(0))
+    assert 1.0 < len(kid) / tts.SAMPLE_RATE < 6.0
+    assert _f0(kid) > 1.5 * _f0(adult)
+    with pytest.raises(ValueError):
+        tts.synthesize("hello", "no-such-voice")
+
+
+def test_domain_words_are_unseen_by_adult_text_and_tokenizer():
+    assert len(T.ADULT_VOCAB) >= 500 and len(T.SCIENCE_WORDS) >= 120 and len(T.READING_WORDS) >= 80
+    assert not (T.SCIENCE_WORDS | T.READING_WORDS) & T.ADULT_VOCAB
+    assert not T.SCIENCE_WORDS & T.READING_WORDS
+    corpus = T.tokenizer_corpus(0, 3000)
+    assert len(corpus) == 3000 and corpus == T.tokenizer_corpus(0, 3000)
+    seen = {w for line in corpus for w in line.split()}
+    assert not seen & (T.SCIENCE_WORDS | T.READING_WORDS)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        s = T.adult_sentence(rng).text
+        assert 3 <= len(s.split()) <= 14 and s == s.lower()
+        z = T.translate(s)
+        assert len(z.split()) == len(s.split()) and not set(z.split()) & T.ADULT_VOCAB
+    assert len(set(T.ZX_LEXICON.values())) == len(T.ZX_LEXICON)  # collision-free
+
+
+def test_child_pool_covers_test_domain_words():
+    def words(kind: str, n: int, seed: int, exclude: set[str]) -> list[str]:
+        topics = T.SCIENCE_TOPICS if kind == "child-science" else T.READING_TOPICS
+        return [f["target"] for f, _, _ in I._plan(kind, n, seed, exclude, None, topics)]
+
+    for kind in ("child-science", "child-reading"):
+        test = words(kind, 200, 1, set())
+        pool = words(kind, 500, 2, set(test))
+        assert not set(test) & set(pool)
+        dom = T.DOMAIN_WORDS[kind.removeprefix("child-")]
+        test_dom = {w for s in test for w in s.split() if w in dom}
+        pool_words = {w for s in pool for w in s.split()}
+        assert len(test_dom) > 60 and len(test_dom & pool_words) / len(test_dom) > 0.9
+
+
+def test_items_are_identical_for_any_worker_count():
+    n = I.CHUNK + 5  # two chunks, so workers=2 really runs them in parallel
+    a = I.generate_items("child-reading", n, seed=7, workers=1)
+    b = I.generate_items("child-reading", n, seed=7, workers=2)
+    assert [x.target for x in a] == [x.target for x in b]
+    assert all(np.array_equal(x.wav, y.wav) for x, y in zip(a, b, strict=True))
+    assert len({x.speaker for x in a}) > 3 and all(x.voice.child for x in a)
+    c = I.generate_items("child-reading", 5, seed=8)
+    assert [x.target for x in c] != [x.target for x in a[:5]]
+
+
+def test_world_is_deterministic_and_honours_the_contract(tmp_path, monkeypatch):
+    monkeypatch.setitem(W.SIZES, "tiny", TINY)
+    s1 = W.build_world(tmp_path / "a", seed=0, size="tiny", workers=1)
+    W.build_world(tmp_path / "b", seed=0, size="tiny", workers=2)
+    ha, hb = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
+    assert ha == hb and len(ha) == s1["clips"] + 18 + 1
+    # another seed: other sentences (the audio follows the text; items test checks seeds too)
+    other = I._plan("adult", 5, W.split_seed(1, "adult", "test"), set(), None, None)
+    assert [f["target"] for f, _, _ in other] != [W._spoken(r) for r in
+                                                  read_manifest(tmp_path / "a" / "adult" / "test.jsonl")]
+    # re-run: skipped; other settings without force: refused
+    assert W.build_world(tmp_path / "a", seed=0, size="tiny")["skipped"]
+    with pytest.raises(SiclError):
+        W.build_world(tmp_path / "a", seed=5, size="tiny")
+
+    root = tmp_path / "a"
+    spoken: dict[str, set[str]] = {}
+    for domain, sizes in TINY.items():
+        for split, n in zip(W.SPLITS, sizes, strict=True):
+            rows = read_manifest(root / domain / f"{split}.jsonl", require_target=True)
+            assert len(rows) == n and all(Path(r.audio).is_file() for r in rows)
+            if domain in ("sqa", "aqa"):
+                assert all(r.choices and r.target in r.choices and r.question for r in rows)
+            if domain == "translate":
+                assert all(r.transcript and r.target_lang == T.TARGET_LANG and r.task == "st" for r in rows)
+            if domain == "aqa":
+                assert all({"category", "difficulty"} <= set(r.meta) for r in rows)
+            spoken[f"{domain}/{split}"] = {W._spoken(r) for r in rows}
+    for domain in ("adult", "child-science"):
+        assert not spoken[f"{domain}/test"] & spoken[f"{domain}/pool"]
+    info = json.loads((root / "world.json").read_text())
+    for domain in ("child-science", "child-reading"):
+        assert info["child"][domain]["test_domain_absent_from_adult"] == 1.0
+    assert W.world_sentences(root) >= spoken["adult/test"] | spoken["sqa/test"]
+
+
+def test_cli_small_world(tmp_path, monkeypatch, capsys):
+    from sicl.cli.main import main
+
+    monkeypatch.setitem(W.SIZES, "small", {d: (2, 3, 3) for d in TINY})
+    assert main(["synth", "--out", str(tmp_path / "w"), "--size", "small", "--workers", "2"]) == 0
+    assert "child-science" in capsys.readouterr().out
+    assert (tmp_path / "w" / "world.json").is_file()
