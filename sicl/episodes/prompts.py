@@ -23,7 +23,7 @@ LANGUAGES: dict[str, str] = {
     "zh": "Chinese", "ca": "Catalan", "ar": "Arabic", "fa": "Persian", "et": "Estonian", "mn": "Mongolian",
     "ta": "Tamil", "lv": "Latvian", "sl": "Slovenian", "sv": "Swedish", "id": "Indonesian", "cy": "Welsh",
     "tr": "Turkish", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
-    "zx": "Zorbish",
+    "zx": "Zexi",
 }
 
 ASR_INSTRUCTION = "Transcribe the audio."

@@ -60,3 +60,20 @@ class SiclOmniProcessor(Qwen2_5OmniProcessor):
         if images is not None or videos is not None:
             raise ValueError("SiclOmniProcessor handles text and audio only (no image/video processor)")
         return super().__call__(text=text, audio=audio, **kwargs)
+
+
+def log_mel(wav: Any, extractor: WhisperFeatureExtractor | None = None) -> Any:
+    """Log-mel features of one clip at its real length, ``(128, L)`` float32 numpy.
+
+    Equal to the valid frames the processor produces after padding to 30 s (``L = ceil(samples / 160)``,
+    the same count its attention mask gives) but about 20x cheaper: only a few zero samples are appended, so
+    the last frames see the same zeros the 30 s padding would give them."""
+    import numpy as np
+
+    fe = extractor or feature_extractor()
+    wav = np.asarray(wav, dtype=np.float32)
+    n_frames = -(-len(wav) // HOP_LENGTH)
+    padded = np.concatenate([wav, np.zeros(fe.n_fft + HOP_LENGTH, dtype=np.float32)])
+    feats = fe(padded, sampling_rate=SAMPLE_RATE, padding="longest", return_attention_mask=False,
+               return_tensors="np")["input_features"][0]
+    return np.ascontiguousarray(feats[:, :n_frames])

@@ -65,7 +65,7 @@ DEFAULT_SIZE: dict[str, int] = dict(audio_layers=4, audio_dim=256, audio_heads=4
 # A few lines so a tokenizer can be trained when the caller has no corpus (tests); real builds pass the
 # synthetic world's text.
 _FALLBACK_TEXT = [
-    "Transcribe the audio.", "Translate the audio into Zorbish.", "Answer with the text of the option.",
+    "Transcribe the audio.", "Translate the audio into Zexi.", "Answer with the text of the option.",
     "the quick brown fox jumps over the lazy dog", "She sells sea shells by the sea shore.",
     "A. yes B. no C. maybe D. never", "What is the speaker talking about?", "The transcription is:",
     "one two three four five six seven eight nine ten", "Please call Stella and ask her to bring these things.",
@@ -175,6 +175,12 @@ def load_tiny_omni(path: str | Path, dtype: torch.dtype = torch.float32) -> tupl
     """Load any Qwen2.5-Omni thinker folder (tiny-omni or the real checkpoint) with its processor."""
     model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(str(path), dtype=dtype)
     return model.eval(), SiclOmniProcessor.from_pretrained(str(path))
+
+
+def audio_tower(model: Any) -> torch.nn.Module:
+    """The thinker's audio encoder (its attribute path moved between transformers 5.x releases)."""
+    tower = getattr(model, "audio_tower", None)
+    return tower if tower is not None else model.model.audio_tower
 
 
 def count_parameters(model: torch.nn.Module, exclude_vision: bool = False) -> int:

@@ -1,0 +1,325 @@
+"""Pretrain tiny-omni from scratch on synthetic single-example instructions (ASR, ST, SQA, AQA).
+
+    python -m sicl.train.pretrain configs/pretrain/tiny-omni.yaml [key=value ...]
+
+Full-parameter training of a random tiny Qwen2.5-Omni thinker on freshly synthesised adult speech (child
+domains stay unseen; no multi-audio episodes, so the model has little built-in in-context ability). Loss:
+cross-entropy on answer tokens + ``ctc_weight`` x a character CTC loss on the audio tower's outputs (a small
+head that is never saved with the model) so the model learns to listen early. The learning-rate schedule
+follows wall-clock progress (``max_minutes``), so a run always ends on time with a decayed rate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sicl.config import dump_config, load_config
+from sicl.episodes import prompts
+from sicl.models import tiny_omni
+from sicl.train import pretrain_data as data
+from sicl.train.checkpoint import export_model, load_train_state, save_train_state
+from sicl.train.pretrain_eval import evaluate, make_eval_items
+
+log = logging.getLogger("sicl.pretrain")
+
+
+@dataclass
+class PretrainConfig:
+    out_dir: str = field(default="runs/pretrain-tiny-omni", metadata={"help": "run folder (checkpoint/, final/, logs)"})
+    source: str = field(default="sicl.data.synth.items", metadata={"help": "module with generate_items(kind, n, seed, exclude=...)"})
+    init: str = field(default="", metadata={"help": "start from this model folder instead of a random model"})
+    seed: int = field(default=0, metadata={"help": "model init and data seed (data seeds are offset far from world seeds)"})
+    vocab_size: int = field(default=2048, metadata={"help": "BPE vocabulary size incl. 11 special tokens"})
+    tokenizer_texts: int = field(default=20000, metadata={"help": "sentences drawn from tokenizer_corpus to train the BPE"})
+    size: dict[str, int] = field(default_factory=dict, metadata={"help": "model size overrides (tiny_omni.DEFAULT_SIZE keys)"})
+    mix: dict[str, float] = field(default_factory=lambda: {"adult": 0.55, "translate": 0.2, "sqa": 0.15, "aqa": 0.1},
+                                  metadata={"help": "generate_items kind -> sampling weight (adult voices only)"})
+    exclude_world: str = field(default="", metadata={"help": "world folder whose */test.jsonl sentences are never trained on"})
+    batch_size: int = field(default=32, metadata={"help": "examples per optimiser step"})
+    lr: float = field(default=1.5e-3, metadata={"help": "peak AdamW learning rate"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "final learning rate as a fraction of lr (cosine)"})
+    warmup_steps: int = field(default=200, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm"})
+    ctc_weight: float = field(default=0.5, metadata={"help": "weight of the auxiliary CTC loss (0 disables the head)"})
+    max_minutes: float = field(default=40.0, metadata={"help": "wall-clock training budget in minutes (summed over resumes)"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many steps (0: no limit)"})
+    workers: int = field(default=1, metadata={"help": "synthesis worker processes"})
+    chunk: int = field(default=48, metadata={"help": "clips per generate_items call in a worker"})
+    buffer_size: int = field(default=20000, metadata={"help": "replay buffer capacity (featurised examples)"})
+    min_buffer: int = field(default=256, metadata={"help": "examples to wait for before the first step"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (weights and optimiser stay fp32)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads for training (0: leave default)"})
+    log_every: int = field(default=20, metadata={"help": "steps between log lines"})
+    ckpt_every_minutes: float = field(default=10.0, metadata={"help": "minutes between resumable checkpoints"})
+    export_every_minutes: float = field(default=0.0, metadata={"help": "minutes between exports to export_dir (0: only at the end)"})
+    resume: bool = field(default=False, metadata={"help": "continue from out_dir/checkpoint"})
+    eval_every_minutes: float = field(default=0.0, metadata={"help": "minutes between quick adult-WER checks (0: off)"})
+    eval_periodic_n: int = field(default=48, metadata={"help": "adult clips in each periodic WER check"})
+    eval_n: int = field(default=100, metadata={"help": "items per held-out set in the final evaluation"})
+    eval_batch: int = field(default=32, metadata={"help": "generation batch size"})
+    export_dir: str = field(default="", metadata={"help": "also write the final model as <=16 MB shards + meta.tar.gz here"})
+    export_shard: str = field(default="12MB", metadata={"help": "max shard size for export_dir"})
+    save_dtype: str = field(default="bf16", metadata={"help": "dtype of final/shipped weights: bf16 | fp32"})
+    ship_to: str = field(default="", metadata={"help": "copy the final model + card into this folder (e.g. sicl/zoo/tiny-omni)"})
+
+
+def tokenizer_texts(source: Any, cfg: PretrainConfig) -> list[str]:
+    extra = [prompts.ASR_INSTRUCTION, prompts.CHOICE_INSTRUCTION, prompts.TICL_ASR_INSTRUCTION,
+             prompts.TICL_ANSWER.format(answer=""), tiny_omni.DEFAULT_SYSTEM]
+    extra += [prompts.ST_INSTRUCTION.format(language=n) for n in prompts.LANGUAGES.values()]
+    return list(_corpus_module(cfg).tokenizer_corpus(cfg.seed + data.SEED_OFFSET, cfg.tokenizer_texts)) + extra * 50
+
+
+def _corpus_module(cfg: PretrainConfig) -> Any:
+    """``tokenizer_corpus`` lives in ``sicl.data.synth.text``; other sources may define it themselves."""
+    import importlib
+
+    mod = importlib.import_module(cfg.source)
+    return mod if hasattr(mod, "tokenizer_corpus") else importlib.import_module("sicl.data.synth.text")
+
+
+class CtcHead(torch.nn.Module):
+    """Characters from audio-tower frames; discarded after pretraining."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(dim, len(data.CTC_ALPHABET) + 1)
+
+    def loss(self, frames: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor,
+             target_lens: torch.Tensor) -> torch.Tensor:
+        keep = target_lens > 0
+        if not bool(keep.any()):
+            return frames.sum() * 0.0
+        seqs = list(torch.split(frames, out_lens.tolist()))
+        padded = torch.nn.utils.rnn.pad_sequence(seqs)  # (T, B, D)
+        logp = self.proj(padded).float().log_softmax(-1)[:, keep]
+        return F.ctc_loss(logp, targets, out_lens[keep], target_lens[keep], blank=0, zero_infinity=True)
+
+
+def losses(model: Any, head: CtcHead, batch: dict[str, torch.Tensor], frames: dict[str, Any],
+           use_ctc: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(answer-token cross-entropy, CTC loss) for one collated batch. ``frames`` is filled by the forward
+    hook on the audio tower (see :func:`attach_frames_hook`)."""
+    res = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                input_features=batch["input_features"], feature_attention_mask=batch["feature_attention_mask"],
+                use_cache=False)
+    logits = res.logits[:, :-1].float()
+    lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
+                         ignore_index=-100)
+    ctc = torch.zeros((), device=lm.device)
+    if use_ctc:
+        _, out_lens = tiny_omni.audio_tower(model)._get_feat_extract_output_lengths(
+            batch["feature_attention_mask"].sum(-1))
+        ctc = head.loss(frames["h"], out_lens, batch["ctc_targets"], batch["ctc_lengths"])
+    return lm, ctc
+
+
+def attach_frames_hook(model: Any) -> dict[str, Any]:
+    """Keep the audio tower's output frames of the latest forward (for the CTC head)."""
+    frames: dict[str, Any] = {}
+    tiny_omni.audio_tower(model).register_forward_hook(
+        lambda m, a, o: frames.__setitem__("h", o.last_hidden_state))
+    return frames
+
+
+def lr_factor(cfg: PretrainConfig, step: int, minutes: float) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    progress = minutes / cfg.max_minutes if cfg.max_minutes > 0 else 0.0
+    if cfg.max_steps:
+        progress = max(progress, step / cfg.max_steps)
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+
+
+def train(cfg: PretrainConfig) -> dict[str, Any]:
+    import importlib
+
+    from tqdm import tqdm
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _setup_logging(out / "train.log")
+    dump_config(cfg, out / "config.yaml")
+    dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if cfg.device == "auto" else cfg.device))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    source = importlib.import_module(cfg.source)
+    ckpt = out / "checkpoint"
+    state: dict[str, Any] = {"step": 0, "minutes": 0.0, "examples": 0, "history": []}
+    if cfg.resume and (ckpt / "model" / "config.json").exists():
+        model, processor = tiny_omni.load_tiny_omni(ckpt / "model")
+        log.info("resuming from %s", ckpt)
+    elif cfg.init:
+        model, processor = tiny_omni.load_tiny_omni(cfg.init)
+    else:
+        t0 = time.time()
+        tok = tiny_omni.train_tokenizer(tokenizer_texts(source, cfg), cfg.vocab_size)
+        sizes = {**tiny_omni.DEFAULT_SIZE, **cfg.size}
+        model = tiny_omni.build_model(tiny_omni.build_config(tok, **sizes), seed=cfg.seed)
+        processor = tiny_omni.build_processor(tok)
+        log.info("built random tiny-omni (%.1f M params, vocab %d) in %.1fs",
+                 tiny_omni.count_parameters(model) / 1e6, len(tok), time.time() - t0)
+    tok = processor.tokenizer
+    processor.save_pretrained(out / "tokenizer")  # the workers' tokenizer
+    model.to(dev).train()
+    head = CtcHead(model.config.text_config.hidden_size).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98),
+                            fused=dev.type == "cuda")
+    if cfg.resume and (ckpt / "train_state.json").exists():
+        state = load_train_state(ckpt, opt, head)
+    frames = attach_frames_hook(model)
+
+    t0 = time.time()
+    eval_items = make_eval_items(source, cfg.eval_n, workers=min(cfg.workers, 16))
+    log.info("held-out items ready (%d sets x %d) in %.1fs", len(eval_items), cfg.eval_n, time.time() - t0)
+    # Never train on a held-out sentence: the world's test splits and our own eval items.
+    exclude = data.held_out_sentences(cfg.exclude_world)
+    exclude |= {it.transcript or it.target for items in eval_items.values() for it in items}
+    stream = data.ClipStream(out / "tokenizer", cfg.source, cfg.mix, cfg.workers, cfg.seed + state["step"],
+                             cfg.buffer_size, exclude, cfg.chunk)
+    try:
+        t0 = time.time()
+        stream.drain(min(cfg.min_buffer, cfg.buffer_size))
+        log.info("replay buffer primed with %d clips in %.1fs; training on %s", len(stream.buffer),
+                 time.time() - t0, _device_name(dev))
+        _loop(cfg, model, head, opt, stream, tok, dev, state, frames, eval_items, out, tqdm)
+    finally:
+        stream.close()
+    model.eval()
+    t0 = time.time()
+    metrics = {"eval": evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch),
+               "train": {k: state[k] for k in ("step", "minutes", "examples")},
+               "params": tiny_omni.count_parameters(model), "device": _device_name(dev),
+               "history": state["history"], "config": cfg.__dict__}
+    metrics["eval_minutes"] = round((time.time() - t0) / 60, 2)
+    log.info("final eval: %s", json.dumps({k: {m: v for m, v in r.items() if m != "samples"}
+                                           for k, r in metrics["eval"].items()}))
+    final = out / "final"
+    dtype = torch.bfloat16 if cfg.save_dtype == "bf16" else torch.float32
+    tiny_omni.save_tiny_omni(final, model.cpu(), processor, dtype=dtype)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if cfg.export_dir:
+        export_model(final, Path(cfg.export_dir), cfg.export_shard, extra=[out / "metrics.json", out / "train.log"])
+    if cfg.ship_to:
+        from sicl.models.zoo import install_model
+
+        install_model(final, Path(cfg.ship_to), metrics)
+    return metrics
+
+
+def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any, tok: Any, dev: torch.device,
+          state: dict[str, Any], frames: dict[str, Any], eval_items: dict[str, list], out: Path, tqdm: Any) -> None:
+    start = time.time() - state["minutes"] * 60
+    last_ckpt = last_export = last_eval = time.time()
+    bar = tqdm(total=int(cfg.max_minutes * 60), unit="s", desc="pretrain", initial=int(state["minutes"] * 60),
+               dynamic_ncols=True, file=sys.stderr)
+    t_log, ex_log = time.time(), 0
+    amp = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    while True:
+        minutes = (time.time() - start) / 60
+        if minutes >= cfg.max_minutes or (cfg.max_steps and state["step"] >= cfg.max_steps):
+            break
+        stream.drain(0)
+        batch = {k: v.to(dev, non_blocking=True) for k, v in data.collate(stream.batch(cfg.batch_size),
+                                                                           tok.pad_token_id).items()}
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_factor(cfg, state["step"], minutes)
+        with amp:
+            lm, ctc = losses(model, head, batch, frames, cfg.ctc_weight > 0)
+        loss = lm + cfg.ctc_weight * ctc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        state["step"] += 1
+        state["examples"] += cfg.batch_size
+        ex_log += cfg.batch_size
+        now = time.time()
+        state["minutes"] = (now - start) / 60
+        bar.n = min(int(now - start), bar.total)
+        if state["step"] % cfg.log_every == 0:
+            rec = {"step": state["step"], "minutes": round(state["minutes"], 2), "loss": round(loss.item(), 4),
+                   "lm": round(lm.item(), 4), "ctc": round(ctc.item(), 4), "lr": opt.param_groups[0]["lr"],
+                   "ex_per_s": round(ex_log / (now - t_log), 1), "fresh": stream.received,
+                   "buffer": len(stream.buffer)}
+            t_log, ex_log = now, 0
+            log.debug(json.dumps(rec))
+            bar.set_postfix(step=rec["step"], lm=rec["lm"], ctc=rec["ctc"], eps=rec["ex_per_s"])
+            state["history"].append(rec)
+        if cfg.eval_every_minutes and now - last_eval >= cfg.eval_every_minutes * 60:
+            model.eval()
+            adult = {"adult": eval_items["adult"][:cfg.eval_periodic_n]}
+            wer = evaluate(model, tok, adult, device=dev.type, batch_size=cfg.eval_batch)["adult"]["wer"]
+            model.train()
+            state["history"].append({"step": state["step"], "minutes": round(state["minutes"], 2), "adult_wer": wer})
+            log.info("step %d  %.1f min  adult WER %.3f", state["step"], state["minutes"], wer)
+            last_eval = time.time()
+        if now - last_ckpt >= cfg.ckpt_every_minutes * 60:
+            _checkpoint(out, model, tok, opt, head, state)
+            last_ckpt = time.time()
+        if cfg.export_dir and cfg.export_every_minutes and now - last_export >= cfg.export_every_minutes * 60:
+            snap = out / "snapshot"
+            tiny_omni.save_tiny_omni(snap, model, _processor(out), dtype=torch.bfloat16)
+            export_model(snap, Path(cfg.export_dir), cfg.export_shard, extra=[out / "train.log"])
+            last_export = time.time()
+    bar.close()
+    log.info("training stopped: step %d, %.2f min, %d examples (%d fresh clips)", state["step"],
+             state["minutes"], state["examples"], stream.received)
+    _checkpoint(out, model, tok, opt, head, state)
+
+
+def _processor(out: Path) -> Any:
+    from sicl.models.processor import SiclOmniProcessor
+
+    return SiclOmniProcessor.from_pretrained(str(out / "tokenizer"))
+
+
+def _checkpoint(out: Path, model: Any, tok: Any, opt: Any, head: CtcHead, state: dict[str, Any]) -> None:
+    tmp = out / "checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tiny_omni.save_tiny_omni(tmp / "model", model, _processor(out))
+    save_train_state(tmp, opt, head, state)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    tmp.rename(out / "checkpoint")
+    log.info("checkpoint at step %d (%.1f min)", state["step"], state["minutes"])
+
+
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+
+
+def _setup_logging(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    log.handlers[:] = [handler, console]
+    log.setLevel(logging.DEBUG)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    path = argv.pop(0) if argv and "=" not in argv[0] else None
+    train(load_config(PretrainConfig, path, argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

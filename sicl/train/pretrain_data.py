@@ -1,0 +1,183 @@
+"""Data for tiny-omni pretraining: synthetic single-example instructions, featurised once, streamed.
+
+Worker processes call the synthetic world's ``generate_items`` with their own seeds (far from the world's),
+drop sentences that appear in a held-out world's test splits, compute log-mel features at real length and
+token ids, and send finished examples to the trainer. The trainer keeps a replay buffer and samples batches
+from it, so the GPU never waits for synthesis and the CPU run reuses clips while fresh ones arrive.
+
+Batch keys (``collate``): ``input_ids``/``attention_mask``/``labels`` ``(B, T)`` (right padded; labels are
+-100 except on the answer and its ``<|im_end|>``), ``input_features`` ``(B, 128, F)`` and
+``feature_attention_mask`` ``(B, F)`` (F = longest clip in mel frames), ``ctc_targets`` (flat int),
+``ctc_lengths`` ``(B,)`` (0 where the example has no transcript).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import queue
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sicl.episodes import prompts
+from sicl.models.processor import feature_extractor, log_mel, num_audio_tokens
+
+#: generate_items kinds used for pretraining, and the task each yields. Child kinds are never trained on.
+TRAIN_KINDS = ("adult", "translate", "sqa", "aqa")
+CTC_ALPHABET = " abcdefghijklmnopqrstuvwxyz'0123456789"  # index 0 of the head is the CTC blank
+SEED_OFFSET = 7_000_000  # pretraining seeds live far from any world-building seed
+
+
+@dataclass
+class Sample:
+    """One featurised example (numpy, so it pickles cheaply between processes)."""
+
+    features: np.ndarray  # (128, L) float16
+    input_ids: np.ndarray  # (T,) int32
+    n_prompt: int  # tokens before the answer
+    ctc: np.ndarray  # (C,) int16 character ids, empty when no transcript
+    kind: str
+
+
+def ctc_encode(text: str | None) -> np.ndarray:
+    """Lower-cased characters of a transcript as CTC ids (1-based; unknown characters become spaces)."""
+    if not text:
+        return np.zeros(0, np.int16)
+    t = re.sub(r"[^a-z0-9' ]", " ", text.lower())
+    t = re.sub(r"\s+", " ", t).strip()
+    return np.array([CTC_ALPHABET.index(c) + 1 for c in t], np.int16)
+
+
+def held_out_sentences(world: str | Path | None) -> set[str]:
+    """Spoken sentences of a built world's test splits (never to be trained on)."""
+    if not world:
+        return set()
+    from sicl.data.synth.world import world_sentences
+
+    return world_sentences(world)
+
+
+def prompt_text(tokenizer: Any, item: Any, n_audio: int, preset: str = "plain") -> str:
+    """Chat prompt (with generation prompt) whose single ``<|AUDIO|>`` is expanded to ``n_audio`` copies."""
+    messages = [{"role": "user", "content": prompts.user_content(prompts.example_instruction(item, preset))}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return text.replace(tokenizer.audio_token, tokenizer.audio_token * n_audio, 1)
+
+
+def featurize(item: Any, tokenizer: Any, extractor: Any = None, preset: str = "plain") -> Sample:
+    feats = log_mel(item.wav, extractor)
+    prompt_ids = tokenizer(prompt_text(tokenizer, item, num_audio_tokens(feats.shape[1]), preset),
+                           add_special_tokens=False)["input_ids"]
+    answer = prompts.answer_text(item.target, item.task, preset) + "<|im_end|>"
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    transcript = item.transcript or (item.target if item.task == "asr" else None)
+    return Sample(feats.astype(np.float16), np.array(prompt_ids + answer_ids, np.int32), len(prompt_ids),
+                  ctc_encode(transcript), item.kind if hasattr(item, "kind") else item.task)
+
+
+def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
+    b = len(samples)
+    t = max(len(s.input_ids) for s in samples)
+    f = max(s.features.shape[1] for s in samples)
+    ids = torch.full((b, t), pad_id, dtype=torch.long)
+    att = torch.zeros((b, t), dtype=torch.long)
+    labels = torch.full((b, t), -100, dtype=torch.long)
+    feats = torch.zeros((b, 128, f), dtype=torch.float32)
+    fmask = torch.zeros((b, f), dtype=torch.long)
+    for i, s in enumerate(samples):
+        n, L = len(s.input_ids), s.features.shape[1]
+        ids[i, :n] = torch.from_numpy(s.input_ids.astype(np.int64))
+        att[i, :n] = 1
+        labels[i, s.n_prompt:n] = ids[i, s.n_prompt:n]
+        feats[i, :, :L] = torch.from_numpy(s.features.astype(np.float32))
+        fmask[i, :L] = 1
+    ctc = [torch.from_numpy(s.ctc.astype(np.int64)) for s in samples]
+    return {"input_ids": ids, "attention_mask": att, "labels": labels, "input_features": feats,
+            "feature_attention_mask": fmask, "ctc_targets": torch.cat(ctc) if ctc else torch.zeros(0),
+            "ctc_lengths": torch.tensor([len(c) for c in ctc], dtype=torch.long)}
+
+
+def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, kinds: list[str],
+            weights: list[float], seed: int, chunk: int, exclude: set[str], preset: str) -> None:
+    """Generate -> featurise forever; one chunk of one kind at a time (exclusion happens in generate_items)."""
+    torch.set_num_threads(1)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    synth = importlib.import_module(source)
+    fe = feature_extractor()
+    rng = random.Random(seed * 1000 + rank)
+    n = 0
+    while not stop.is_set():
+        kind = rng.choices(kinds, weights)[0]
+        chunk_seed = SEED_OFFSET + seed * 100_000_000 + rank * 1_000_000 + n
+        n += 1
+        for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude):
+            if (item.meta or {}).get("category") == "age":
+                continue  # "child or adult?" items use child voices, which pretraining must never hear
+            s = featurize(item, tok, fe, preset)
+            s.kind = kind
+            while not stop.is_set():
+                try:
+                    out_q.put(s, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+
+class ClipStream:
+    """Background synthesis into a replay buffer; :meth:`batch` samples from the buffer."""
+
+    def __init__(self, tokenizer_dir: str | Path, source: str, mix: dict[str, float], workers: int,
+                 seed: int, buffer_size: int, exclude: set[str] | None = None, chunk: int = 48,
+                 preset: str = "plain") -> None:
+        ctx = mp.get_context("spawn")  # fork after torch/OpenMP init can deadlock
+        # Not daemonic: generate_items starts its own synthesis process per chunk, which daemons may not.
+        self.q = ctx.Queue(maxsize=4096)
+        self.stop = ctx.Event()
+        kinds = [k for k, w in mix.items() if w > 0]
+        self.procs = [ctx.Process(target=_worker, daemon=False,
+                                  args=(r, self.q, self.stop, str(tokenizer_dir), source, kinds,
+                                        [mix[k] for k in kinds], seed, chunk, exclude or set(), preset))
+                      for r in range(workers)]
+        for p in self.procs:
+            p.start()
+        self.buffer: list[Sample] = []
+        self.buffer_size = buffer_size
+        self.received = 0
+        self.rng = random.Random(seed)
+
+    def drain(self, min_new: int = 0) -> int:
+        """Move finished samples into the buffer; block until ``min_new`` have arrived."""
+        got = 0
+        while True:
+            try:
+                s = self.q.get(timeout=5.0) if got < min_new else self.q.get_nowait()
+            except queue.Empty:
+                if got >= min_new:
+                    return got
+                if not any(p.is_alive() for p in self.procs):
+                    raise RuntimeError("all data workers died (see their traceback above)") from None
+                continue
+            got += 1
+            self.received += 1
+            if len(self.buffer) < self.buffer_size:
+                self.buffer.append(s)
+            else:  # replace a random old sample: the buffer keeps a mix of ages
+                self.buffer[self.rng.randrange(self.buffer_size)] = s
+
+    def batch(self, size: int) -> list[Sample]:
+        return [self.buffer[self.rng.randrange(len(self.buffer))] for _ in range(size)]
+
+    def close(self) -> None:
+        self.stop.set()
+        for p in self.procs:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.terminate()
