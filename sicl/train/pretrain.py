@@ -207,7 +207,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
                "params": tiny_omni.count_parameters(model), "device": _device_name(dev),
                "history": state["history"], "config": cfg.__dict__}
     metrics["eval_minutes"] = round((time.time() - t0) / 60, 2)
-    log.info("final eval: %s", json.dumps({k: {m: v for m, v in r.items() if m != "samples"}
+    log.info("final eval: %s", json.dumps({k: {m: v for m, v in r.items() if m not in ("samples", "all")}
                                            for k, r in metrics["eval"].items()}))
     final = out / "final"
     dtype = torch.bfloat16 if cfg.save_dtype == "bf16" else torch.float32
