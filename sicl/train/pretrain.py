@@ -155,6 +155,9 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     dump_config(cfg, out / "config.yaml")
     dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if cfg.device == "auto" else cfg.device))
+    if dev.type == "cuda":  # TF32 matmuls: fp32 training at near-bf16 speed, without autocast's risks
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     source = importlib.import_module(cfg.source)
@@ -202,7 +205,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         stream.close()
     model.eval()
     t0 = time.time()
-    metrics = {"eval": evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch),
+    metrics = {"eval": evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16),
                "train": {k: state[k] for k in ("step", "minutes", "examples")},
                "params": tiny_omni.count_parameters(model), "device": _device_name(dev),
                "history": state["history"], "config": cfg.__dict__}
@@ -265,7 +268,7 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
         if cfg.eval_every_minutes and now - last_eval >= cfg.eval_every_minutes * 60:
             model.eval()
             adult = {"adult": eval_items["adult"][:cfg.eval_periodic_n]}
-            wer = evaluate(model, tok, adult, device=dev.type, batch_size=cfg.eval_batch)["adult"]["wer"]
+            wer = evaluate(model, tok, adult, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16)["adult"]["wer"]
             model.train()
             state["history"].append({"step": state["step"], "minutes": round(state["minutes"], 2), "adult_wer": wer})
             log.info("step %d  %.1f min  adult WER %.3f", state["step"], state["minutes"], wer)

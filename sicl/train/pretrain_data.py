@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
 import queue
 import random
 import re
@@ -113,8 +114,9 @@ def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, k
     synth = importlib.import_module(source)
     fe = feature_extractor()
     rng = random.Random(seed * 1000 + rank)
+    parent = os.getppid()
     n = 0
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:  # exit when the trainer dies without telling us
         kind = rng.choices(kinds, weights)[0]
         chunk_seed = SEED_OFFSET + seed * 100_000_000 + rank * 1_000_000 + n
         n += 1
@@ -123,7 +125,7 @@ def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, k
                 continue  # "child or adult?" items use child voices, which pretraining must never hear
             s = featurize(item, tok, fe, preset)
             s.kind = kind
-            while not stop.is_set():
+            while not stop.is_set() and os.getppid() == parent:
                 try:
                     out_q.put(s, timeout=0.5)
                     break

@@ -31,7 +31,7 @@ def make_eval_items(source: Any, n: int, sets: list[str] | None = None, seed: in
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, items: list[Any], batch_size: int = 32, max_new_tokens: int = 48,
-             device: str = "cpu", preset: str = "plain") -> list[str]:
+             device: str = "cpu", preset: str = "plain", bf16: bool = False) -> list[str]:
     """Greedy answers for items (left-padded batches, as batched generation requires)."""
     model.eval()
     pad = tokenizer.pad_token_id
@@ -51,7 +51,7 @@ def generate(model: Any, tokenizer: Any, items: list[Any], batch_size: int = 32,
             att[j, t - len(seq):] = 1
             x[j, :, :f.shape[1]] = torch.from_numpy(f)
             fm[j, :f.shape[1]] = 1
-        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16):
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             gen = model.generate(input_ids=input_ids.to(device), attention_mask=att.to(device),
                                  input_features=x.to(device), feature_attention_mask=fm.to(device),
                                  max_new_tokens=max_new_tokens, do_sample=False,
@@ -101,13 +101,13 @@ def _fallback_wer(refs: list[str], hyps: list[str]) -> float:
 
 
 def evaluate(model: Any, tokenizer: Any, eval_items: dict[str, list], device: str = "cpu",
-             batch_size: int = 32, examples: int = 3) -> dict[str, Any]:
+             batch_size: int = 32, examples: int = 3, bf16: bool = False) -> dict[str, Any]:
     """``{set: {metric: value, n, samples: [[ref, hyp], ...]}}`` plus ``chance`` for choice sets."""
     out: dict[str, Any] = {}
     for name, items in eval_items.items():
         t0 = time.time()
         metric = EVAL_SETS[name][1]
-        hyps = generate(model, tokenizer, items, batch_size=batch_size, device=device)
+        hyps = generate(model, tokenizer, items, batch_size=batch_size, device=device, bf16=bf16)
         refs = [it.target for it in items]
         res: dict[str, Any] = {metric: round(score(metric, refs, hyps), 4), "n": len(items),
                                "seconds": round(time.time() - t0, 1),
