@@ -26,7 +26,7 @@ ELAPSED=$(( $(date +%s) - START ))
 LEFT=$(( BUDGET_S - ELAPSED ))
 # Training budget: whatever is left minus ~100 s for start-up, final eval and export.
 TRAIN_MIN=${TRAIN_MIN:-$($PY -c "print(round(max(0.3, min(6.0, ($LEFT - 100) / 60)), 2))")}
-WORKERS=${WORKERS:-$($PY -c "import os; print(max(1, int((os.cpu_count() or 2) * 1.4)))")}
+WORKERS=${WORKERS:-$($PY -c "import os; print(max(1, len(os.sched_getaffinity(0)) - 2))")}
 echo "budget left ${LEFT}s, training ${TRAIN_MIN} min, ${WORKERS} synthesis workers"
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=4
 timeout --signal=TERM --kill-after=10 $(( LEFT - 5 )) \
