@@ -77,8 +77,9 @@ def unpack_export(src: Path, model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(src / "meta.tar.gz") as tar:
         tar.extractall(model_dir, filter="data")
-    for f in src.glob("model*.safetensors*"):
-        shutil.copy2(f, model_dir / f.name)
+    for f in [*src.glob("model*.safetensors*"), src / "metrics.json"]:
+        if f.exists():
+            shutil.copy2(f, model_dir / f.name)  # metrics.json travels on into the model card
     return model_dir
 
 

@@ -255,7 +255,7 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
         ex_log += cfg.batch_size
         now = time.time()
         state["minutes"] = (now - start) / 60
-        bar.n = min(int(now - start), bar.total)
+        bar.update(max(0, min(int(now - start), bar.total) - bar.n))
         if state["step"] % cfg.log_every == 0:
             rec = {"step": state["step"], "minutes": round(state["minutes"], 2), "loss": round(loss.item(), 4),
                    "lm": round(lm.item(), 4), "ctc": round(ctc.item(), 4), "lr": opt.param_groups[0]["lr"],
