@@ -22,14 +22,18 @@ fi
 $PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import sicl" 2>/dev/null || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU visible"
+WORKERS=${WORKERS:-$($PY -c "import os; print(max(1, len(os.sched_getaffinity(0)) - 2))")}
+# The demo's worlds (seed 0): their test sentences are excluded from pretraining.
+for size in default small; do
+  $PY -m sicl synth --out /tmp/world-$size --size $size --workers "$WORKERS" 2>/dev/null | tail -1
+done
 ELAPSED=$(( $(date +%s) - START ))
 LEFT=$(( BUDGET_S - ELAPSED ))
 # Training budget: whatever is left minus ~100 s for start-up, final eval and export.
 TRAIN_MIN=${TRAIN_MIN:-$($PY -c "print(round(max(0.3, min(6.0, ($LEFT - 100) / 60)), 2))")}
-WORKERS=${WORKERS:-$($PY -c "import os; print(max(1, len(os.sched_getaffinity(0)) - 2))")}
 echo "budget left ${LEFT}s, training ${TRAIN_MIN} min, ${WORKERS} synthesis workers"
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=4
 timeout --signal=TERM --kill-after=10 $(( LEFT - 5 )) \
   $PY -m sicl.train.pretrain configs/pretrain/tiny-omni-gpu.yaml out_dir=/tmp/sicl_pretrain \
-    export_dir="$OUT" max_minutes="$TRAIN_MIN" workers="$WORKERS" "$@" 2>&1 | grep -v "Writing model shards" | tail -60
+    export_dir="$OUT" max_minutes="$TRAIN_MIN" workers="$WORKERS" exclude_world=/tmp/world-default,/tmp/world-small "$@" 2>&1 | grep -v "Writing model shards" | tail -60
 ls -la "$OUT"

@@ -55,13 +55,22 @@ def ctc_encode(text: str | None) -> np.ndarray:
     return np.array([CTC_ALPHABET.index(c) + 1 for c in t], np.int16)
 
 
-def held_out_sentences(world: str | Path | None) -> set[str]:
-    """Spoken sentences of a built world's test splits (never to be trained on)."""
-    if not world:
+def held_out_sentences(worlds: str | Path | None) -> set[str]:
+    """Spoken sentences of the test splits of one or more built worlds (comma-separated folders), never
+    to be trained on. A folder that holds no built world is an error, not an empty set: a typo here would
+    silently let test sentences into pretraining."""
+    if not worlds:
         return set()
     from sicl.data.synth.world import world_sentences
+    from sicl.errors import SiclError
 
-    return world_sentences(world)
+    found: set[str] = set()
+    for world in str(worlds).split(","):
+        if not (Path(world.strip()) / "world.json").is_file():
+            raise SiclError(f"exclude_world: {world.strip()} holds no built world "
+                            f"(build it with: sicl synth --out {world.strip()})")
+        found |= world_sentences(world.strip())
+    return found
 
 
 def prompt_text(tokenizer: Any, item: Any, n_audio: int, preset: str = "plain") -> str:
