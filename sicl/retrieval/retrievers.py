@@ -1,0 +1,237 @@
+"""Demonstration retrieval: the one function training and evaluation both call.
+
+:func:`retrieve` returns, for every query, ``[(pool_id, score), ...]`` best first. Retrievers:
+
+- ``ticl``: pseudo-label the query, embed the label, exact KNN over the embedded pool texts (cosine).
+- ``ticl+``: the top ``k x rerank_factor`` TICL candidates (or ``rerank_depth``), reranked by the cosine
+  of mean-pooled audio-tower vectors of query and candidate; scores are those audio cosines.
+- ``audio``: KNN on the mean-pooled audio-tower vectors alone (the audio-embedding baseline).
+- ``random``: ``k`` distinct eligible pool items, seeded per (seed, query id), so a query's demos do not
+  change when the query list is reordered or extended; scores are 0.
+- ``none``: no demonstrations (zero-shot).
+
+Which text is matched: ASR items by their transcription (pool: gold ``target``; query: pseudo-label), ST
+items by the spoken source text (pool: ``transcript``; query: pseudo-label of the source speech, since
+the translation is what the model must produce), SQA/AQA items by their ``question`` (known at test time
+for query and pool alike, and for AQA, whose audio is not speech, the only text there is). Demos come
+from pool items of the query's task (and, for ST, its target language) only. Every retriever applies the
+leakage rule of :mod:`sicl.retrieval.leakage`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sicl.data.manifest import Example
+from sicl.errors import SiclError
+from sicl.retrieval import index as ix
+from sicl.retrieval.leakage import LeakageGuard, audio_hashes
+
+RETRIEVERS = ("ticl", "ticl+", "random", "audio", "none")
+Demos = list[tuple[str, float]]
+
+
+@dataclass
+class RetrievalConfig:
+    retriever: str = field(default="ticl", metadata={"help": "ticl | ticl+ | random | audio | none"})
+    k: int = field(default=3, metadata={"help": "demonstrations per query"})
+    pseudo_labeler: str = field(default="backbone",
+                                metadata={"help": "backbone | gold | hf-asr:<model> (query text for ticl/ticl+)"})
+    model: str = field(default="tiny-omni", metadata={"help": "backbone for pseudo-labels and audio vectors"})
+    embedder: str | None = field(default=None, metadata={
+        "help": "sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)"})
+    index: str = field(default="exact", metadata={"help": "exact | hnsw | ivf (approximate, large pools)"})
+    rerank_factor: int = field(default=10, metadata={"help": "ticl+: rerank the top k x this text neighbours"})
+    rerank_depth: int | None = field(default=None, metadata={"help": "ticl+: fixed candidate count instead"})
+    exclude_same_speaker: bool = field(default=False, metadata={"help": "never use the query's speaker"})
+    seed: int = field(default=0, metadata={"help": "random retriever seed"})
+    max_new_tokens: int = field(default=128, metadata={"help": "pseudo-label length limit (tokens)"})
+    batch_size: int = field(default=8, metadata={"help": "clips per pseudo-label / audio-vector batch"})
+    cache_dir: str | None = field(default=None, metadata={"help": "cache root (default $SICL_CACHE or ~/.cache/sicl)"})
+    allow_download: bool = field(default=False, metadata={"help": "allow hub downloads of named models"})
+
+
+def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None = None,
+             retriever: str | None = None, config: RetrievalConfig | None = None, *, labeler: Any = None,
+             embedder: Any = None, audio_embedder: Any = None, progress: bool = False) -> list[Demos]:
+    """Demonstrations for each query (see module docstring). ``labeler``/``embedder``/``audio_embedder``
+    replace the ones ``config`` names (tests, or callers that already hold a loaded model)."""
+    cfg = config or RetrievalConfig()
+    k = cfg.k if k is None else k
+    retriever = retriever or cfg.retriever
+    if retriever not in RETRIEVERS:
+        raise SiclError(f"unknown retriever {retriever!r} (expected one of {', '.join(RETRIEVERS)})")
+    if k < 0:
+        raise SiclError(f"k must be >= 0, got {k}")
+    if retriever == "none" or k == 0 or not queries:
+        return [[] for _ in queries]
+    for ex in pool:
+        if not ex.target:
+            raise SiclError(f"pool item {ex.id!r} has no target: demonstrations need their answers")
+    groups = _groups(pool)
+    q_groups = [_group_key(q) for q in queries]
+    for q, g in zip(queries, q_groups, strict=True):
+        if g not in groups:
+            raise SiclError(f"query {q.id!r}: the pool has no {_describe(g)} items to use as demonstrations")
+    q_hash = audio_hashes(queries, cfg.cache_dir, progress)
+    p_hash = audio_hashes(pool, cfg.cache_dir, progress)
+    guard = LeakageGuard(pool, p_hash, cfg.exclude_same_speaker)
+    banned = [guard.banned(q, h) for q, h in zip(queries, q_hash, strict=True)]
+    for q, g, b in zip(queries, q_groups, banned, strict=True):
+        eligible = len(groups[g]) - len(b.intersection(groups[g]))
+        if eligible < k:
+            raise SiclError(f"k={k} is larger than the {eligible} eligible pool items for query {q.id!r} "
+                            f"({_describe(g)} items, minus the query itself"
+                            f"{' and its speaker' if cfg.exclude_same_speaker else ''})")
+    if retriever == "random":
+        return [_random(q, groups[g], b, pool, k, cfg.seed) for q, g, b in zip(queries, q_groups, banned, strict=True)]
+
+    if retriever in ("ticl", "ticl+"):
+        q_vec, p_vec = _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress)
+    else:
+        q_vec, p_vec = _audio_vectors(queries, q_hash, pool, p_hash, cfg, audio_embedder, progress)
+    depth = k
+    if retriever == "ticl+":
+        depth = max(k, cfg.rerank_depth if cfg.rerank_depth is not None else k * cfg.rerank_factor)
+    ranked = _knn(q_vec, p_vec, q_groups, groups, banned, depth, cfg.index)
+    if retriever == "ticl+":
+        ranked = _rerank_by_audio(ranked, queries, q_hash, pool, p_hash, cfg, audio_embedder, progress)
+    return [[(pool[j].id, float(s)) for j, s in row[:k]] for row in ranked]
+
+
+# ------------------------------------------------------------------------------------------- grouping
+def _group_key(ex: Example) -> tuple[str, str | None]:
+    return ex.task, (ex.target_lang if ex.task == "st" else None)
+
+
+def _describe(key: tuple[str, str | None]) -> str:
+    task, lang = key
+    return f"{task} (into {lang})" if lang else task
+
+
+def _groups(pool: Sequence[Example]) -> dict[tuple[str, str | None], list[int]]:
+    out: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+    for i, ex in enumerate(pool):
+        out[_group_key(ex)].append(i)
+    return dict(out)
+
+
+def retrieval_text(ex: Example) -> str | None:
+    """The gold text an item is matched by (module docstring): pool side, and ``gold`` queries."""
+    if ex.task in ("asr", "st"):
+        return ex.text_for_retrieval
+    return ex.question
+
+
+# ----------------------------------------------------------------------------------------- retrievers
+def _random(q: Example, members: list[int], banned: set[int], pool: Sequence[Example], k: int,
+            seed: int) -> Demos:
+    rng = np.random.default_rng([seed, zlib.crc32(q.id.encode("utf-8"))])
+    out: Demos = []
+    for j in rng.permutation(len(members)):
+        row = members[int(j)]
+        if row not in banned:
+            out.append((pool[row].id, 0.0))
+            if len(out) == k:
+                break
+    return out
+
+
+def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tuple[np.ndarray, np.ndarray]:
+    from sicl.retrieval.embed import TextEmbedder, embed_texts
+    from sicl.retrieval.pseudo_label import make_labeler, pseudo_labels
+
+    for ex in pool:
+        if not retrieval_text(ex):
+            what = "question" if ex.task in ("sqa", "aqa") else ("target" if ex.task == "asr" else "transcript")
+            raise SiclError(f"pool item {ex.id!r} has no {what} to retrieve by")
+    q_text: list[str | None] = [None if q.task in ("asr", "st") else retrieval_text(q) for q in queries]
+    speech = [i for i, q in enumerate(queries) if q.task in ("asr", "st")]
+    missing_q = [q.id for q, t in zip(queries, q_text, strict=True) if t is None and q.task not in ("asr", "st")]
+    if missing_q:
+        raise SiclError(f"query {missing_q[0]!r} has no question to retrieve by")
+    if speech:
+        labeler = labeler or make_labeler(cfg.pseudo_labeler, cfg.model, cfg.max_new_tokens, cfg.allow_download)
+        labels = pseudo_labels([queries[i] for i in speech], [q_hash[i] for i in speech], labeler,
+                               cfg.cache_dir, cfg.batch_size, progress)
+        for i, text in zip(speech, labels, strict=True):
+            q_text[i] = text
+    embedder = embedder or TextEmbedder(cfg.embedder, allow_download=cfg.allow_download)
+    p_vec = embed_texts([retrieval_text(ex) or "" for ex in pool], embedder, cfg.cache_dir, progress=progress)
+    q_vec = embed_texts([t or "" for t in q_text], embedder, cfg.cache_dir, progress=progress)
+    return q_vec, p_vec
+
+
+def _audio_embedder(cfg: RetrievalConfig, audio_embedder: Any) -> Any:
+    from sicl.retrieval.embed import AudioEmbedder
+
+    return audio_embedder or AudioEmbedder(cfg.model, cfg.allow_download)
+
+
+def _audio_vectors(queries, q_hash, pool, p_hash, cfg, audio_embedder, progress) -> tuple[np.ndarray, np.ndarray]:
+    from sicl.retrieval.embed import embed_audio
+
+    emb = _audio_embedder(cfg, audio_embedder)
+    q_vec = embed_audio(queries, q_hash, emb, cfg.cache_dir, cfg.batch_size, progress)
+    p_vec = embed_audio(pool, p_hash, emb, cfg.cache_dir, cfg.batch_size, progress)
+    return q_vec, p_vec
+
+
+def _knn(q_vec: np.ndarray, p_vec: np.ndarray, q_groups: list, groups: dict, banned: list[set[int]],
+         depth: int, index_kind: str) -> list[list[tuple[int, float]]]:
+    """Per query, up to ``depth`` (pool row, score) best first, banned rows removed. Each group gets its
+    own index; the search asks for ``depth`` plus the most rows any query of the group has banned, so
+    filtering never leaves a query short (exact index). An approximate index that still comes back
+    short for a query is redone exactly for that query."""
+    out: list[list[tuple[int, float]]] = [[] for _ in q_groups]
+    by_group: dict[Any, list[int]] = defaultdict(list)
+    for qi, g in enumerate(q_groups):
+        by_group[g].append(qi)
+    for g, qis in by_group.items():
+        members = np.asarray(groups[g])
+        vecs = p_vec[members]
+        index = ix.build_index(vecs, index_kind)
+        extra = max(len(banned[qi].intersection(groups[g])) for qi in qis)
+        want = min(len(members), depth + extra)
+        scores, rows = ix.search(index, q_vec[qis], want)
+        for n, qi in enumerate(qis):
+            need = min(depth, len(members) - len(banned[qi].intersection(groups[g])))
+            hits = _filter(rows[n], scores[n], members, banned[qi])
+            if len(hits) < need:  # approximate index returned too few: exact for this query
+                s, r = ix.brute_force(vecs, q_vec[qi:qi + 1], want)
+                hits = _filter(r[0], s[0], members, banned[qi])
+            out[qi] = hits[:depth]
+    return out
+
+
+def _filter(rows: np.ndarray, scores: np.ndarray, members: np.ndarray, banned: set[int]) -> list[tuple[int, float]]:
+    hits = []
+    for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
+        if r >= 0 and int(members[r]) not in banned:
+            hits.append((int(members[r]), float(s)))
+    return hits
+
+
+def _rerank_by_audio(ranked, queries, q_hash, pool, p_hash, cfg, audio_embedder, progress):
+    """TICL+: reorder each query's text candidates by audio cosine; ties keep the text order."""
+    from sicl.retrieval.embed import embed_audio
+
+    emb = _audio_embedder(cfg, audio_embedder)
+    q_vec = embed_audio(queries, q_hash, emb, cfg.cache_dir, cfg.batch_size, progress)
+    # Only candidates are embedded: a large pool never needs all its audio vectors for TICL+.
+    cand = sorted({j for row in ranked for j, _ in row})
+    c_vec = embed_audio([pool[j] for j in cand], [p_hash[j] for j in cand], emb, cfg.cache_dir,
+                        cfg.batch_size, progress)
+    where = {j: n for n, j in enumerate(cand)}
+    out = []
+    for qi, row in enumerate(ranked):
+        sims = [float(c_vec[where[j]] @ q_vec[qi]) for j, _ in row]
+        order = sorted(range(len(row)), key=lambda n: -sims[n])  # stable: ties keep the text order
+        out.append([(row[n][0], sims[n]) for n in order])
+    return out
