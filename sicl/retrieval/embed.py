@@ -128,4 +128,4 @@ def _blocks(n: int, size: int, progress: bool, desc: str):
         return starts
     from tqdm import tqdm
 
-    return tqdm(starts, desc=desc, unit=f"x{size}", leave=False)
+    return tqdm(starts, desc=desc, unit=f"x{size}", leave=False, disable=None)

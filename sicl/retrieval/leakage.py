@@ -74,4 +74,4 @@ def _progress(items: list, enabled: bool, desc: str):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="clip", leave=False)
+    return tqdm(items, desc=desc, unit="clip", leave=False, disable=None)

@@ -129,7 +129,7 @@ def pseudo_labels(examples: Sequence[Example], hashes: Sequence[str], labeler: P
     if progress and items:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items), desc="pseudo-labelling", unit="clip", leave=False)
+        bar = tqdm(total=len(items), desc="pseudo-labelling", unit="clip", leave=False, disable=None)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         wavs = [load_audio(ex.audio, max_seconds=None) for _, ex in chunk]

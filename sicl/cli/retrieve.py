@@ -1,0 +1,70 @@
+"""`sicl retrieve --queries Q.jsonl --pool P.jsonl --k N --out EP.jsonl`: in-context demonstrations per query.
+
+Writes one line per query, ``{"id": ..., "demos": [pool ids, best first], "scores": [...]}``, and a sidecar
+``EP.jsonl.meta.json`` (settings, inputs, package versions). Methods, leakage rule and caches:
+docs/retrieval.md. Training and evaluation call the same :func:`sicl.retrieval.retrievers.retrieve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+from sicl.data.audio import file_hash
+from sicl.data.manifest import read_manifest
+from sicl.retrieval.index import INDEX_KINDS
+from sicl.retrieval.retrievers import RETRIEVERS, RetrievalConfig, retrieve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = RetrievalConfig()
+    parser.add_argument("--queries", required=True, metavar="M.jsonl", help="manifest of queries")
+    parser.add_argument("--pool", required=True, metavar="M.jsonl",
+                        help="manifest of demonstration candidates (every row needs a target); may be the "
+                             "queries file: a query is never its own demonstration")
+    parser.add_argument("--k", type=int, required=True, help="demonstrations per query")
+    parser.add_argument("--out", required=True, metavar="EP.jsonl", help="retrieval file to write")
+    parser.add_argument("--retriever", choices=RETRIEVERS, default=d.retriever, help="default: %(default)s")
+    parser.add_argument("--pseudo-labeler", default=d.pseudo_labeler, metavar="P",
+                        help="query text for ticl/ticl+: backbone | gold | hf-asr:<model> (default: %(default)s)")
+    parser.add_argument("--embedder", default=None, metavar="E",
+                        help="sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--model", default=d.model, metavar="M",
+                        help="backbone for pseudo-labels and audio vectors (default: %(default)s)")
+    parser.add_argument("--index", choices=INDEX_KINDS, default=d.index,
+                        help="exact (default) or an approximate index for very large pools")
+    parser.add_argument("--rerank-factor", type=int, default=d.rerank_factor,
+                        help="ticl+: rerank the top k x this many text neighbours (default: %(default)s)")
+    parser.add_argument("--exclude-same-speaker", action="store_true",
+                        help="never pick a demonstration by the query's speaker")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the random retriever")
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                        help="pseudo-label length limit in tokens (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="clips per model batch (default: %(default)s)")
+    parser.add_argument("--cache-dir", default=None, help="cache root (default: $SICL_CACHE or ~/.cache/sicl)")
+    parser.add_argument("--allow-download", action="store_true", help="allow hub downloads of named models")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = RetrievalConfig(retriever=args.retriever, k=args.k, pseudo_labeler=args.pseudo_labeler,
+                          model=args.model, embedder=args.embedder, index=args.index,
+                          rerank_factor=args.rerank_factor, exclude_same_speaker=args.exclude_same_speaker,
+                          seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                          cache_dir=args.cache_dir, allow_download=args.allow_download)
+    queries = read_manifest(args.queries)
+    pool = read_manifest(args.pool, require_target=True)
+    start = time.perf_counter()
+    results = retrieve(queries, pool, config=cfg, progress=True)
+
+    from sicl.retrieval.results import write_retrievals  # after the work: nothing is written on failure
+
+    meta = {"settings": dataclasses.asdict(cfg),
+            "queries": {"path": args.queries, "sha1": file_hash(args.queries), "rows": len(queries)},
+            "pool": {"path": args.pool, "sha1": file_hash(args.pool), "rows": len(pool)},
+            "seconds": round(time.perf_counter() - start, 3)}
+    write_retrievals(args.out, [q.id for q in queries], results, meta)
+    print(f"sicl retrieve: {len(queries)} queries x k={cfg.k} ({cfg.retriever}) -> {args.out}", file=sys.stderr)
+    return 0
