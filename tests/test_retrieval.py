@@ -158,3 +158,12 @@ def test_ticl_shares_more_words_with_the_query_than_random(tmp_path, minilm):
         mean[method] = np.mean([_overlap(q.target, by_id[d]) for q, row in zip(queries, out, strict=True)
                                 for d, _ in row])
     assert mean["ticl"] > mean["random"] + 1.0, mean
+
+
+def test_pool_items_of_other_tasks_are_neither_used_nor_checked(tmp_path):
+    pool = make_corpus(tmp_path, WORDS[:4])
+    sounds = make_corpus(tmp_path, ["a dog barks"], prefix="s", task="aqa")  # no question: unusable for ticl
+    emb = BagOfWords()
+    out = retrieve(pool, pool + sounds, 2, "ticl", cfg(tmp_path), embedder=emb)
+    assert all(d.startswith("p") for row in out for d, _ in row)
+    assert emb.texts == len(set(WORDS[:4]))

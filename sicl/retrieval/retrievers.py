@@ -92,10 +92,15 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
     if retriever == "random":
         return [_random(q, groups[g], b, pool, k, cfg.seed) for q, g, b in zip(queries, q_groups, banned, strict=True)]
 
+    # Only pool items of the queries' groups are embedded: a mixed pool costs nothing for unused tasks.
+    used = sorted(i for g in set(q_groups) for i in groups[g])
+    sub_pool, sub_hash = [pool[i] for i in used], [p_hash[i] for i in used]
     if retriever in ("ticl", "ticl+"):
-        q_vec, p_vec = _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress)
+        q_vec, sub_vec = _text_vectors(queries, q_hash, sub_pool, cfg, labeler, embedder, progress)
     else:
-        q_vec, p_vec = _audio_vectors(queries, q_hash, pool, p_hash, cfg, audio_embedder, progress)
+        q_vec, sub_vec = _audio_vectors(queries, q_hash, sub_pool, sub_hash, cfg, audio_embedder, progress)
+    p_vec = np.zeros((len(pool), sub_vec.shape[1]), np.float32)
+    p_vec[used] = sub_vec
     depth = k
     if retriever == "ticl+":
         depth = max(k, cfg.rerank_depth if cfg.rerank_depth is not None else k * cfg.rerank_factor)
