@@ -73,3 +73,22 @@ def test_bad_inputs_fail_with_one_line_and_no_output(files, capsys, case):
                 "pool_without_target": "'target' is required", "bad_labeler": "unknown pseudo-labeler"}[case]
     assert expected in err[0]
     assert _outputs(tmp) == []
+
+
+def test_ticl_plus_with_a_backbone_labeler_end_to_end(files, tmp_path):
+    from sicl.models.tiny_omni import build_random_tiny_omni
+
+    tmp, pool = files
+    model = tmp / "tiny"
+    build_random_tiny_omni(model, audio_layers=1, text_layers=1, audio_dim=64, text_dim=64, audio_ffn=128,
+                           text_ffn=128, vocab_size=400)
+    out = tmp / "ep.jsonl"
+    args = ["retrieve", "--queries", str(pool), "--pool", str(pool), "--k", "2", "--retriever", "ticl+",
+            "--model", str(model), "--max-new-tokens", "3", "--out", str(out)]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and all(len(r["demos"]) == 2 and r["id"] not in r["demos"] for r in rows)
+    meta = json.loads((tmp / "ep.jsonl.meta.json").read_text())
+    assert meta["settings"]["pseudo_labeler"] == "backbone" and meta["settings"]["model"] == str(model)
+    labels = list((tmp / "cache" / "retrieval" / "pseudo-label").glob("*/strings.jsonl"))
+    assert len(labels) == 1 and len(labels[0].read_text().splitlines()) == 5

@@ -29,25 +29,35 @@ DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
 class TextEmbedder:
-    """A sentence-transformers model. ``name_or_path=None`` is the packaged all-MiniLM-L6-v2."""
+    """A sentence-transformers model. ``name_or_path=None`` is the packaged all-MiniLM-L6-v2. The model is
+    loaded on the first :meth:`encode`, so a run whose texts are all cached never loads it."""
 
     def __init__(self, name_or_path: str | None = None, batch_size: int = 64, allow_download: bool = False,
                  device: str = "cpu") -> None:
-        from sentence_transformers import SentenceTransformer
-
-        name = name_or_path or DEFAULT_EMBEDDER
-        source, local = _locate_embedder(name)
-        kwargs: dict[str, Any] = {"device": device}
-        if not local and not allow_download:
-            kwargs["local_files_only"] = True  # the hub's own cache only; never fetch behind the user's back
-        try:
-            self.model = SentenceTransformer(source, **kwargs)
-        except Exception as e:
-            hint = "" if local or allow_download else " (downloads are off: pass --allow-download or a folder)"
-            raise SiclError(f"text embedder {name!r}: cannot load ({str(e).splitlines()[0][:160]}){hint}") from None
-        self.name = name
+        self.name = name_or_path or DEFAULT_EMBEDDER
+        self.source, self.local = _locate_embedder(self.name)
         self.batch_size = batch_size
-        self.id = f"st:{name}:{model_fingerprint(source) if local else source}"
+        self.allow_download = allow_download
+        self.device = device
+        self._model: Any = None
+        self.id = f"st:{self.name}:{model_fingerprint(self.source) if self.local else self.source}"
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            kwargs: dict[str, Any] = {"device": self.device}
+            if not self.local and not self.allow_download:
+                kwargs["local_files_only"] = True  # the hub's own cache only; never fetch behind the user's back
+            try:
+                self._model = SentenceTransformer(self.source, **kwargs)
+            except Exception as e:
+                hint = "" if self.local or self.allow_download else \
+                    " (downloads are off: pass --allow-download or a folder)"
+                raise SiclError(f"text embedder {self.name!r}: cannot load "
+                                f"({str(e).splitlines()[0][:160]}){hint}") from None
+        return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
@@ -99,8 +109,14 @@ class AudioEmbedder:
     """Mean over frames of the backbone's frozen audio-tower output (the TICL+ and ``audio`` vectors)."""
 
     def __init__(self, model: str = "tiny-omni", allow_download: bool = False, backbone: Any = None) -> None:
-        self.backbone = backbone if backbone is not None else load_shared_backbone(model, allow_download)
+        self.model, self.allow_download, self._backbone = model, allow_download, backbone
         self.id = f"tower-mean:{backbone_id(model, allow_download)}"
+
+    @property
+    def backbone(self) -> Any:  # loaded on first use: cached vectors need no model
+        if self._backbone is None:
+            self._backbone = load_shared_backbone(self.model, self.allow_download)
+        return self._backbone
 
     def encode(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
         outs = self.backbone.encode_audio(list(wavs))

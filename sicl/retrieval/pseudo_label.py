@@ -56,12 +56,21 @@ class BackboneLabeler:
 
     def __init__(self, model: str = "tiny-omni", max_new_tokens: int = 128, allow_download: bool = False,
                  backbone: Any = None) -> None:
-        from sicl.retrieval.embed import backbone_id, load_shared_backbone
+        from sicl.retrieval.embed import backbone_id
 
-        self.backbone = backbone if backbone is not None else load_shared_backbone(model, allow_download)
+        self.model, self.allow_download, self._backbone = model, allow_download, backbone
         self.max_new_tokens = max_new_tokens
-        self.id = (f"{backbone_id(model, allow_download)}:preset={self.backbone.preset}"
-                   f":max_new_tokens={max_new_tokens}")
+        # The prompt preset changes the output, so it is part of the cache identity ("plain" when loaded here).
+        preset = backbone.preset if backbone is not None else "plain"
+        self.id = f"{backbone_id(model, allow_download)}:preset={preset}:max_new_tokens={max_new_tokens}"
+
+    @property
+    def backbone(self) -> Any:  # loaded on first use: a fully cached run needs no model
+        if self._backbone is None:
+            from sicl.retrieval.embed import load_shared_backbone
+
+            self._backbone = load_shared_backbone(self.model, self.allow_download)
+        return self._backbone
 
     def label(self, examples: Sequence[Example], wavs: Sequence[np.ndarray]) -> list[str]:
         from sicl.episodes.episode import Episode
