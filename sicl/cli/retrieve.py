@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exact (default) or an approximate index for very large pools")
     parser.add_argument("--rerank-factor", type=int, default=d.rerank_factor,
                         help="ticl+: rerank the top k x this many text neighbours (default: %(default)s)")
+    parser.add_argument("--rerank-depth", type=int, default=None,
+                        help="ticl+: rerank this many text neighbours instead (the TICL+ paper also uses 300)")
     parser.add_argument("--exclude-same-speaker", action="store_true",
                         help="never pick a demonstration by the query's speaker")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the random retriever")
@@ -51,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = RetrievalConfig(retriever=args.retriever, k=args.k, pseudo_labeler=args.pseudo_labeler,
                           model=args.model, embedder=args.embedder, index=args.index,
-                          rerank_factor=args.rerank_factor, exclude_same_speaker=args.exclude_same_speaker,
+                          rerank_factor=args.rerank_factor, rerank_depth=args.rerank_depth,
+                          exclude_same_speaker=args.exclude_same_speaker,
                           seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                           cache_dir=args.cache_dir, allow_download=args.allow_download)
     queries = read_manifest(args.queries)
