@@ -153,7 +153,7 @@ def test_export_round_trip(tiny, tmp_path):
     files = export_model(out, tmp_path / "exp", max_shard="200KB")
     assert len([f for f in files if f.suffix == ".safetensors"]) > 1
     rebuilt, _ = tiny_omni.load_tiny_omni(unpack_export(tmp_path / "exp", tmp_path / "m"))
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values(), strict=True))
 
 
 def test_sicl_models_lists_tiny_omni():
