@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("sicl.cli.synth", "build the embedded synthetic speech world"),
     "models": ("sicl.cli.models", "list built-in models and their paths"),
     "retrieve": ("sicl.cli.retrieve", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),
-    "train": ("sicl.cli.pending", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
+    "train": ("sicl.cli.train", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
     "eval": ("sicl.cli.pending", "zero-shot / ICL / adapter evaluation with k-sweeps"),
     "score": ("sicl.cli.pending", "score a predictions file (WER/CER, BLEU, accuracy)"),
     "report": ("sicl.cli.pending", "tables and plots from evaluation runs"),

@@ -1,0 +1,35 @@
+"""`sicl train CONFIG.yaml [key=value ...] [--resume]`: SICL-AT or direct fine-tuning (LoRA).
+
+Also runs under ``accelerate launch [--config_file configs/accelerate/X.yaml] -m sicl train ...`` (DDP,
+DeepSpeed ZeRO-2, FSDP). The output folder gets ``adapter_config.json`` + ``adapter_model.safetensors``,
+``config.yaml`` (resolved), ``log_history.jsonl``, ``run.json``, TensorBoard logs and checkpoints.
+See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sicl.config import field_help
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sicl.train.sicl_at_config import TrainConfig
+
+    keys = ", ".join(field_help(TrainConfig))
+    parser.add_argument("config", metavar="CONFIG.yaml", help="training config (configs/demo, configs/paper)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help=f"config overrides, values as YAML (keys: {keys}; nested: lora.r=16)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint-N in output_dir (same config)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sicl.config import load_config
+    from sicl.train.sicl_at import train
+    from sicl.train.sicl_at_config import TrainConfig
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    out = train(cfg, resume=args.resume)
+    print(f"sicl train: adapter and logs in {out}")
+    return 0

@@ -1,0 +1,221 @@
+"""SICL-AT recipe (and the direct fine-tuning baseline, k=0): LoRA on retrieved in-context episodes.
+
+One optimizer step: per episode, a task (mixture weight), a query, its k retrieved demonstrations;
+cross-entropy on the query answer only (the backbone's label mask). Hugging Face ``Trainer`` does
+accumulation, schedules, mixed precision, checkpoints, TensorBoard logs, progress bars and DDP /
+DeepSpeed / FSDP through accelerate; this module only supplies the episodes, the batches and the loss.
+
+Speed (the audio tower is frozen): each clip's tower output is computed once and reused across episodes
+and epochs (:class:`TowerCache`); features are padded to the longest clip of a batch, not to 30 s
+(the backbone's rendering); batches group episodes of similar length (:class:`EpisodeDataset`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from sicl.config import dump_config
+from sicl.data.audio import SAMPLE_RATE, load_audio
+from sicl.data.manifest import Example, read_manifest
+from sicl.errors import SiclError
+from sicl.models.backbone import Backbone, load_backbone, sequence_losses
+from sicl.models.chat_audio import positions
+from sicl.models.lora import apply_lora, trainable_parameters_by_group
+from sicl.retrieval import retrieve
+from sicl.train.episodes import EpisodeDataset, EpisodeSampler, TaskData
+from sicl.train.sicl_at_config import TrainConfig
+
+#: prompt tokens per example besides its audio (role headers, instruction): a length-grouping estimate
+_TURN_OVERHEAD = 16
+
+
+class TowerCache(dict):
+    """example id -> frozen tower output (n_i, hidden) on CPU; :meth:`fill` encodes the missing clips."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.encoded = 0  # clips that went through the tower (for the benchmark and logs)
+
+    def fill(self, examples: Sequence[Example]) -> None:
+        todo = {ex.id: ex for ex in examples if ex.id not in self}
+        if not todo:
+            return
+        wavs = [load_audio(ex.audio, max_seconds=self.backbone.max_audio_seconds) for ex in todo.values()]
+        model = self.backbone.model
+        was_training = model.training
+        model.eval()  # the tower's output must not depend on train-mode dropout
+        try:
+            outs = self.backbone.encode_audio(wavs)
+        finally:
+            model.train(was_training)
+        for key, out in zip(todo, outs, strict=True):
+            self[key] = out.cpu()
+        self.encoded += len(todo)
+
+
+class EpisodeCollator:
+    """Episodes -> the dict :meth:`EpisodeTrainer.compute_loss` reads (right padding, query-answer labels)."""
+
+    def __init__(self, backbone: Backbone, cache: TowerCache | None) -> None:
+        self.backbone = backbone
+        self.cache = cache
+
+    def __call__(self, episodes: list[Any]) -> dict[str, Any]:
+        if self.cache is not None:
+            self.cache.fill([ex for ep in episodes for ex in ep.examples])
+        b = self.backbone.render(episodes, with_labels=True, padding_side="right", tower_outputs=self.cache)
+        out: dict[str, Any] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "labels": b.labels}
+        if b.audio_embeds is not None:
+            out["audio_embeds"] = b.audio_embeds
+        else:
+            out["input_features"], out["feature_attention_mask"] = b.input_features, b.feature_attention_mask
+        return out
+
+
+class EpisodeTrainer(Trainer):
+    """``Trainer`` whose loss is the mean over episodes of each query answer's mean token cross-entropy
+    (every episode counts the same, however long its answer), and which reads the episode dataset in
+    order (the dataset already shuffles and length-groups; see :class:`EpisodeDataset`)."""
+
+    def __init__(self, *args: Any, backbone: Backbone, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backbone = backbone
+        # The loss below is a per-batch mean, so Trainer must divide it by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
+        return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        ids, am = inputs["input_ids"], inputs["attention_mask"]
+        pos = positions(am)
+        if "audio_embeds" in inputs:
+            # Embedding lookup and audio splice happen outside the (DDP-)wrapped call: both are frozen.
+            embeds = self.backbone._embed_with_audio(ids, inputs["audio_embeds"])
+            out = model(inputs_embeds=embeds, attention_mask=am, position_ids=pos, use_cache=False)
+        else:
+            out = model(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False,
+                        input_features=inputs["input_features"],
+                        feature_attention_mask=inputs["feature_attention_mask"])
+        loss = sequence_losses(out.logits, inputs["labels"]).mean()
+        return (loss, out) if return_outputs else loss
+
+
+def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
+    """Read each task's manifests and retrieve ``k_max`` demos per query, once, before training."""
+    if not cfg.tasks:
+        raise SiclError("config has no tasks (tasks: [{name, queries, pool, weight}])")
+    out = []
+    for spec in cfg.tasks:
+        queries = read_manifest(spec.queries)
+        if k_max == 0:
+            out.append(TaskData(spec.name, spec.weight, queries))
+            continue
+        if not spec.pool:
+            raise SiclError(f"task {spec.name!r}: k={cfg.k} needs a demo pool (pool: MANIFEST)")
+        pool = read_manifest(spec.pool)
+        lists = retrieve(queries, pool, k=k_max, config=cfg.retrieval)
+        ranked = {q.id: [pid for pid, _ in row] for q, row in zip(queries, lists, strict=True)}
+        out.append(TaskData(spec.name, spec.weight, queries, pool, ranked))
+    return out
+
+
+def example_lengths(backbone: Backbone, tasks: Sequence[TaskData]) -> dict[str, int]:
+    """Estimated prompt tokens per example: audio placeholders + answer/question text + turn overhead."""
+    tok = backbone.processor.tokenizer
+    lengths: dict[str, int] = {}
+    for t in tasks:
+        for ex in [*t.queries, *t.pool]:
+            if ex.id in lengths:
+                continue
+            seconds = ex.duration if ex.duration else len(load_audio(ex.audio, max_seconds=None)) / SAMPLE_RATE
+            text = " ".join(s for s in (ex.target, ex.question, *(ex.choices or [])) if s)
+            lengths[ex.id] = (backbone.num_audio_tokens(int(seconds * SAMPLE_RATE))
+                              + len(tok(text, add_special_tokens=False)["input_ids"]) + _TURN_OVERHEAD)
+    return lengths
+
+
+def training_arguments(cfg: TrainConfig) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=cfg.output_dir, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed, save_strategy="steps",
+        save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps,
+        bf16=cfg.bf16, report_to=list(cfg.report_to), use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,  # the collator holds the tower cache: it must live in the main process
+        remove_unused_columns=False, ddp_find_unused_parameters=False,
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+
+
+def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> EpisodeTrainer:
+    k = list(cfg.k)
+    set_seed(cfg.seed)  # LoRA initialisation
+    backbone = load_backbone(cfg.model, dtype=cfg.dtype, preset=cfg.preset)
+    backbone.model = apply_lora(backbone.model, cfg.lora)
+    tasks = load_tasks(cfg, max(k))
+    lengths = example_lengths(backbone, tasks)
+    sampler = EpisodeSampler(tasks, k, cfg.seed, cfg.shuffle_demos, cfg.max_prompt_tokens,
+                             length_of=lambda ex: lengths[ex.id])
+    args = training_arguments(cfg)
+    world = args.world_size
+    n = cfg.max_steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    dataset = EpisodeDataset(sampler, n, cfg.per_device_train_batch_size, cfg.group_batches)
+    cache = TowerCache(backbone) if cfg.cache_tower_outputs else None
+    trainer = EpisodeTrainer(model=backbone.model, args=args, train_dataset=dataset,
+                             data_collator=EpisodeCollator(backbone, cache), callbacks=list(callbacks),
+                             backbone=backbone)
+    return trainer
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    ckpts = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Run the recipe; returns the output folder (adapter, ``config.yaml``, ``log_history.jsonl``, logs)."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "logs"))
+    trainer = build_trainer(cfg, callbacks)
+    ckpt = last_checkpoint(out) if resume else None
+    if resume and ckpt is None:
+        print(f"sicl train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if trainer.state.global_step < cfg.max_steps:
+        return out  # stopped early by a callback: the checkpoint is what --resume continues from
+    trainer.save_model(str(out))  # PEFT model: adapter_config.json + adapter_model.safetensors
+    if trainer.is_world_process_zero():
+        dump_config(cfg, out / "config.yaml")
+        with open(out / "log_history.jsonl", "w", encoding="utf-8") as fh:
+            for row in trainer.state.log_history:
+                fh.write(json.dumps(row) + "\n")
+        info = {"global_step": trainer.state.global_step, "world_size": trainer.args.world_size,
+                "parameters": trainable_parameters_by_group(trainer.model),
+                "tower_clips_encoded": getattr(trainer.data_collator.cache, "encoded", None),
+                "versions": _versions()}
+        (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    import sicl
+
+    return {"sicl": sicl.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__}
