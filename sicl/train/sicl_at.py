@@ -163,7 +163,8 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
 def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> EpisodeTrainer:
     k = list(cfg.k)
     set_seed(cfg.seed)  # LoRA initialisation
-    backbone = load_backbone(cfg.model, dtype=cfg.dtype, preset=cfg.preset)
+    backbone = load_backbone(cfg.model, dtype=cfg.dtype, preset=cfg.preset,
+                             allow_download=cfg.allow_download)
     backbone.model = apply_lora(backbone.model, cfg.lora)
     tasks = load_tasks(cfg, max(k))
     lengths = example_lengths(backbone, tasks)

@@ -29,7 +29,8 @@ def _training_retrieval() -> RetrievalConfig:
 
 @dataclass
 class TrainConfig:
-    model: str = field(default="tiny-omni", metadata={"help": "built-in model name or local folder"})
+    model: str = field(default="tiny-omni", metadata={"help": "built-in model name, local folder or hub id"})
+    allow_download: bool = field(default=False, metadata={"help": "allow a hub download of `model`"})
     output_dir: str = field(default="runs/train/sicl-at1", metadata={"help": "adapter, config, logs, checkpoints"})
     tasks: list[TaskSpec] = field(default_factory=list, metadata={"help": "the mixture: [{name, queries, pool, weight}]"})
     k: list[int] = field(default_factory=lambda: [3], metadata={
