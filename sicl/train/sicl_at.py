@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,13 @@ class TowerCache(dict):
         super().__init__()
         self.backbone = backbone
         self.encoded = 0  # clips that went through the tower (for the benchmark and logs)
+        self.seconds = 0.0  # time spent loading and encoding them
 
     def fill(self, examples: Sequence[Example]) -> None:
         todo = {ex.id: ex for ex in examples if ex.id not in self}
         if not todo:
             return
+        t0 = time.perf_counter()
         wavs = [load_audio(ex.audio, max_seconds=self.backbone.max_audio_seconds) for ex in todo.values()]
         model = self.backbone.model
         was_training = model.training
@@ -60,6 +63,7 @@ class TowerCache(dict):
         for key, out in zip(todo, outs, strict=True):
             self[key] = out.cpu()
         self.encoded += len(todo)
+        self.seconds += time.perf_counter() - t0
 
 
 class EpisodeCollator:
