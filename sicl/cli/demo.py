@@ -1,8 +1,8 @@
 """`sicl demo --out DIR`: the SICL-AT study on the embedded world.
 
 What runs today: the synthetic world is built (or reused) and every manifest is validated, and the built-in
-models are listed. Retrieval, training, evaluation and the report are not implemented yet; the command says so
-instead of pretending.
+models are listed. Evaluation and the report are not implemented yet, so the study stops there; the command
+says so instead of pretending.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from sicl.errors import SiclError
 
-NOT_YET = ("retrieval (TICL/TICL+), SICL-AT training, direct fine-tuning, evaluation and the report "
-           "are not implemented yet (issues #5-#8)")
+NOT_YET = ("evaluation and the report are not implemented yet (issue #7), so the study itself "
+           "(zero-shot, vanilla ICL, SICL-AT1/2/3, direct fine-tuning; issue #8) does not run yet; "
+           "`sicl retrieve` and `sicl train` work on their own")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
