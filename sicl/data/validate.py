@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sicl.data.audio import DEFAULT_MAX_SECONDS, load_audio
+from sicl.data.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, load_audio
 from sicl.data.manifest import iter_lines, parse_row
 from sicl.errors import AudioError
 
@@ -69,9 +69,9 @@ def validate_manifest(path: str | Path, max_seconds: float | None = DEFAULT_MAX_
             except AudioError as e:
                 problems.append(Problem(line_no, rid, str(e)))
                 continue
-            if ex.duration is not None and abs(len(wav) / 16_000 - ex.duration) > 0.5:
+            if ex.duration is not None and abs(len(wav) / SAMPLE_RATE - ex.duration) > 0.5:
                 problems.append(Problem(line_no, rid, f"'duration' is {ex.duration:g} s but the audio "
-                                                      f"is {len(wav) / 16_000:.2f} s"))
+                                                      f"is {len(wav) / SAMPLE_RATE:.2f} s"))
     if rows == 0:
         problems.append(Problem(0, None, "manifest holds no rows"))
     return Report(rows=rows, problems=problems)
