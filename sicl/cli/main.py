@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("sicl.cli.retrieve", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),
     "train": ("sicl.cli.train", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
     "eval": ("sicl.cli.pending", "zero-shot / ICL / adapter evaluation with k-sweeps"),
-    "score": ("sicl.cli.pending", "score a predictions file (WER/CER, BLEU, accuracy)"),
+    "score": ("sicl.cli.score", "score a predictions file (WER/CER, BLEU, accuracy)"),
     "report": ("sicl.cli.pending", "tables and plots from evaluation runs"),
     "demo": ("sicl.cli.demo", "the whole study on the embedded world"),
 }
