@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("sicl.cli.models", "list built-in models and their paths"),
     "retrieve": ("sicl.cli.retrieve", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),
     "train": ("sicl.cli.train", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
-    "eval": ("sicl.cli.pending", "zero-shot / ICL / adapter evaluation with k-sweeps"),
+    "eval": ("sicl.cli.eval", "zero-shot / ICL / adapter evaluation with k-sweeps"),
     "score": ("sicl.cli.score", "score a predictions file (WER/CER, BLEU, accuracy)"),
     "report": ("sicl.cli.pending", "tables and plots from evaluation runs"),
     "demo": ("sicl.cli.demo", "the whole study on the embedded world"),

@@ -1,0 +1,163 @@
+"""Generation backends for ``sicl eval``: the one step that turns episodes into text.
+
+The runner only needs :class:`GenerationBackend`: ``generate(episodes) -> [Generation]`` (raw text plus
+token counts for the cost columns) and ``plan(demos)`` (told once, before generating, which demonstration
+clips the run will use). Everything else (retrieval, ordering, batching, sharding, resume, files) stays
+in :mod:`sicl.eval.runner`, so another engine (e.g. vLLM) is one new class registered under a name:
+
+    @register_backend("vllm")
+    def _load_vllm(cfg) -> GenerationBackend: ...
+
+and ``sicl eval --backend vllm`` picks it. ``hf`` (the default) runs a sicl backbone through transformers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from sicl.data.manifest import Example
+from sicl.errors import SiclError
+
+#: Generation budgets per task (tokens), the backbone's defaults.
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"asr": 128, "st": 128, "sqa": 32, "aqa": 32}
+
+
+@dataclass
+class Generation:
+    """One episode's output: raw text (special tokens removed) and its token counts."""
+
+    text: str
+    prompt_audio_tokens: int = 0
+    prompt_text_tokens: int = 0
+    generated_tokens: int = 0
+
+
+class GenerationBackend(Protocol):
+    name: str
+    #: the prompt preset (answer extraction must use the same one)
+    preset: str
+
+    def plan(self, demos: Sequence[Example]) -> None:
+        """Every demonstration clip the run will use (lets a backend encode them once, deterministically)."""
+
+    def generate(self, episodes: Sequence[Any]) -> list[Generation]:
+        """Greedy output per episode, in order. Must not depend on which other episodes share the call
+        in a way that changes results run to run: the runner always passes the same batches."""
+
+
+_BACKENDS: dict[str, Callable[..., GenerationBackend]] = {}
+
+
+def register_backend(name: str) -> Callable[[Callable[..., GenerationBackend]], Callable[..., GenerationBackend]]:
+    def deco(fn: Callable[..., GenerationBackend]) -> Callable[..., GenerationBackend]:
+        _BACKENDS[name] = fn
+        return fn
+
+    return deco
+
+
+def backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def load_backend(name: str, **kwargs: Any) -> GenerationBackend:
+    if name not in _BACKENDS:
+        raise SiclError(f"unknown generation backend {name!r} (known: {', '.join(backends())})")
+    return _BACKENDS[name](**kwargs)
+
+
+def task_limit(max_new_tokens: int | Mapping[str, int] | None, task: str) -> int:
+    if isinstance(max_new_tokens, int):
+        return max_new_tokens
+    return {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}.get(task, 128)
+
+
+class HFBackend:
+    """A sicl :class:`~sicl.models.chat_audio.ChatAudioBackbone` through ``transformers`` ``generate``:
+    batched, left-padded, greedy, features padded to the longest clip (not 30 s).
+
+    Demonstration clips go through the frozen audio tower once per run (:class:`TowerCache`) and their
+    outputs are spliced into every prompt that uses them. They are encoded in fixed groups (sorted by
+    length, then id, ``encode_batch`` per group) decided by :meth:`plan`, so a clip's cached output does
+    not depend on which query needed it first: a resumed or sharded run computes bit-identical inputs.
+    Query clips are encoded with their batch."""
+
+    name = "hf"
+
+    def __init__(self, backbone: Any, max_new_tokens: int | Mapping[str, int] | None = None,
+                 encode_batch: int = 16) -> None:
+        from sicl.train.sicl_at import TowerCache
+
+        self.backbone = backbone
+        self.preset = backbone.preset
+        self.max_new_tokens = max_new_tokens
+        self.encode_batch = encode_batch
+        self.cache = TowerCache(backbone)
+        self._group: dict[str, list[Example]] = {}
+        self.seconds_encoding = 0.0
+
+    def plan(self, demos: Sequence[Example]) -> None:
+        uniq = {ex.id: ex for ex in demos if ex.id not in self._group}
+        order = sorted(uniq.values(), key=lambda ex: (ex.duration or 0.0, ex.id))
+        for i in range(0, len(order), self.encode_batch):
+            group = order[i:i + self.encode_batch]
+            for ex in group:
+                self._group[ex.id] = group
+
+    def _fill(self, episodes: Sequence[Any]) -> None:
+        for ep in episodes:
+            for d in ep.demos:
+                if d.id not in self.cache:
+                    if d.id not in self._group:
+                        self.plan([d])
+                    self.cache.fill(self._group[d.id])
+
+    @torch.no_grad()
+    def generate(self, episodes: Sequence[Any]) -> list[Generation]:
+        if not episodes:
+            return []
+        bb = self.backbone
+        t0 = time.perf_counter()
+        self._fill(episodes)
+        self.seconds_encoding += time.perf_counter() - t0
+        limits = [task_limit(self.max_new_tokens, ep.query.task) for ep in episodes]
+        # Demos come from the cache; query clips are not in it and are encoded now, with their batch.
+        batch = bb.render(episodes, with_labels=False, padding_side="left", tower_outputs=self.cache)
+        dev = next(bb.model.parameters()).device
+        ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
+        embeds = bb._embed_with_audio(ids, batch.audio_embeds)
+        out = bb.model.generate(input_ids=ids, inputs_embeds=embeds, attention_mask=am, max_new_tokens=max(limits),
+                                do_sample=False, eos_token_id=[bb.im_end_id], pad_token_id=bb.pad_id)
+        new = out[:, ids.shape[1]:].tolist()
+        prompt_lens = batch.attention_mask.sum(1).tolist()
+        results, clip = [], 0
+        for row, limit, ep, n_prompt in zip(new, limits, episodes, prompt_lens, strict=True):
+            n_clips = len(ep.demos) + 1
+            audio = sum(batch.audio_tokens[clip:clip + n_clips])
+            clip += n_clips
+            row = row[:limit]
+            if bb.im_end_id in row:
+                row = row[: row.index(bb.im_end_id)]
+            row = [t for t in row if t != bb.pad_id]
+            results.append(Generation(text=bb.tokenizer.decode(row, skip_special_tokens=True),
+                                      prompt_audio_tokens=int(audio), prompt_text_tokens=int(n_prompt - audio),
+                                      generated_tokens=len(row)))
+        return results
+
+
+@register_backend("hf")
+def _load_hf(model: str = "tiny-omni", adapter: str | None = None, device: str = "cpu",
+             dtype: str = "float32", preset: str = "plain", allow_download: bool = False,
+             max_new_tokens: int | Mapping[str, int] | None = None, backbone: Any = None) -> HFBackend:
+    if backbone is None:
+        from sicl.models.backbone import load_backbone
+
+        backbone = load_backbone(model, adapter=adapter, dtype=dtype, device=device, preset=preset,
+                                 allow_download=allow_download)
+    backbone.model.eval()
+    return HFBackend(backbone, max_new_tokens=max_new_tokens)
