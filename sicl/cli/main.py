@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sicl.cli.train", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
     "eval": ("sicl.cli.eval", "zero-shot / ICL / adapter evaluation with k-sweeps"),
     "score": ("sicl.cli.score", "score a predictions file (WER/CER, BLEU, accuracy)"),
-    "report": ("sicl.cli.pending", "tables and plots from evaluation runs"),
+    "report": ("sicl.cli.report", "tables and plots from evaluation runs"),
     "demo": ("sicl.cli.demo", "the whole study on the embedded world"),
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-ISSUES = {"report": 7, "demo": 8}
+ISSUES = {"demo": 8}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

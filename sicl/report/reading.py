@@ -1,0 +1,285 @@
+"""Look-ups over result rows, the headline k of each method, targets, and factual sentences about the numbers.
+
+Everything here is computed from the rows: no sentence states anything that is not a comparison of two numbers
+in the table. Targets are data (:class:`Target`) so a caller (the demo) can say whether each one is met.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from sicl.report.collect import (
+    COST_METRICS,
+    METRIC_ORDER,
+    ZERO_K_METHODS,
+    ReportError,
+    ResultRow,
+    direction,
+    metric_label,
+    sort_eval_sets,
+    sort_methods,
+    sort_metrics,
+)
+
+#: Headline k of methods that use demonstrations when none is given (the `sicl eval --k` default).
+DEFAULT_MAIN_K = 3
+ZERO_SHOT, VANILLA = "zero-shot", "vanilla-icl"
+
+
+def fmt(metric: str, value: float | None) -> str:
+    """A value as the report prints it."""
+    if value is None:
+        return "—"
+    base = metric.rsplit("/", 1)[-1].split("[", 1)[0]
+    if base == "n":
+        return f"{value:.0f}"
+    if base in ("seconds_per_query", "seconds"):
+        return f"{value:.3g}"
+    if base.endswith("_mb"):
+        return f"{value:.0f}"
+    if base.endswith("tokens"):
+        return f"{value:.1f}"
+    if base in ("bleu", "chrf") or abs(value) >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+class Results:
+    """Index over result rows: values by (method, eval_set, k, metric) and the headline k of each method."""
+
+    def __init__(self, rows: Iterable[ResultRow], main_k: int | None = None):
+        self.rows = list(rows)
+        self.main_k = DEFAULT_MAIN_K if main_k is None else int(main_k)
+        self._v: dict[tuple[str, str, int, str], float] = {}
+        self._ks: dict[tuple[str, str], set[int]] = {}
+        for r in self.rows:
+            self._v[(r.method, r.eval_set, r.k, r.metric)] = r.value
+            self._ks.setdefault((r.method, r.eval_set), set()).add(r.k)
+        self.methods = sort_methods(r.method for r in self.rows)
+        self.eval_sets = sort_eval_sets(r.eval_set for r in self.rows)
+
+    def value(self, method: str, eval_set: str, k: int, metric: str) -> float | None:
+        return self._v.get((method, eval_set, k, metric))
+
+    def ks(self, method: str | None = None, eval_set: str | None = None) -> list[int]:
+        return sorted({k for (m, e), ks in self._ks.items() for k in ks
+                       if (method is None or m == method) and (eval_set is None or e == eval_set)})
+
+    def eval_sets_of(self, method: str) -> list[str]:
+        return [e for e in self.eval_sets if self.ks(method, e)]
+
+    def metrics(self, kind: str = "quality", eval_set: str | None = None) -> list[str]:
+        names = {r.metric for r in self.rows if r.kind == kind and (eval_set is None or r.eval_set == eval_set)}
+        if kind == "cost":
+            return [m for m in COST_METRICS if m in names]
+        return sort_metrics(names)
+
+    def primary_metric(self, eval_set: str) -> str | None:
+        """The eval set's headline metric: the first of METRIC_ORDER it has, else its first quality metric."""
+        names = self.metrics("quality", eval_set)
+        for m in METRIC_ORDER:
+            if m in names:
+                return m
+        return names[0] if names else None
+
+    def headline_k(self, method: str, eval_set: str) -> int | None:
+        """k at which ``method`` is compared on ``eval_set``: 0 for zero-shot / direct-ft, else ``main_k``;
+        when that k was not run, the method's only k, else the nearest one (the smaller on a tie)."""
+        ks = self.ks(method, eval_set)
+        if not ks:
+            return None
+        want = 0 if method in ZERO_K_METHODS else self.main_k
+        return min(ks, key=lambda k: (abs(k - want), k))
+
+    def headline(self, method: str, eval_set: str, metric: str) -> tuple[int | None, float | None]:
+        k = self.headline_k(method, eval_set)
+        return k, (None if k is None else self.value(method, eval_set, k, metric))
+
+    def reference(self, name: str, eval_set: str, metric: str) -> tuple[str, int, float] | None:
+        """A baseline's (label, k, value): ``zero-shot`` falls back to vanilla ICL at k=0 when no zero-shot run
+        exists; ``vanilla-icl`` is taken at its headline k."""
+        k, v = self.headline(name, eval_set, metric)
+        if v is not None:
+            return (name if name in ZERO_K_METHODS or k == 0 else f"{name} at k={k}", k, v)
+        if name == ZERO_SHOT:
+            v = self.value(VANILLA, eval_set, 0, metric)
+            if v is not None:
+                return (f"{VANILLA} at k=0", 0, v)
+        return None
+
+    def best(self, pattern: str, eval_set: str, metric: str, k: int | None = None) -> tuple[str, int, float] | None:
+        """Best (method, k, value) among methods matching ``pattern`` (fnmatch) at their headline k (or ``k``)."""
+        better = direction(metric) or "higher"
+        cands = []
+        for m in self.methods:
+            if not fnmatch.fnmatchcase(m, pattern):
+                continue
+            mk = k if k is not None else self.headline_k(m, eval_set)
+            v = None if mk is None else self.value(m, eval_set, mk, metric)
+            if v is not None:
+                cands.append((m, mk, v))
+        if not cands:
+            return None
+        return (min if better == "lower" else max)(cands, key=lambda c: c[2])
+
+
+def _at(method: str, k: int) -> str:
+    return method if method in ZERO_K_METHODS else f"{method} at k={k}"
+
+
+def _compare(metric: str, v: float, ref: float) -> str:
+    """How ``v`` stands to ``ref``: a ratio for lower-is-better metrics, a difference otherwise."""
+    if direction(metric) == "lower" and ref > 0:
+        return f"{v / ref:.2f}x"
+    d = v - ref
+    return f"{'+' if d >= 0 else '-'}{fmt(metric, abs(d))} vs"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target stated as data: ``method`` (a name or an fnmatch pattern such as ``sicl-at*``: the best match)
+    on ``eval_set`` ``metric`` must stand in ``relation`` to ``factor`` x ``baseline`` (a method, at its headline
+    k) or to the number ``value``. ``relation`` defaults to ``<=`` for lower-is-better metrics, ``>=`` else."""
+
+    eval_set: str
+    metric: str
+    method: str
+    baseline: str | None = None
+    factor: float = 1.0
+    relation: str | None = None
+    value: float | None = None
+    k: int | None = None
+    label: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Target:
+        if not isinstance(d, dict):
+            raise ReportError(f"a target must be an object, got {d!r}")
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise ReportError(f"target {d!r}: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
+        try:
+            t = cls(**d)
+        except TypeError as e:
+            raise ReportError(f"target {d!r}: {e}") from None
+        if (t.baseline is None) == (t.value is None):
+            raise ReportError(f"target {d!r}: give exactly one of 'baseline' (a method) or 'value' (a number)")
+        if t.relation not in (None, "<", "<=", ">", ">="):
+            raise ReportError(f"target {d!r}: relation must be one of <, <=, >, >=")
+        return t
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target: Target
+    met: bool | None  # None: not evaluated (a number is missing)
+    sentence: str
+
+
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def check_target(res: Results, t: Target) -> TargetResult:
+    name = metric_label(t.metric, with_direction=False)
+    rel = t.relation or (">=" if direction(t.metric) == "higher" else "<=")
+    head = f"{t.label}: " if t.label else ""
+    pattern = any(c in t.method for c in "*?[")
+    got = res.best(t.method, t.eval_set, t.metric, t.k)
+    if got is None:
+        return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.method} on {t.eval_set}.")
+    m, mk, v = got
+    who = f"best {t.method} ({_at(m, mk)})" if pattern else _at(m, mk)
+    if t.value is not None:
+        threshold, what = float(t.value), fmt(t.metric, float(t.value))
+    else:
+        ref = res.reference(t.baseline, t.eval_set, t.metric)
+        if ref is None:
+            return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.baseline} on {t.eval_set}.")
+        label, _, rv = ref
+        threshold = t.factor * rv
+        what = (f"{label} ({fmt(t.metric, rv)})" if t.factor == 1
+                else f"{t.factor:g} x {label} ({t.factor:g} x {fmt(t.metric, rv)} = {fmt(t.metric, threshold)})")
+    met = _OPS[rel](v, threshold)
+    verdict = "met" if met else "NOT met"
+    return TargetResult(t, met, f"{head}{verdict}: on {t.eval_set}, {who} has {name} {fmt(t.metric, v)}, "
+                                f"{'' if met else 'not '}{rel} {what}.")
+
+
+def reading(rows: Iterable[ResultRow] | Results, main_k: int | None = None,
+            targets: Iterable[Target | dict] | None = None) -> list[str]:
+    """Factual sentences about the numbers: targets (met / NOT met / not evaluated), then per eval set each
+    method at its headline k against zero-shot and vanilla ICL on the eval set's primary metric, then how the
+    primary metric and the cost change over k for each swept method."""
+    res = rows if isinstance(rows, Results) else Results(rows, main_k)
+    out = [check_target(res, t if isinstance(t, Target) else Target.from_dict(t)).sentence
+           for t in (targets or [])]
+    for e in res.eval_sets:
+        metric = res.primary_metric(e)
+        if metric is None:
+            continue
+        name = metric_label(metric, with_direction=False)
+        refs = [r for r in (res.reference(ZERO_SHOT, e, metric), res.reference(VANILLA, e, metric)) if r]
+        best = res.best("*", e, metric)
+        if best is not None:
+            d = direction(metric)
+            out.append(f"On {e}, the best {name}{f' ({d} is better)' if d else ''} is "
+                       f"{_at(best[0], best[1])} with {fmt(metric, best[2])}.")
+        for m in res.methods:
+            k, v = res.headline(m, e, metric)
+            if v is None or m == ZERO_SHOT:
+                continue
+            comps = [f"{_compare(metric, v, rv)} {label} ({fmt(metric, rv)})" for label, rk, rv in refs
+                     if not (label.split(" ")[0] == m and rk == k)]
+            if not comps:
+                continue
+            out.append(f"On {e}, {_at(m, k)} has {name} {fmt(metric, v)}: {', '.join(comps)}.")
+    for m in res.methods:
+        for e in res.eval_sets:
+            metric = res.primary_metric(e)
+            ks = [k for k in res.ks(m, e) if metric and res.value(m, e, k, metric) is not None]
+            if len(ks) < 2:
+                continue
+            vals = {k: res.value(m, e, k, metric) for k in ks}
+            pick = min if direction(metric) == "lower" else max
+            bk = pick(ks, key=lambda k: (vals[k], k))
+            out.append(f"{m} on {e}: {metric_label(metric, with_direction=False)} {fmt(metric, vals[ks[0]])} at "
+                       f"k={ks[0]}, {fmt(metric, vals[ks[-1]])} at k={ks[-1]}; best {fmt(metric, vals[bk])} at k={bk}.")
+        cost = []
+        for c in ("seconds_per_query", "prompt_tokens"):
+            series = mean_over_eval_sets(res, m, c)
+            if len(series) >= 2:
+                k0, k1 = min(series), max(series)
+                ratio = f" ({series[k1] / series[k0]:.1f}x)" if series[k0] > 0 else ""
+                cost.append(f"{metric_label(c)} {fmt(c, series[k0])} at k={k0} and {fmt(c, series[k1])} "
+                            f"at k={k1}{ratio}")
+        if cost:
+            n = len(sweep_eval_sets(res, m, "seconds_per_query") or sweep_eval_sets(res, m, "prompt_tokens"))
+            out.append(f"Cost of {m} (mean over {n} eval set{'s' if n != 1 else ''}): {'; '.join(cost)}.")
+    return out
+
+
+def mean_over_eval_sets(res: Results, method: str, metric: str) -> dict[int, float]:
+    """k -> mean of ``metric`` over :func:`sweep_eval_sets` (the same eval sets at every k)."""
+    sets = sweep_eval_sets(res, method, metric)
+    out: dict[int, float] = {}
+    for k in res.ks(method):
+        vals = [v for e in sets if (v := res.value(method, e, k, metric)) is not None]
+        if len(vals) == len(sets) and vals:
+            out[k] = sum(vals) / len(vals)
+    return out
+
+
+def sweep_eval_sets(res: Results, method: str, metric: str) -> list[str]:
+    """The eval sets on which ``method`` has ``metric`` at the most k values (so that a mean over them compares
+    like with like across k); an eval set with fewer k values is left out."""
+    have = {e: frozenset(k for k in res.ks(method, e) if res.value(method, e, k, metric) is not None)
+            for e in res.eval_sets}
+    have = {e: ks for e, ks in have.items() if ks}
+    if not have:
+        return []
+    most = max(len(ks) for ks in have.values())
+    best = sorted({ks for ks in have.values() if len(ks) == most}, key=sorted)[0]
+    return [e for e, ks in have.items() if ks == best]

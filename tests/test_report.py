@@ -1,0 +1,308 @@
+"""sicl report: runs written as data (the report only reads files), CSV rows, tables, plots, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sicl.cli.main import main
+from sicl.report import ReportError, Results, Target, build_report, check_target, collect_results, reading
+from sicl.report.collect import collect_runs
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(d: Path, method: str, eval_set: str, k: int, metrics: dict, *, seconds_per_query=0.1,
+              audio=50.0, text=20.0, rss=900.0, adapter=None, contract_keys=True, **extra) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    if contract_keys:
+        cost = {"timing": {"seconds": seconds_per_query * 10, "seconds_per_query": seconds_per_query},
+                "tokens": {"audio_per_query": audio, "text_per_query": text, "generated_per_query": 7.0},
+                "memory": {"peak_rss_mb": rss, "peak_gpu_mb": None}}
+    else:  # the key names sicl eval's runner writes
+        cost = {"timing": {"seconds_total": seconds_per_query * 10, "seconds_per_query": seconds_per_query},
+                "tokens": {"prompt_audio_tokens": audio, "prompt_text_tokens": text,
+                           "prompt_tokens": audio + text, "generated_tokens": 7.0},
+                "memory": {"peak_rss_mb": rss, "cuda_max_memory_allocated_mb": 123.0}}
+    info = {"method": method, "eval_set": eval_set, "k": k, "model": "tiny-omni", "adapter": adapter, "n": 10,
+            "extra_key": {"ignored": True}, **cost, **extra}
+    (d / "run.json").write_text(json.dumps(info))
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "predictions.jsonl").write_text("")
+    return d
+
+
+def write_sweep(d: Path, method: str, eval_set: str, values: dict[int, dict], adapter=None) -> Path:
+    """A sweep folder as sicl eval writes it; the k=0 child is labelled by its own method (zero-shot)."""
+    d.mkdir(parents=True, exist_ok=True)
+    ks = sorted(values)
+    (d / "run.json").write_text(json.dumps({"method": method, "eval_set": eval_set, "ks": ks, "n": 10}))
+    for k in ks:
+        child = "zero-shot" if (k == 0 and adapter is None) else method
+        write_run(d / f"k={k}", child, eval_set, k, values[k], seconds_per_query=0.1 * (k + 1),
+                  audio=50.0 * (k + 1), text=20.0 * (k + 1), rss=900.0 + 10 * k, adapter=adapter)
+    rows = ["k,task,metric,value,seconds_per_query,prompt_tokens,peak_rss_mb"]
+    rows += [f"{k},asr,wer,{values[k]['asr']['wer']},0.1,70,900" for k in ks if "asr" in values[k]]
+    (d / "sweep.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def asr(wer: float, n: int = 10) -> dict:
+    return {"asr": {"n": n, "wer": wer, "wer_utterance_capped": wer + 0.01, "cer": wer / 2}}
+
+
+def make_study(tmp_path: Path) -> Path:
+    """A small study: zero-shot, vanilla-icl sweep, sicl-at2 at k=3, direct-ft at k=0, on 3 eval sets."""
+    ev = tmp_path / "eval"
+    for e, zs in (("child-science", 0.75), ("child-reading", 0.70)):
+        write_run(ev / "zero-shot" / e, "zero-shot", e, 0, asr(zs))
+        write_run(ev / "direct-ft" / e, "direct-ft", e, 0, asr(0.50 if e == "child-science" else 0.30),
+                  adapter="models/direct-ft")
+    write_sweep(ev / "vanilla-icl" / "child-science", "vanilla-icl", "child-science",
+                {0: asr(0.75), 1: asr(0.62), 2: asr(0.55), 3: asr(0.51), 4: asr(0.52)})
+    write_run(ev / "vanilla-icl" / "child-reading", "vanilla-icl", "child-reading", 3, asr(0.60))
+    write_run(ev / "sicl-at2" / "child-science", "sicl-at2", "child-science", 3, asr(0.41), adapter="m/at2")
+    write_run(ev / "sicl-at2" / "child-reading", "sicl-at2", "child-reading", 3, asr(0.45), adapter="m/at2")
+    aqa = {"aqa": {"n": 20, "accuracy": 0.55,
+                   "by_category": {"music": {"n": 10, "accuracy": 0.6}, "sound": {"n": 10, "accuracy": 0.5}}}}
+    write_run(ev / "zero-shot" / "aqa", "zero-shot", "aqa", 0, aqa)
+    write_run(ev / "sicl-at2" / "aqa", "sicl-at2", "aqa", 3, {"aqa": {"n": 20, "accuracy": 0.62}})
+    write_run(ev / "zero-shot" / "translate", "zero-shot", "translate", 0, {"st": {"n": 8, "bleu": 12.5}})
+    # a training run.json (no metrics.json next to it) is not a run
+    (tmp_path / "models" / "sicl-at2").mkdir(parents=True)
+    (tmp_path / "models" / "sicl-at2" / "run.json").write_text("{not json")
+    return tmp_path
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> Path:
+    return make_study(tmp_path)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def value(rows: list[dict], method: str, eval_set: str, k: int, metric: str) -> float:
+    hits = [r for r in rows if (r["method"], r["eval_set"], r["k"], r["metric"]) == (method, eval_set, str(k),
+                                                                                     metric)]
+    assert len(hits) == 1, (method, eval_set, k, metric, hits)
+    return float(hits[0]["value"])
+
+
+def test_collect_results_rows_values_and_sweep_labels(study: Path):
+    rows = collect_results([study])
+    methods = []
+    for r in rows:
+        if not methods or methods[-1] != r.method:
+            methods.append(r.method)
+    assert methods == ["zero-shot", "vanilla-icl", "sicl-at2", "direct-ft"]  # METHOD_ORDER, grouped
+    got = {(r.method, r.eval_set, r.k, r.metric): r.value for r in rows}
+    # the sweep's k=0 child says zero-shot, but belongs to the vanilla-icl line of its sweep
+    assert got[("vanilla-icl", "child-science", 0, "wer")] == 0.75
+    assert [k for (m, e, k, x) in got if m == "vanilla-icl" and e == "child-science" and x == "wer"] == [0, 1, 2, 3, 4]
+    assert got[("sicl-at2", "child-science", 3, "wer")] == 0.41
+    assert got[("sicl-at2", "child-science", 3, "cer")] == pytest.approx(0.205)
+    assert got[("zero-shot", "translate", 0, "bleu")] == 12.5
+    assert got[("zero-shot", "aqa", 0, "accuracy[category=music]")] == 0.6
+    assert got[("zero-shot", "aqa", 0, "n")] == 20
+    # cost rows from run.json
+    assert got[("vanilla-icl", "child-science", 2, "seconds_per_query")] == pytest.approx(0.3)
+    assert got[("vanilla-icl", "child-science", 2, "prompt_tokens")] == pytest.approx(210.0)
+    assert got[("vanilla-icl", "child-science", 4, "peak_rss_mb")] == 940.0
+    assert ("zero-shot", "aqa", 0, "peak_gpu_mb") not in got  # null is left out
+    kinds = {r.metric: r.kind for r in rows}
+    assert kinds["wer"] == "quality" and kinds["n"] == "count" and kinds["seconds_per_query"] == "cost"
+
+
+def test_report_files_csv_tables_and_plots(study: Path):
+    out = study / "report"
+    written = build_report([study / "eval"], out, title="Demo report", notes=["a note from the caller"])
+    assert written["report"] == out / "report.md" and written["results"] == out / "results.csv"
+    rows = read_csv(out / "results.csv")
+    assert list(rows[0]) == ["method", "eval_set", "k", "metric", "value"]
+    assert value(rows, "sicl-at2", "child-science", 3, "wer") == 0.41
+    assert value(rows, "vanilla-icl", "child-science", 4, "wer") == 0.52
+    assert value(rows, "direct-ft", "child-reading", 0, "wer") == 0.30
+    assert value(rows, "zero-shot", "translate", 0, "bleu") == 12.5
+    assert value(rows, "vanilla-icl", "child-science", 0, "prompt_tokens") == 70.0
+    sweep_ks = [int(r["k"]) for r in rows if r["method"] == "vanilla-icl" and r["eval_set"] == "child-science"
+                and r["metric"] == "wer"]
+    assert sweep_ks == [0, 1, 2, 3, 4]
+
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Demo report\n")
+    assert "a note from the caller" in md
+    assert "### WER (lower is better)" in md and "### BLEU (higher is better)" in md
+    assert "### accuracy (higher is better)" in md
+    # comparison table: rows = methods in order, columns = eval sets, values at the headline k
+    table = md.split("### WER (lower is better)")[1].split("###")[0]
+    lines = [ln for ln in table.splitlines() if ln.startswith("| ")]
+    assert lines[0] == "| method | k | child-science | child-reading |"
+    assert lines[1] == "| zero-shot | 0 | 0.750 | 0.700 |"
+    assert lines[2] == "| vanilla-icl | 3 | 0.510 | 0.600 |"
+    assert lines[3] == "| sicl-at2 | 3 | 0.410 | 0.450 |"
+    assert lines[4] == "| direct-ft | 0 | 0.500 | 0.300 |"
+    # k-sweep table
+    sweep = md.split("### child-science: WER (lower is better)")[1].split("###")[0]
+    assert "| method | k=0 | k=1 | k=2 | k=3 | k=4 |" in sweep
+    assert "| vanilla-icl | 0.750 | 0.620 | 0.550 | 0.510 | 0.520 |" in sweep
+    assert "| sicl-at2 | — | — | — | 0.410 | — |" in sweep
+    # cost table: mean over eval sets at each k
+    cost = md.split("### seconds / query")[1].split("###")[0]
+    # cost: mean over the eval sets swept at the most k (child-reading, run at k=3 only, is left out)
+    assert "| vanilla-icl | 0.1 | 0.2 | 0.3 | 0.4 | 0.5 | child-science |" in cost
+    assert "| sicl-at2 | — | — | — | 0.1 | — | child-science, child-reading, aqa |" in cost
+    assert "## Breakdowns" in md and "| zero-shot | 0 | 0.600 | 0.500 |" in md
+    # plots: embedded with relative paths, every one a real PNG
+    pngs = sorted((out / "plots").glob("*.png"))
+    names = {p.name for p in pngs}
+    assert {"methods_wer.png", "methods_bleu.png", "methods_accuracy.png", "wer_vs_k_child-science.png",
+            "cost_vs_k.png"} <= names
+    assert sorted(written["plots"]) == pngs
+    for p in pngs:
+        data = p.read_bytes()
+        assert len(data) > 1000 and data[:8] == PNG_MAGIC
+        assert f"](plots/{p.name})" in md
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_reading_sentences_are_computed_from_the_numbers(study: Path):
+    res = Results(collect_results([study]))
+    text = reading(res)
+    assert ("On child-science, sicl-at2 at k=3 has WER 0.410: 0.55x zero-shot (0.750), "
+            "0.80x vanilla-icl at k=3 (0.510).") in text
+    assert "On child-science, the best WER (lower is better) is sicl-at2 at k=3 with 0.410." in text
+    assert "On child-reading, the best WER (lower is better) is direct-ft with 0.300." in text
+    assert "On aqa, sicl-at2 at k=3 has accuracy 0.620: +0.070 vs zero-shot (0.550)." in text
+    assert "vanilla-icl on child-science: WER 0.750 at k=0, 0.520 at k=4; best 0.510 at k=3." in text
+    cost = [s for s in text if s.startswith("Cost of vanilla-icl")]
+    assert cost == ["Cost of vanilla-icl (mean over 1 eval set): seconds / query 0.1 at k=0 and 0.5 at k=4 (5.0x); "
+                    "prompt tokens / query 70.0 at k=0 and 350.0 at k=4 (5.0x)."]
+    assert not [s for s in text if s.startswith("On child-science, zero-shot has")]  # the reference itself
+
+
+def test_targets_met_missed_and_not_evaluated(study: Path):
+    res = Results(collect_results([study]))
+    r = check_target(res, Target("child-science", "wer", "sicl-at*", baseline="zero-shot", factor=0.6))
+    assert r.met is True
+    assert r.sentence == ("met: on child-science, best sicl-at* (sicl-at2 at k=3) has WER 0.410, <= 0.6 x zero-shot "
+                          "(0.6 x 0.750 = 0.450).")
+    r = check_target(res, Target("child-science", "wer", "sicl-at*", baseline="vanilla-icl", factor=0.8))
+    assert r.met is False and "NOT met" in r.sentence and "not <=" in r.sentence  # 0.41 > 0.8 x 0.51 = 0.408
+    r = check_target(res, Target("child-reading", "wer", "sicl-at*", baseline="direct-ft", relation="<",
+                                 label="below direct-ft"))
+    assert r.met is False and r.sentence.startswith("below direct-ft: NOT met")
+    r = check_target(res, Target("aqa", "accuracy", "sicl-at2", baseline="zero-shot", relation=">"))
+    assert r.met is True and "0.620, > zero-shot (0.550)" in r.sentence
+    r = check_target(res, Target("adult", "wer", "sicl-at*", baseline="zero-shot"))
+    assert r.met is None and "not evaluated" in r.sentence
+    r = check_target(res, Target("child-science", "wer", "zero-shot", value=0.5))
+    assert r.met is False
+    # targets as plain dicts go into the report's reading section
+    out = study / "r"
+    build_report([study], out, targets=[{"eval_set": "child-science", "metric": "wer", "method": "sicl-at*",
+                                         "baseline": "zero-shot", "factor": 0.6}])
+    assert "- met: on child-science, best sicl-at* (sicl-at2 at k=3)" in (out / "report.md").read_text()
+    with pytest.raises(ReportError, match="exactly one of"):
+        Target.from_dict({"eval_set": "a", "metric": "wer", "method": "x"})
+    with pytest.raises(ReportError, match="unknown key"):
+        Target.from_dict({"eval_set": "a", "metric": "wer", "method": "x", "value": 1, "bogus": 2})
+
+
+def test_main_k_and_fallback_to_nearest_k(study: Path):
+    res = Results(collect_results([study]), main_k=2)
+    assert res.headline_k("vanilla-icl", "child-science") == 2
+    assert res.headline_k("vanilla-icl", "child-reading") == 3  # only k it has
+    assert res.headline_k("zero-shot", "child-science") == 0
+    assert res.headline_k("direct-ft", "child-science") == 0
+    out = study / "r2"
+    build_report([study / "eval"], out, main_k=2)
+    table = (out / "report.md").read_text().split("### WER (lower is better)")[1].split("###")[0]
+    assert "| vanilla-icl | 2 | 0.550 | 0.600 (k=3) |" in table
+
+
+def test_runner_key_names_and_multi_task_metrics(tmp_path: Path):
+    write_run(tmp_path / "a", "sicl-at3", "mixed", 2, {"sqa": {"n": 5, "accuracy": 0.4}, "aqa": {"n": 5,
+              "accuracy": 0.8}, "asr": {"n": 3, "wer": 0.2, "by_lang": {"en": {"n": 3, "wer": 0.2}}}},
+              contract_keys=False, audio=30.0, text=12.0)
+    got = {(r.metric): r.value for r in collect_results([tmp_path])}
+    assert got["sqa/accuracy"] == 0.4 and got["aqa/accuracy"] == 0.8 and got["wer"] == 0.2
+    assert got["wer[lang=en]"] == 0.2 and got["asr/n"] == 3 and got["asr/n[lang=en]"] == 3
+    assert got["prompt_tokens"] == 42.0 and got["audio_tokens"] == 30.0 and got["peak_gpu_mb"] == 123.0
+    assert got["seconds"] == pytest.approx(1.0)
+    written = build_report([tmp_path / "a"], tmp_path / "out")
+    md = written["report"].read_text()
+    assert "### sqa accuracy (higher is better)" in md and "No method was run at more than one k." in md
+
+
+def test_duplicate_runs_keep_the_newest_and_warn(study: Path):
+    ev = study / "eval"
+    old = write_run(study / "old" / "zs", "zero-shot", "child-science", 0, asr(0.99))
+    os.utime(old / "run.json", (1, 1))
+    warnings: list[str] = []
+    rows = collect_results([ev, study / "old"], warn=warnings.append)
+    assert [r.value for r in rows if (r.method, r.eval_set, r.metric) == ("zero-shot", "child-science", "wer")] \
+        == [0.75]
+    assert len(warnings) == 1 and "zero-shot / child-science / k=0" in warnings[0]
+    # the same folder given twice counts once
+    assert len(collect_runs([ev, ev / "zero-shot"], warn=warnings.append)) == len(collect_runs([ev]))
+
+
+def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path: Path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "empty"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sicl report: error: no evaluation runs found") and err.count("\n") == 1
+    assert not out.exists()
+    assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 1
+    assert "no such directory" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    ("{not json", "run.json: not valid JSON"),
+    ('["a list"]', "run.json: expected a JSON object"),
+    ('{"eval_set": "x", "k": 1}', "run.json: missing or empty 'method'"),
+    ('{"method": "m", "eval_set": "x", "k": -1}', "run.json: 'k' must be a non-negative integer"),
+    ('{"method": "m", "eval_set": "x"}', "run.json: missing 'k'"),
+])
+def test_malformed_run_json_names_the_file(tmp_path: Path, bad: str, match: str, capsys):
+    d = write_run(tmp_path / "runs" / "r", "zero-shot", "adult", 0, asr(0.5))
+    (d / "run.json").write_text(bad)
+    with pytest.raises(ReportError, match=match) as e:
+        collect_results([tmp_path / "runs"])
+    assert str(d / "run.json") in str(e.value)
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 1
+    assert str(d / "run.json") in capsys.readouterr().err and not out.exists()
+
+
+def test_malformed_metrics_json_names_the_file(tmp_path: Path):
+    d = write_run(tmp_path / "r", "zero-shot", "adult", 0, asr(0.5))
+    (d / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(ReportError, match="metrics.json: expected a JSON object"):
+        collect_results([tmp_path])
+
+
+def test_cli_end_to_end_and_rerun_replaces_plots(study: Path, capsys):
+    out = study / "rep"
+    (study / "targets.json").write_text(json.dumps([{"eval_set": "aqa", "metric": "accuracy", "method": "sicl-at2",
+                                                     "baseline": "zero-shot", "relation": ">"}]))
+    args = ["report", str(study / "eval"), "--out", str(out), "--title", "T", "--k", "3", "--note", "n1",
+            "--targets", str(study / "targets.json")]
+    assert main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    assert "- met: on aqa, sicl-at2 at k=3 has accuracy 0.620, > zero-shot (0.550)." in md
+    (out / "plots" / "stale.png").write_bytes(b"x")
+    assert main(args) == 0
+    assert not (out / "plots" / "stale.png").exists()
+    (study / "targets.json").write_text("{}")
+    assert main(args) == 1
+    assert "expected a JSON list" in capsys.readouterr().err
