@@ -1,0 +1,165 @@
+"""sicl eval on a random tiny-omni and tone clips: files and fields, resume, sweeps, leakage, bad input."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sicl.cli.main import main
+from sicl.errors import SiclError
+from sicl.eval.metrics import score_rows
+from sicl.eval.runner import EvalConfig, evaluate
+from sicl.testing import write_rows
+from tests.train_fixtures import make_train_data
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELDS = {"id", "audio", "task", "target", "prediction", "raw", "demos", "k", "prompt_audio_tokens",
+          "prompt_text_tokens", "generated_tokens", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_train_data(tmp_path_factory.mktemp("eval"))
+
+
+def cfg(data, out, **kw) -> EvalConfig:
+    base = dict(data=str(data["queries"]), pool=str(data["pool"]), out=str(out), model=str(data["model"]),
+                ks=[2], retriever="random", batch_size=4, max_new_tokens=6, cache_dir=str(out) + "-cache")
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_single_run_writes_predictions_metrics_and_run(data, tmp_path):
+    out = evaluate(cfg(data, tmp_path / "run"))
+    preds = rows(out / "predictions.jsonl")
+    queries = [json.loads(line)["id"] for line in Path(data["queries"]).read_text().splitlines()]
+    assert [r["id"] for r in preds] == queries  # manifest order
+    for r in preds:
+        assert FIELDS <= set(r) and r["k"] == 2 and len(r["demos"]) == 2
+        assert r["prompt_audio_tokens"] > 0 and r["prompt_text_tokens"] > 0
+    assert json.loads((out / "metrics.json").read_text()) == score_rows(preds)
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"] == "vanilla-icl" and run["k"] == 2 and run["n"] == len(queries)
+    assert run["eval_set"] == Path(data["queries"]).parent.name
+    assert {"seconds_total", "seconds_per_query", "retrieval_seconds"} <= set(run["timing"])
+    assert {"prompt_audio_tokens", "prompt_text_tokens", "prompt_tokens", "generated_tokens"} <= set(run["tokens"])
+    assert run["memory"]["peak_rss_mb"] > 0 and run["versions"]["torch"]
+    assert (out / "retrievals.jsonl").is_file()
+
+
+def test_resume_after_a_torn_write_predicts_each_query_once(data, tmp_path):
+    ref = evaluate(cfg(data, tmp_path / "ref", batch_size=2))
+    out = tmp_path / "run"
+    shutil.copytree(ref, out)
+    for name in ("metrics.json", "run.json"):
+        (out / name).unlink()
+    # as if killed while writing: two finished rows, then a torn line
+    lines = (ref / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (out / "predictions.jsonl").write_text(lines[3] + lines[0] + lines[5][:40])
+    with pytest.raises(SiclError, match="--resume"):
+        evaluate(cfg(data, out, batch_size=2))
+    evaluate(cfg(data, out, batch_size=2), resume=True)
+    got = rows(out / "predictions.jsonl")
+    assert sorted(r["id"] for r in got) == sorted({r["id"] for r in got}) and len(got) == len(lines)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in got]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in rows(ref / "predictions.jsonl")]
+    assert (out / "metrics.json").read_text() == (ref / "metrics.json").read_text()
+
+
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    out = evaluate(cfg(data, tmp_path / "run", ks=[1]))
+    with pytest.raises(SiclError, match="different settings"):
+        evaluate(cfg(data, out, ks=[1], batch_size=3), resume=True)
+
+
+def test_batch_size_does_not_change_predictions(data, tmp_path):
+    one = rows(evaluate(cfg(data, tmp_path / "b1", batch_size=1)) / "predictions.jsonl")
+    many = rows(evaluate(cfg(data, tmp_path / "b4", batch_size=4)) / "predictions.jsonl")
+    assert [r["raw"] for r in one] == [r["raw"] for r in many]
+
+
+def test_sweep_writes_k_dirs_and_csv_and_never_uses_the_query(data, tmp_path):
+    # the queries are their own pool: leave-one-out
+    out = evaluate(cfg(data, tmp_path / "sweep", ks=[0, 1, 2], pool=str(data["queries"])))
+    for k in (0, 1, 2):
+        preds = rows(out / f"k={k}" / "predictions.jsonl")
+        assert all(len(r["demos"]) == k and r["id"] not in r["demos"] for r in preds)
+        run = json.loads((out / f"k={k}" / "run.json").read_text())
+        assert run["method"] == ("zero-shot" if k == 0 else "vanilla-icl")
+    k1 = rows(out / "k=1" / "predictions.jsonl")
+    k2 = rows(out / "k=2" / "predictions.jsonl")
+    for a, b in zip(k1, k2, strict=True):  # top-k prefixes of one list, nearest demo next to the query
+        assert a["demos"][-1] == b["demos"][-1]
+    with open(out / "sweep.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == ["k", "task", "metric", "value", "seconds_per_query", "prompt_tokens", "peak_rss_mb"]
+    assert {r["k"] for r in table} == {"0", "1", "2"} and {r["metric"] for r in table} >= {"wer", "cer"}
+    top = json.loads((out / "run.json").read_text())
+    assert top["ks"] == [0, 1, 2] and top["runs"]["1"] == "k=1"
+
+
+def test_backbone_pseudo_labels_reuse_the_zero_shot_predictions(data, tmp_path):
+    out = evaluate(cfg(data, tmp_path / "ticl", ks=[0, 1], retriever="ticl", pseudo_labeler="backbone"))
+    meta = json.loads((out / "retrievals.jsonl.meta.json").read_text())
+    assert meta["pseudo_labels_generated"] == 0  # every ASR query's label came from the k=0 run
+
+
+def test_method_and_adapter_labels(data, tmp_path):
+    out = evaluate(cfg(data, tmp_path / "m", ks=[0], method="my-method", eval_set="kids", pool=None))
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"] == "my-method" and run["eval_set"] == "kids"
+
+
+def test_bad_manifest_is_one_line_error_and_writes_nothing(data, tmp_path, capsys):
+    bad = write_rows(tmp_path / "bad.jsonl", [{"id": "a", "audio": "x.wav", "task": "asr", "target": "t"},
+                                              "{not json"])
+    out = tmp_path / "out"
+    code = main(["eval", "--data", str(bad), "--model", str(data["model"]), "--out", str(out)])
+    assert code == 1 and "bad.jsonl:2" in capsys.readouterr().err
+    assert not out.exists()
+    code = main(["eval", "--data", str(data["queries"]), "--model", str(data["model"]), "--k", "2",
+                 "--out", str(out)])
+    assert code == 1 and "--pool" in capsys.readouterr().err and not out.exists()
+
+
+def _cli(data, out, *extra):
+    return [sys.executable, "-m", "sicl", "eval", "--data", str(data["queries"]), "--pool", str(data["pool"]),
+            "--model", str(data["model"]), "--k", "2", "--retriever", "random", "--max-new-tokens", "40",
+            "--cache-dir", str(out) + "-cache", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_an_uninterrupted_run(data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(data, ref, "--batch-size", "1"), cwd=ROOT, env=env, check=True, capture_output=True)
+    out = tmp_path / "run"
+    # batch 1 and 40 new tokens per query: slow enough for the kill to land mid-way
+    proc = subprocess.Popen(_cli(data, out, "--batch-size", "1"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pred = out / "predictions.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if pred.exists() and pred.read_text().count("\n") >= 2:
+            proc.kill()  # SIGKILL
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    done = subprocess.run(_cli(data, out, "--batch-size", "1", "--resume"), cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got, want = rows(out / "predictions.jsonl"), rows(ref / "predictions.jsonl")
+    assert [r["id"] for r in got] == [r["id"] for r in want]
+    assert [r["raw"] for r in got] == [r["raw"] for r in want]
+    assert (out / "metrics.json").read_text() == (ref / "metrics.json").read_text()
