@@ -167,3 +167,24 @@ def test_pool_items_of_other_tasks_are_neither_used_nor_checked(tmp_path):
     out = retrieve(pool, pool + sounds, 2, "ticl", cfg(tmp_path), embedder=emb)
     assert all(d.startswith("p") for row in out for d, _ in row)
     assert emb.texts == len(set(WORDS[:4]))
+
+
+def test_file_pseudo_labels_drive_ticl_and_name_missing_ids(tmp_path):
+    import json
+
+    from sicl.retrieval.pseudo_label import FileLabeler, make_labeler
+
+    pool = make_corpus(tmp_path, ["red apples fall", "blue whales swim", "green frogs jump"])
+    (query,) = make_corpus(tmp_path, ["something else entirely"], prefix="q", freqs=[900.0])
+    preds = tmp_path / "predictions.jsonl"
+    preds.write_text(json.dumps({"id": "q0", "prediction": "the blue whales swim"}) + "\n")
+    labeler = make_labeler(f"file:{preds}")
+    assert isinstance(labeler, FileLabeler) and labeler.label([query], []) == ["the blue whales swim"]
+    config = RetrievalConfig(cache_dir=str(tmp_path / "cache"), pseudo_labeler=f"file:{preds}")
+    (demos,) = retrieve([query], pool, k=1, retriever="ticl", config=config, embedder=BagOfWords())
+    assert [d for d, _ in demos] == ["p1"]  # nearest to the file's label, not to the gold text
+    with pytest.raises(SiclError, match="no pseudo-label for 1 query id"):
+        labeler.label([pool[0]], [])
+    preds.write_text('{"id": "q0"}\n')
+    with pytest.raises(SiclError, match=r"predictions.jsonl:1: .*id and prediction"):
+        FileLabeler(preds)

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retriever", choices=RETRIEVERS, default="ticl", help="default: %(default)s")
     parser.add_argument("--pseudo-labeler", default="backbone", metavar="P",
                         help="query text for ticl/ticl+: backbone (the evaluated model's own zero-shot "
-                             "transcript) | gold | hf-asr:<model> (default: %(default)s)")
+                             "transcript) | gold | hf-asr:<model> | file:<predictions.jsonl> (an earlier run's "
+                             "predictions, e.g. the zero-shot run's) (default: %(default)s)")
     parser.add_argument("--embedder", default=None, metavar="E",
                         help="sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)")
     parser.add_argument("--index", choices=INDEX_KINDS, default="exact", help="retrieval index (default: exact)")

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="EP.jsonl", help="retrieval file to write")
     parser.add_argument("--retriever", choices=RETRIEVERS, default=d.retriever, help="default: %(default)s")
     parser.add_argument("--pseudo-labeler", default=d.pseudo_labeler, metavar="P",
-                        help="query text for ticl/ticl+: backbone | gold | hf-asr:<model> (default: %(default)s)")
+                        help="query text for ticl/ticl+: backbone | gold | hf-asr:<model> | "
+                             "file:<predictions.jsonl> (default: %(default)s)")
     parser.add_argument("--embedder", default=None, metavar="E",
                         help="sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)")
     parser.add_argument("--model", default=d.model, metavar="M",

@@ -8,6 +8,10 @@ Labelers (``--pseudo-labeler``):
   seq2seq or CTC), greedy; e.g. ``hf-asr:openai/whisper-large-v3-turbo`` (the TICL authors' choice) when
   downloads are allowed.
 - ``gold``: the manifest's own text (oracle; for ablations, and for training queries when configured).
+- ``file:<predictions.jsonl>``: the ``prediction`` of each query id in an earlier run's predictions file
+  (e.g. a zero-shot ``sicl eval`` run, or any external ASR's output in that format). One fixed labeler for
+  every method of a study means every method at a given k sees the same demonstrations, as with the TICL
+  authors' fixed Whisper labeler.
 
 Labels of model labelers are cached per clip, keyed by the labeler's identity (model fingerprint and
 settings) and the clip's audio content hash, so re-running retrieval (or another k) transcribes nothing.
@@ -48,6 +52,39 @@ class GoldLabeler:
                                 f"{'target' if ex.task == 'asr' else 'transcript'}, which is missing")
             out.append(ex.text_for_retrieval)
         return out
+
+
+class FileLabeler:
+    """Labels read from a predictions file (``id`` + ``prediction`` per JSON line)."""
+
+    def __init__(self, path: str | Path) -> None:
+        import hashlib
+        import json
+
+        self.path = Path(path)
+        try:
+            raw = self.path.read_bytes()
+        except OSError as e:
+            raise SiclError(f"{self.path}: cannot read pseudo-labels ({e.strerror})") from None
+        self.labels: dict[str, str] = {}
+        for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SiclError(f"{self.path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(
+                    row.get("prediction"), str):
+                raise SiclError(f"{self.path}:{n}: a pseudo-label row needs string fields id and prediction")
+            self.labels[row["id"]] = row["prediction"]
+        self.id = f"file:{hashlib.sha1(raw).hexdigest()}"
+
+    def label(self, examples: Sequence[Example], wavs: Sequence[np.ndarray]) -> list[str]:
+        missing = [ex.id for ex in examples if ex.id not in self.labels]
+        if missing:
+            raise SiclError(f"{self.path}: no pseudo-label for {len(missing)} query id(s), e.g. {missing[0]!r}")
+        return [self.labels[ex.id] for ex in examples]
 
 
 class BackboneLabeler:
@@ -113,20 +150,23 @@ class HFASRLabeler:
 
 def make_labeler(spec: str, model: str = "tiny-omni", max_new_tokens: int = 128,
                  allow_download: bool = False) -> PseudoLabeler:
-    """``backbone`` | ``gold`` | ``hf-asr:<name-or-folder>``."""
+    """``backbone`` | ``gold`` | ``hf-asr:<name-or-folder>`` | ``file:<predictions.jsonl>``."""
     if spec == "gold":
         return GoldLabeler()
+    if spec.startswith("file:") and len(spec) > len("file:"):
+        return FileLabeler(spec.split(":", 1)[1])
     if spec == "backbone":
         return BackboneLabeler(model, max_new_tokens, allow_download)
     if spec.startswith("hf-asr:") and len(spec) > len("hf-asr:"):
         return HFASRLabeler(spec.split(":", 1)[1], max_new_tokens, allow_download)
-    raise SiclError(f"unknown pseudo-labeler {spec!r} (expected backbone, gold or hf-asr:<model>)")
+    raise SiclError(f"unknown pseudo-labeler {spec!r} (expected backbone, gold, hf-asr:<model> "
+                    "or file:<predictions.jsonl>)")
 
 
 def pseudo_labels(examples: Sequence[Example], hashes: Sequence[str], labeler: PseudoLabeler,
                   cache_dir: str | Path | None = None, batch_size: int = 8, progress: bool = False) -> list[str]:
     """One label per example, from the cache where possible; new labels are cached batch by batch."""
-    if isinstance(labeler, GoldLabeler):
+    if isinstance(labeler, GoldLabeler | FileLabeler):
         return labeler.label(examples, [])
     cache = StringCache(cache_dir, "pseudo-label", labeler.id)
     todo: dict[str, Example] = {}
