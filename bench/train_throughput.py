@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4, help="episodes per step")
     ap.add_argument("--steps", type=int, default=12, help="optimizer steps per timed pass")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per method (median reported)")
+    ap.add_argument("--lora-dropout", type=float, default=None,
+                    help="LoRA dropout for both sides (default: the demo configs' value)")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 8, 1
@@ -103,27 +105,40 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(td)
         model, tasks = _model(args.model, tmp), _tasks(args.world, tmp)
         rates: dict[str, list[float]] = {"naive": [], "sicl": []}
+        cpu: dict[str, list[float]] = {"naive": [], "sicl": []}
+        dropout = args.lora_dropout
+        if dropout is None:  # the demo's LoRA settings, for both sides (the naive loop trains the same model)
+            dropout = load_config(TrainConfig, ROOT / "configs" / "demo" / "sicl-at1.yaml").lora.dropout
         n = args.steps * args.batch_size
         for rep in range(args.repeats):
             cfg = load_config(TrainConfig, None, [
                 f"model={model}", f"output_dir={tmp / f'run{rep}'}", f"tasks={tasks}", f"k={args.k}",
                 f"max_steps={args.steps}", f"per_device_train_batch_size={args.batch_size}", "report_to=none",
-                "save_steps=100000", "logging_steps=100000", f"seed={rep}", "retrieval.retriever=random"])
+                "save_steps=100000", "logging_steps=100000", f"seed={rep}", "retrieval.retriever=random",
+                f"lora.dropout={dropout}"])
             trainer = build_trainer(cfg)  # a fresh cache each repeat: its fill is part of sicl's time
             episodes = [trainer.train_dataset.sampler.episode(i) for i in range(n)]
+            c0 = time.process_time()
             t_naive = naive_steps(trainer, episodes, args.batch_size)
-            t0 = time.perf_counter()
+            c_naive = time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
             trainer.train()
-            t_sicl = time.perf_counter() - t0
+            t_sicl, c_sicl = time.perf_counter() - t0, time.process_time() - c0
+            cpu["naive"].append(c_naive / args.steps)
+            cpu["sicl"].append(c_sicl / args.steps)
             rates["naive"].append(n / t_naive)
             rates["sicl"].append(n / t_sicl)
             cache = trainer.data_collator.cache
             print(f"[bench] repeat {rep}: naive {n / t_naive:.2f} ep/s ({t_naive / args.steps:.2f} s/step), "
                   f"sicl {n / t_sicl:.2f} ep/s ({t_sicl / args.steps:.2f} s/step, of which tower-cache fill "
-                  f"{cache.seconds / args.steps:.2f}: {cache.encoded} clips encoded for {n * (args.k + 1)} uses)")
+                  f"{cache.seconds / args.steps:.2f}: {cache.encoded} clips encoded for {n * (args.k + 1)} uses); "
+                  f"CPU s/step naive {c_naive / args.steps:.2f}, sicl {c_sicl / args.steps:.2f}")
         naive, sicl = statistics.median(rates["naive"]), statistics.median(rates["sicl"])
         print(f"k={args.k} batch={args.batch_size} steps={args.steps} repeats={args.repeats} "
-              f"threads={torch.get_num_threads()}")
+              f"threads={torch.get_num_threads()} lora_dropout={dropout}")
+        print(f"cpu_s_per_step naive {statistics.median(cpu['naive']):.2f} sicl {statistics.median(cpu['sicl']):.2f} "
+              f"(ratio {statistics.median(cpu['naive']) / statistics.median(cpu['sicl']):.2f}; process CPU time, "
+              "less sensitive to other load than wall time)")
         print(f"naive_episodes_per_s {naive:.2f}")
         print(f"sicl_episodes_per_s {sicl:.2f}")
         print(f"speedup_vs_naive {sicl / naive:.2f}")

@@ -85,3 +85,41 @@ def test_resume_equals_a_straight_run(data, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding_k", ["2", "[0, 2]"])
+def test_fast_loss_equals_full_logits_loss_and_gradients(data, tmp_path, padding_k):
+    # Answer-only logits + merged-weight LoRA must give the loss and LoRA gradients of the plain path.
+    cfg = cfg_for(data, tmp_path / "run", max_steps=1, k=padding_k, per_device_train_batch_size=3,
+                  **{"lora.dropout": 0.0})
+    trainer = build_trainer(cfg)
+    for p in trainer.model.parameters():  # B starts at zero: make the LoRA branch matter
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    assert (inputs["attention_mask"] == 0).any() or padding_k == "2"
+    results = []
+    for fast in (False, True):
+        trainer.merged_lora = trainer.answer_logits_only = trainer.causal_only = fast
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, inputs)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        results.append((loss.detach(), grads))
+    (slow_loss, slow_g), (fast_loss, fast_g) = results
+    torch.testing.assert_close(fast_loss, slow_loss, rtol=0, atol=1e-5)
+    assert slow_g.keys() == fast_g.keys()
+    for n in slow_g:
+        torch.testing.assert_close(fast_g[n], slow_g[n], rtol=1e-4, atol=1e-6)
+
+
+def test_merged_lora_is_skipped_where_it_would_not_be_exact(data, tmp_path):
+    from sicl.models.lora import merged_lora_forward
+
+    trainer = build_trainer(cfg_for(data, tmp_path / "run", max_steps=1, **{"lora.dropout": 0.05}))
+    with merged_lora_forward(trainer.model) as m:
+        assert m.patched == []  # dropout > 0: peft's own forward everywhere
+    trainer = build_trainer(cfg_for(data, tmp_path / "run2", max_steps=1, **{"lora.dropout": 0.0}))
+    with merged_lora_forward(trainer.model) as m:
+        assert len(m.patched) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
+    assert all("forward" not in vars(mod) for mod in m.model.modules())

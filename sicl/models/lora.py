@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 #: Every linear layer of the LLM's decoder blocks (attention and MLP).
@@ -95,3 +96,82 @@ def trainable_parameters_by_group(model: Any) -> dict[str, dict[str, int]]:
 def _freeze_all_but_lora(model: Any) -> None:
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
+
+
+class _LoraLinear(torch.autograd.Function):
+    """``y = x @ (W + s B A)^T + bias`` with LoRA's low-rank gradients: forward is one matmul; backward is
+    one matmul for ``dx`` plus four rank-r products for ``dA``, ``dB`` (never the full ``dW``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, weight: Any, bias: Any, a: Any, b: Any, scaling: float) -> Any:
+        w = torch.addmm(weight, b, a, alpha=scaling)
+        ctx.save_for_backward(x, w, a, b)
+        ctx.scaling = scaling
+        return torch.nn.functional.linear(x, w, bias)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        x, w, a, b = ctx.saved_tensors
+        s = ctx.scaling
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+        dx = (g2 @ w).view(x.shape) if ctx.needs_input_grad[0] else None
+        # Rank-r products in the (r, N) orientation: several times faster on CPU than (N, r).
+        da = ((b.t() @ g2.t()) @ x2).mul_(s) if ctx.needs_input_grad[3] else None
+        db = ((a @ x2.t()) @ g2).t().mul(s) if ctx.needs_input_grad[4] else None
+        return dx, None, None, da, db, None
+
+
+def _merged_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """``base(x) + B(A(dropout(x))) * s`` with identity dropout, as :class:`_LoraLinear`: the same function
+    and gradients as peft's forward, one matmul instead of three plus element-wise passes over the
+    output. Installed by :func:`merged_lora_forward` only where it is exact."""
+    name = self.active_adapters[0]
+    base = self.base_layer
+    return _LoraLinear.apply(x, base.weight, base.bias, self.lora_A[name].weight, self.lora_B[name].weight,
+                             float(self.scaling[name]))
+
+
+def _mergeable(m: Any) -> bool:
+    import torch.nn as nn
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    if type(m) is not LoraLinear or m.disable_adapters or m.merged or len(m.active_adapters) != 1:
+        return False
+    name = m.active_adapters[0]
+    if name not in m.lora_A or getattr(m, "lora_variant", {}).get(name) is not None:
+        return False
+    a, b, base = m.lora_A[name].weight, m.lora_B[name].weight, m.base_layer
+    return (isinstance(m.lora_dropout[name], nn.Identity) and type(base) is nn.Linear
+            and tuple(base.weight.shape) == (b.shape[0], a.shape[1]) and base.weight.dtype == a.dtype
+            and not base.weight.requires_grad
+            and (base.bias is None or not base.bias.requires_grad))
+
+
+
+class merged_lora_forward:  # noqa: N801 - used as a context manager, like torch.no_grad
+    """Within the block, LoRA linears without dropout run as one matmul with the merged weight
+    ``W + scaling * B @ A`` and low-rank gradients (:class:`_LoraLinear`). Exact up to float rounding;
+    modules where it would not be (dropout > 0, DoRA or other variants, several active adapters, sharded,
+    quantised or trainable base weights, autocast) keep peft's forward. Backward needs no module forward, so leaving the block before
+    ``loss.backward()`` is fine (gradient checkpointing, which re-runs forwards, is not: do not combine)."""
+
+    def __init__(self, model: Any, enabled: bool = True) -> None:
+        self.model = model
+        self.enabled = enabled
+        self.patched: list[Any] = []
+
+    def __enter__(self) -> merged_lora_forward:
+        autocast = any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda"))
+        if self.enabled and not autocast:  # under autocast, peft's forward (mixed precision casts)
+            import types
+
+            for m in self.model.modules():
+                if _mergeable(m):
+                    m.forward = types.MethodType(_merged_forward, m)
+                    self.patched.append(m)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for m in self.patched:
+            del m.forward
+        self.patched.clear()

@@ -27,9 +27,9 @@ from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.manifest import Example, read_manifest
 from sicl.errors import SiclError
-from sicl.models.backbone import Backbone, load_backbone, sequence_losses
+from sicl.models.backbone import IGNORE_INDEX, Backbone, load_backbone, sequence_losses
 from sicl.models.chat_audio import positions
-from sicl.models.lora import apply_lora, trainable_parameters_by_group
+from sicl.models.lora import apply_lora, merged_lora_forward, trainable_parameters_by_group
 from sicl.retrieval import retrieve
 from sicl.train.episodes import EpisodeDataset, EpisodeSampler, TaskData
 from sicl.train.sicl_at_config import TrainConfig
@@ -90,9 +90,13 @@ class EpisodeTrainer(Trainer):
     (every episode counts the same, however long its answer), and which reads the episode dataset in
     order (the dataset already shuffles and length-groups; see :class:`EpisodeDataset`)."""
 
-    def __init__(self, *args: Any, backbone: Backbone, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, backbone: Backbone, merged_lora: bool = True, answer_logits_only: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backbone = backbone
+        self.merged_lora = merged_lora
+        self.answer_logits_only = answer_logits_only
+        self.causal_only = answer_logits_only
         # The loss below is a per-batch mean, so Trainer must divide it by the accumulation steps.
         self.model_accepts_loss_kwargs = False
 
@@ -101,18 +105,67 @@ class EpisodeTrainer(Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        ids, am = inputs["input_ids"], inputs["attention_mask"]
+        ids, am, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
         pos = positions(am)
-        if "audio_embeds" in inputs:
-            # Embedding lookup and audio splice happen outside the (DDP-)wrapped call: both are frozen.
-            embeds = self.backbone._embed_with_audio(ids, inputs["audio_embeds"])
-            out = model(inputs_embeds=embeds, attention_mask=am, position_ids=pos, use_cache=False)
+        head = self.backbone.model.get_output_embeddings() if self.answer_logits_only else None
+        with merged_lora_forward(self.backbone.model, enabled=self.merged_lora), \
+                answer_positions_only(head, labels) as picked:
+            if "audio_embeds" in inputs:
+                # Embedding lookup and audio splice happen outside the (DDP-)wrapped call: both are frozen.
+                embeds = self.backbone._embed_with_audio(ids, inputs["audio_embeds"])
+                # Right padding: under the causal mask a real token never sees a pad, so the mask adds
+                # nothing for the labelled positions; without it attention takes the (faster) causal path.
+                mask = None if self.causal_only and _right_padded(am) else am
+                out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False)
+            else:
+                out = model(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False,
+                            input_features=inputs["input_features"],
+                            feature_attention_mask=inputs["feature_attention_mask"])
+        if picked.rows is not None:
+            loss = picked.losses(out.logits, labels.shape[0]).mean()
         else:
-            out = model(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False,
-                        input_features=inputs["input_features"],
-                        feature_attention_mask=inputs["feature_attention_mask"])
-        loss = sequence_losses(out.logits, inputs["labels"]).mean()
+            loss = sequence_losses(out.logits, labels).mean()
         return (loss, out) if return_outputs else loss
+
+
+def _right_padded(am: torch.Tensor) -> bool:
+    """Every row is real tokens then padding (so a causal mask alone hides the padding)."""
+    lengths = am.sum(1, keepdim=True)
+    return bool((am == (torch.arange(am.shape[1], device=am.device) < lengths)).all())
+
+
+class answer_positions_only:  # noqa: N801 - a context manager
+    """While active, the LM head sees only the hidden states that predict a labelled token (the query
+    answer: ~5% of an episode), so the vocabulary projection and log-softmax skip every other position
+    (the big memory saving for a 152k vocabulary). :meth:`losses` then equals
+    :func:`~sicl.models.backbone.sequence_losses` on full logits. ``head=None`` disables it."""
+
+    def __init__(self, head: Any, labels: torch.Tensor) -> None:
+        self.head, self.labels = head, labels
+        self.rows = self.cols = self.handle = None
+
+    def __enter__(self) -> answer_positions_only:
+        if self.head is not None:
+            self.rows, self.cols = (self.labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+
+            def pick(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (args[0][self.rows.to(args[0].device), self.cols.to(args[0].device)], *args[1:])
+
+            self.handle = self.head.register_forward_pre_hook(pick)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+    def losses(self, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Per-episode mean cross-entropy (B,) from the picked logits (N, V)."""
+        rows = self.rows.to(logits.device)
+        targets = self.labels.to(logits.device)[rows, self.cols.to(logits.device) + 1]
+        tok = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        sums = torch.zeros(batch_size, dtype=tok.dtype, device=tok.device).index_add(0, rows, tok)
+        counts = torch.bincount(rows, minlength=batch_size)
+        return sums / counts.clamp(min=1)
 
 
 def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
@@ -181,7 +234,8 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     cache = TowerCache(backbone) if cfg.cache_tower_outputs else None
     trainer = EpisodeTrainer(model=backbone.model, args=args, train_dataset=dataset,
                              data_collator=EpisodeCollator(backbone, cache), callbacks=list(callbacks),
-                             backbone=backbone)
+                             backbone=backbone, merged_lora=cfg.merged_lora,
+                             answer_logits_only=cfg.answer_logits_only)
     return trainer
 
 

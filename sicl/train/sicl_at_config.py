@@ -57,6 +57,10 @@ class TrainConfig:
     dtype: str = field(default="float32", metadata={"help": "model weight dtype (float32 | bfloat16)"})
     cache_tower_outputs: bool = field(default=True, metadata={
         "help": "compute each clip's frozen audio-tower output once and reuse it"})
+    merged_lora: bool = field(default=True, metadata={
+        "help": "run each LoRA linear as one matmul with W + scaling*B@A (exact; only where lora.dropout is 0)"})
+    answer_logits_only: bool = field(default=True, metadata={
+        "help": "apply the LM head only where a label is predicted (same loss, far less vocab work/memory)"})
     group_batches: int = field(default=16, metadata={
         "help": "length grouping: sort this many batches' worth of episodes by length (1 = off)"})
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={
