@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per method (median reported)")
     ap.add_argument("--lora-dropout", type=float, default=None,
                     help="LoRA dropout for both sides (default: the demo configs' value)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.repeats = 8, 1
     torch.manual_seed(0)

@@ -219,6 +219,8 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
 
 def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> EpisodeTrainer:
     k = list(cfg.k)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)  # LoRA initialisation
     backbone = load_backbone(cfg.model, dtype=cfg.dtype, preset=cfg.preset,
                              allow_download=cfg.allow_download)

@@ -63,6 +63,8 @@ class TrainConfig:
         "help": "apply the LM head only where a label is predicted (same loss, far less vocab work/memory)"})
     group_batches: int = field(default=16, metadata={
         "help": "length grouping: sort this many batches' worth of episodes by length (1 = off)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (default: torch's choice); on a loaded shared CPU, 1 is often faster"})
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={
         "help": "trainer loggers (tensorboard, none, ...)"})
     preset: str = field(default="plain", metadata={"help": "prompt preset (sicl.episodes.prompts)"})
