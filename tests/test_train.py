@@ -97,6 +97,7 @@ def test_fast_loss_equals_full_logits_loss_and_gradients(data, tmp_path, padding
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.05)
     inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    assert trainer._last_layer is not None  # the pruned last decoder layer is part of the fast path
     assert (inputs["attention_mask"] == 0).any() or padding_k == "2"
     results = []
     for fast in (False, True):

@@ -97,6 +97,7 @@ class EpisodeTrainer(Trainer):
         self.merged_lora = merged_lora
         self.answer_logits_only = answer_logits_only
         self.causal_only = answer_logits_only
+        self._last_layer = prunable_last_layer(backbone.model)
         # The loss below is a per-batch mean, so Trainer must divide it by the accumulation steps.
         self.model_accepts_loss_kwargs = False
 
@@ -108,14 +109,17 @@ class EpisodeTrainer(Trainer):
         ids, am, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
         pos = positions(am)
         head = self.backbone.model.get_output_embeddings() if self.answer_logits_only else None
+        right = _right_padded(am)
+        # The pruned last layer assumes a causal-only mask, so right padding (what the collator makes).
+        last = self._last_layer if self.answer_logits_only and right and "audio_embeds" in inputs else None
         with merged_lora_forward(self.backbone.model, enabled=self.merged_lora), \
-                answer_positions_only(head, labels) as picked:
+                answer_positions_only(head, labels, last) as picked:
             if "audio_embeds" in inputs:
                 # Embedding lookup and audio splice happen outside the (DDP-)wrapped call: both are frozen.
                 embeds = self.backbone._embed_with_audio(ids, inputs["audio_embeds"])
                 # Right padding: under the causal mask a real token never sees a pad, so the mask adds
                 # nothing for the labelled positions; without it attention takes the (faster) causal path.
-                mask = None if self.causal_only and _right_padded(am) else am
+                mask = None if self.causal_only and right else am
                 out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False)
             else:
                 out = model(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False,
@@ -138,25 +142,44 @@ class answer_positions_only:  # noqa: N801 - a context manager
     """While active, the LM head sees only the hidden states that predict a labelled token (the query
     answer: ~5% of an episode), so the vocabulary projection and log-softmax skip every other position
     (the big memory saving for a 152k vocabulary). :meth:`losses` then equals
-    :func:`~sicl.models.backbone.sequence_losses` on full logits. ``head=None`` disables it."""
+    :func:`~sicl.models.backbone.sequence_losses` on full logits. ``head=None`` disables it.
 
-    def __init__(self, head: Any, labels: torch.Tensor) -> None:
-        self.head, self.labels = head, labels
-        self.rows = self.cols = self.handle = None
+    With ``last_layer`` (the LM's last decoder layer, see :func:`prunable_last_layer`), that layer too runs
+    its query projection, attention output, output projection and MLP only at the union over the batch of
+    those positions (keys and values still at every position): nothing after it looks at other positions."""
+
+    def __init__(self, head: Any, labels: torch.Tensor, last_layer: Any = None) -> None:
+        self.head, self.labels, self.layer = head, labels, last_layer
+        self.rows = self.cols = None
+        self.handles: list[Any] = []
 
     def __enter__(self) -> answer_positions_only:
-        if self.head is not None:
-            self.rows, self.cols = (self.labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+        if self.head is None:
+            return self
+        self.rows, self.cols = (self.labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+        keep = pick = None
+        if self.layer is not None and self.rows.numel():
+            keep = torch.unique(self.cols)  # sorted union of positions over the batch
+            pick = torch.searchsorted(keep, self.cols)
+            layer, keep_ = self.layer, keep
 
-            def pick(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-                return (args[0][self.rows.to(args[0].device), self.cols.to(args[0].device)], *args[1:])
+            def pruned(*args: Any, **kwargs: Any) -> Any:
+                return _pruned_layer_forward(layer, keep_.to(args[0].device), *args, **kwargs)
 
-            self.handle = self.head.register_forward_pre_hook(pick)
+            layer.forward = pruned
+        cols = pick if pick is not None else self.cols
+
+        def hook(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (args[0][self.rows.to(args[0].device), cols.to(args[0].device)], *args[1:])
+
+        self.handles.append(self.head.register_forward_pre_hook(hook))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.handle is not None:
-            self.handle.remove()
+        for h in self.handles:
+            h.remove()
+        if self.layer is not None and "forward" in vars(self.layer):
+            del self.layer.forward
 
     def losses(self, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
         """Per-episode mean cross-entropy (B,) from the picked logits (N, V)."""
@@ -166,6 +189,52 @@ class answer_positions_only:  # noqa: N801 - a context manager
         sums = torch.zeros(batch_size, dtype=tok.dtype, device=tok.device).index_add(0, rows, tok)
         counts = torch.bincount(rows, minlength=batch_size)
         return sums / counts.clamp(min=1)
+
+
+_PRUNABLE_LAYERS = ("Qwen2_5OmniDecoderLayer", "Qwen2DecoderLayer")
+
+
+def prunable_last_layer(model: Any) -> Any:
+    """The language model's last decoder layer if :func:`_pruned_layer_forward` knows its structure
+    (Qwen2 / Qwen2.5-Omni text layers, full attention, SDPA or eager), else ``None``."""
+    last = None
+    for name, m in model.named_modules():
+        if type(m).__name__ in _PRUNABLE_LAYERS and "audio_tower" not in name and ".layers." in name:
+            last = m
+    if last is None:
+        return None
+    attn = getattr(last, "self_attn", None)
+    cfg = getattr(attn, "config", None)
+    ok = (attn is not None and getattr(attn, "sliding_window", None) is None
+          and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
+          and all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling"))
+          and all(hasattr(last, n) for n in ("input_layernorm", "post_attention_layernorm", "mlp")))
+    return last if ok else None
+
+
+def _pruned_layer_forward(layer: Any, keep: torch.Tensor, hidden_states: torch.Tensor, *args: Any,
+                          position_embeddings: Any = None, cache: Any = None, **kwargs: Any) -> torch.Tensor:
+    """The decoder layer's forward for the query positions ``keep`` only: (B, len(keep), D). Keys/values
+    at every position; causal attention (right-padded batches: a kept real position sees only real keys)."""
+    if cache is not None or position_embeddings is None:
+        raise SiclError("pruned last layer: needs rotary embeddings and no KV cache")
+    rope = sys.modules[type(layer).__module__].apply_rotary_pos_emb
+    attn = layer.self_attn
+    b, n, _ = hidden_states.shape
+    hd = attn.head_dim
+    normed = layer.input_layernorm(hidden_states)
+    q = attn.q_proj(normed[:, keep]).view(b, keep.numel(), -1, hd).transpose(1, 2)
+    k = attn.k_proj(normed).view(b, n, -1, hd).transpose(1, 2)
+    v = attn.v_proj(normed).view(b, n, -1, hd).transpose(1, 2)
+    cos, sin = position_embeddings
+    q = rope(q, q, cos[:, keep], sin[:, keep])[0]
+    k = rope(k, k, cos, sin)[0]
+    mask = torch.arange(n, device=keep.device)[None, :] <= keep[:, None]  # (Q, N): causal
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, scale=attn.scaling, enable_gqa=q.shape[1] != k.shape[1])
+    out = attn.o_proj(out.transpose(1, 2).reshape(b, keep.numel(), -1))
+    h = hidden_states[:, keep] + out
+    return h + layer.mlp(layer.post_attention_layernorm(h))
 
 
 def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
