@@ -1,63 +1,39 @@
-"""`sicl demo --out DIR`: the SICL-AT study on the embedded world.
-
-What runs today: the synthetic world is built (or reused) and every manifest is validated, and the built-in
-models are listed. Evaluation and the report are not implemented yet, so the study stops there; the command
-says so instead of pretending.
+"""`sicl demo --out DIR [--size small|default] [--fresh] [key=value ...]`: the SICL-AT study on the
+embedded world (synthetic speech + the shipped tiny-omni), end to end: zero-shot, vanilla ICL, SICL-AT1/2/3,
+direct fine-tuning, and a report. The study is data: ``configs/demo/study.yaml`` (see sicl/study.py).
+Finished stages are reused on a re-run unless ``--fresh``.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
-
-from sicl.errors import SiclError
-
-NOT_YET = ("evaluation and the report are not implemented yet (issue #7), so the study itself "
-           "(zero-shot, vanilla ICL, SICL-AT1/2/3, direct fine-tuning; issue #8) does not run yet; "
-           "`sicl retrieve` and `sicl train` work on their own")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)")
-    parser.add_argument("--size", choices=["small", "default"], default="default",
-                        help="size of the synthetic world (small: seconds, for tests)")
-    parser.add_argument("--seed", type=int, default=0, help="world seed")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="study config (default: configs/demo/study.yaml of this checkout)")
+    parser.add_argument("--size", choices=["small", "default"], default=None,
+                        help="synthetic world size (default: the config's; small: seconds, for tests)")
+    parser.add_argument("--seed", type=int, default=None, help="world seed (default: the config's)")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
     parser.add_argument("--fresh", action="store_true", help="delete previous results in --out first")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="study config overrides, values as YAML (e.g. eval_limit=20 train_overrides=[max_steps=5])")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from sicl.study import run_study
 
-    from sicl.data.synth.world import SIZES, build_world
-    from sicl.data.validate import validate_manifest
-    from sicl.models.zoo import list_builtins
-
-    if args.fresh and args.out.exists():
-        shutil.rmtree(args.out)
-    data = args.out / "data"
-    print(f"[1/3] synthetic world -> {data}")
-    total = sum(sum(c) for c in SIZES[args.size].values())
-    with tqdm(total=total, unit="clip", desc="synth", dynamic_ncols=True) as bar:
-        summary = build_world(data, seed=args.seed, size=args.size, workers=args.workers, progress=bar.update)
-    print(f"      {summary['clips']} clips, {summary['audio_hours']:.2f} h of audio"
-          + (" (reused)" if summary.get("skipped") else ""))
-
-    manifests = sorted(data.glob("*/*.jsonl"))
-    print(f"[2/3] validating {len(manifests)} manifests")
-    bad = 0
-    for path in tqdm(manifests, desc="validate", unit="manifest", dynamic_ncols=True):
-        report = validate_manifest(path, require_target=True)
-        for p in report.problems:
-            print(f"{path}:{p}")
-        bad += len(report.problems)
-    if bad:
-        raise SiclError(f"{bad} problem(s) in the synthetic world's manifests (see above)")
-
-    print("[3/3] built-in models")
-    for info in list_builtins():
-        state = "weights present" if info.has_weights else "weights missing"
-        print(f"      {info.name}: {info.path} ({state})")
-    print(f"sicl demo: stopped after the data stage: {NOT_YET}.")
+    overrides = list(args.overrides)
+    if args.size:
+        overrides.append(f"world_size={args.size}")
+    if args.seed is not None:
+        overrides.append(f"world_seed={args.seed}")
+    summary = run_study(args.out, args.config, overrides, fresh=args.fresh, workers=args.workers)
+    for t in summary.get("targets", []):
+        print(f"      {t['text']}")
+    print(f"sicl demo: report in {args.out / 'report.md'} ({summary['wall_seconds']:.0f} s, "
+          f"peak RSS {summary['peak_rss_mb']:.0f} MB)")
     return 0

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="generation budget for every task (default: asr/st 128, sqa/aqa 32)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK if available)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default; 1 is much faster for small models on a "
+                             "CPU that other jobs share, see docs/evaluation.md)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="model weights dtype (default: %(default)s)")
     parser.add_argument("--preset", default="plain", choices=("plain", "ticl"), help="prompt wording (default: plain)")
@@ -57,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from sicl.eval.runner import EvalConfig, evaluate, parse_ks
 
     ks = parse_ks(args.k) if args.k is not None else ([3] if args.pool else [0])

@@ -85,19 +85,27 @@ class HFBackend:
     outputs are spliced into every prompt that uses them. They are encoded in fixed groups (sorted by
     length, then id, ``encode_batch`` per group) decided by :meth:`plan`, so a clip's cached output does
     not depend on which query needed it first: a resumed or sharded run computes bit-identical inputs.
-    Query clips are encoded with their batch."""
+    Query clips are encoded with their batch and cached too (a k-sweep encodes each query once).
+
+    ``tower_cache``: a cache shared with other backends of the same base model (the tower is frozen and
+    adapters touch only the language model), e.g. across the methods of a study; see
+    :func:`shared_tower_cache`."""
 
     name = "hf"
 
     def __init__(self, backbone: Any, max_new_tokens: int | Mapping[str, int] | None = None,
-                 encode_batch: int = 16) -> None:
+                 encode_batch: int = 16, tower_cache: Any = None) -> None:
         from sicl.train.sicl_at import TowerCache
 
         self.backbone = backbone
         self.preset = backbone.preset
         self.max_new_tokens = max_new_tokens
         self.encode_batch = encode_batch
-        self.cache = TowerCache(backbone)
+        if tower_cache is not None:
+            tower_cache.backbone = backbone  # same frozen tower; encode with the live model
+        self.cache = tower_cache if tower_cache is not None else TowerCache(backbone)
+        self._audio: dict[str, str] = getattr(self.cache, "audio_paths", {})
+        self.cache.audio_paths = self._audio
         self._group: dict[str, list[Example]] = {}
         self.seconds_encoding = 0.0
 
@@ -111,11 +119,18 @@ class HFBackend:
 
     def _fill(self, episodes: Sequence[Any]) -> None:
         for ep in episodes:
+            for ex in [*ep.demos, ep.query]:
+                seen = self._audio.setdefault(ex.id, ex.audio)
+                if seen != ex.audio:
+                    raise SiclError(f"example id {ex.id!r} names two audio files ({seen}, {ex.audio}); "
+                                    f"ids must be unique across the sets evaluated with one tower cache")
+        for ep in episodes:
             for d in ep.demos:
                 if d.id not in self.cache:
                     if d.id not in self._group:
                         self.plan([d])
                     self.cache.fill(self._group[d.id])
+        self.cache.fill([ep.query for ep in episodes])  # this batch's queries, as one group
 
     @torch.no_grad()
     def generate(self, episodes: Sequence[Any]) -> list[Generation]:
@@ -126,7 +141,6 @@ class HFBackend:
         self._fill(episodes)
         self.seconds_encoding += time.perf_counter() - t0
         limits = [task_limit(self.max_new_tokens, ep.query.task) for ep in episodes]
-        # Demos come from the cache; query clips are not in it and are encoded now, with their batch.
         batch = bb.render(episodes, with_labels=False, padding_side="left", tower_outputs=self.cache)
         dev = next(bb.model.parameters()).device
         ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
@@ -153,11 +167,21 @@ class HFBackend:
 @register_backend("hf")
 def _load_hf(model: str = "tiny-omni", adapter: str | None = None, device: str = "cpu",
              dtype: str = "float32", preset: str = "plain", allow_download: bool = False,
-             max_new_tokens: int | Mapping[str, int] | None = None, backbone: Any = None) -> HFBackend:
+             max_new_tokens: int | Mapping[str, int] | None = None, backbone: Any = None,
+             tower_cache: Any = None) -> HFBackend:
     if backbone is None:
         from sicl.models.backbone import load_backbone
 
         backbone = load_backbone(model, adapter=adapter, dtype=dtype, device=device, preset=preset,
                                  allow_download=allow_download)
     backbone.model.eval()
-    return HFBackend(backbone, max_new_tokens=max_new_tokens)
+    return HFBackend(backbone, max_new_tokens=max_new_tokens, tower_cache=tower_cache)
+
+
+def shared_tower_cache() -> Any:
+    """An empty tower-output cache to pass to several evaluations of one base model (adapters included):
+    ``evaluate(cfg, tower_cache=cache)``. Tower outputs do not depend on the batch a clip was encoded
+    with (Qwen2.5-Omni's tower encodes each clip's windows separately), so sharing keeps results exact."""
+    from sicl.train.sicl_at import TowerCache
+
+    return TowerCache(None)

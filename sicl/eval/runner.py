@@ -302,8 +302,10 @@ class ModelLabeler:
 
 
 # ---------------------------------------------------------------------------------------------- run
-def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False) -> Path:
-    """Run the evaluation :class:`EvalConfig` describes; returns the output folder."""
+def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, tower_cache: Any = None) -> Path:
+    """Run the evaluation :class:`EvalConfig` describes; returns the output folder. ``tower_cache``
+    (:func:`sicl.eval.backends.shared_tower_cache`) shares audio-tower outputs with other evaluations of
+    the same base model in this process."""
     out = Path(cfg.out)
     queries, pool, ks = load_inputs(cfg)
     sweep = len(ks) > 1
@@ -317,7 +319,8 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False) -> P
         device = cfg.device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
         backend = load_backend(cfg.backend, model=cfg.model, adapter=cfg.adapter, device=device, dtype=cfg.dtype,
                                preset=cfg.preset, allow_download=cfg.allow_download,
-                               max_new_tokens=cfg.max_new_tokens)
+                               max_new_tokens=cfg.max_new_tokens,
+                               **({"tower_cache": tower_cache} if tower_cache is not None else {}))
         lengths = _Lengths(getattr(getattr(backend, "backbone", None), "audio_tokens_per_second", 25.0))
         common = {"eval_set": eval_set, "model": cfg.model, "adapter": cfg.adapter, "data": cfg.data,
                   "pool": cfg.pool, "retriever": cfg.retriever, "pseudo_labeler": cfg.pseudo_labeler,

@@ -1,0 +1,336 @@
+"""The SICL-AT study on the embedded world: what `sicl demo` (= `make demo`) runs.
+
+Stages, each reused when its output is already complete (``fresh=True`` starts over):
+
+1. the synthetic world (``sicl synth``) in ``OUT/data``;
+2. zero-shot evaluation of the base model on every eval set; its transcripts are the TICL
+   pseudo-labels of the queries for every in-context method (the paper's setting: one ASR pass);
+3. vanilla ICL (base model, TICL demonstrations from each set's pool);
+4. the adapters: SICL-AT1/2/3 trained on the high-resource sets only, and direct fine-tuning on a small
+   in-domain set, into ``OUT/models/<method>`` (resumable);
+5. their evaluations;
+6. the report (``OUT/report.md``, ``OUT/results.csv``, plots) and ``OUT/demo.json`` (settings, stage wall
+   times, peak memory, target checks).
+
+The study itself is data (``configs/demo/study.yaml``); this module only runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sicl.errors import ConfigError, SiclError
+
+BASE_METHODS = ("zero-shot", "vanilla-icl")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo" / "study.yaml"
+
+
+@dataclass
+class EvalSet:
+    name: str = field(metadata={"help": "eval-set label in the report"})
+    data: str = field(metadata={"help": "test manifest, relative to the world folder"})
+    pool: str | None = field(default=None, metadata={"help": "demonstration pool, relative to the world folder"})
+
+
+@dataclass
+class AdapterSpec:
+    method: str = field(metadata={"help": "method label (sicl-at1, direct-ft, ...)"})
+    config: str = field(metadata={"help": "training config (sicl train CONFIG.yaml)"})
+    eval_k: list[int] | None = field(default=None, metadata={
+        "help": "k values to evaluate it at (default: k=0 if it was trained with k=0, else as the ICL methods)"})
+
+
+@dataclass
+class StudyConfig:
+    model: str = field(default="tiny-omni", metadata={"help": "base model (built-in name or folder)"})
+    world_size: str = field(default="default", metadata={"help": "synthetic world size (small | default)"})
+    world_seed: int = field(default=0, metadata={"help": "synthetic world seed"})
+    k: int = field(default=3, metadata={"help": "demonstrations in the main comparison"})
+    sweep: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "k-sweep values"})
+    sweep_sets: list[str] = field(default_factory=list, metadata={
+        "help": "eval sets that get the whole sweep (others: k=0 and k); [all] for every set"})
+    eval_limit: int | None = field(default=100, metadata={"help": "first N test queries per set (null: all)"})
+    batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
+    retriever: str = field(default="ticl", metadata={"help": "demonstration retriever"})
+    eval_sets: list[EvalSet] = field(default_factory=list, metadata={"help": "[{name, data, pool}]"})
+    adapters: list[AdapterSpec] = field(default_factory=list, metadata={"help": "[{method, config, eval_k}]"})
+    train_overrides: list[str] = field(default_factory=list, metadata={
+        "help": "key=value overrides for every adapter's training config"})
+    threads: int = field(default=0, metadata={
+        "help": "torch CPU threads for training and evaluation (0: torch's default)"})
+
+
+def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:
+    from sicl.config import load_config
+
+    cfg = load_config(StudyConfig, path or DEFAULT_CONFIG, list(overrides))
+    if not cfg.eval_sets:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: the study has no eval_sets")
+    names = [s.name for s in cfg.eval_sets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: eval_sets names repeat: {names}")
+    unknown = sorted(set(cfg.sweep_sets) - set(names) - {"all"})
+    if unknown:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: sweep_sets {unknown} are not eval sets ({names})")
+    if any(k < 0 for k in cfg.sweep) or cfg.k < 1:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: k must be >= 1 and sweep values >= 0")
+    return cfg
+
+
+class Study:
+    """One run folder: ``data/`` (world), ``eval/<method>/<set>/`` (runs), ``models/<method>/`` (adapters)."""
+
+    def __init__(self, cfg: StudyConfig, out: str | Path, workers: int = 2, config_root: str | Path | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.data = self.out / "data"
+        self.workers = workers
+        self.root = Path(config_root) if config_root else DEFAULT_CONFIG.parents[2]
+        self.log = log
+        self.timings: dict[str, float] = {}
+        self.tower_cache: Any = None
+
+    # ------------------------------------------------------------------ plan
+    def ks_for(self, method: str, eval_set: str, adapter: AdapterSpec | None = None) -> list[int]:
+        cfg = self.cfg
+        if method == "zero-shot":
+            return [0]
+        if adapter is not None and adapter.eval_k is not None:
+            return sorted(set(adapter.eval_k))
+        swept = "all" in cfg.sweep_sets or eval_set in cfg.sweep_sets
+        ks = set(cfg.sweep) | {cfg.k} if swept else {0, cfg.k}
+        if method == "vanilla-icl":
+            ks.discard(0)  # the base model at k=0 is the zero-shot run
+        return sorted(ks)
+
+    def run_dir(self, method: str, eval_set: str) -> Path:
+        return self.out / "eval" / method / eval_set
+
+    # --------------------------------------------------------------- stages
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        if self.cfg.threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)
+        adapters = self._adapter_plan()
+        n_stages = 6
+        self._stage(1, n_stages, "synthetic world", self.build_world)
+        self._stage(2, n_stages, "zero-shot", lambda: self.evaluate_method("zero-shot"))
+        self._stage(3, n_stages, "vanilla ICL", lambda: self.evaluate_method("vanilla-icl"))
+        self._stage(4, n_stages, "adapters (SICL-AT, direct fine-tuning)",
+                    lambda: [self.train_adapter(a) for a in adapters])
+        self._stage(5, n_stages, "adapter evaluations",
+                    lambda: [self.evaluate_method(a.method, a) for a in adapters])
+        summary: dict[str, Any] = {}
+        self._stage(6, n_stages, "report", lambda: summary.update(self.report()))
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        summary["stage_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
+        summary["peak_rss_mb"] = peak_rss_mb()
+        _write_json(self.out / "demo.json", summary)
+        return summary
+
+    def _stage(self, i: int, n: int, name: str, fn: Callable[[], Any]) -> None:
+        self.log(f"[{i}/{n}] {name}")
+        t = time.perf_counter()
+        fn()
+        self.timings[name] = time.perf_counter() - t
+        self.log(f"      {name}: {self.timings[name]:.0f} s")
+
+    def build_world(self) -> None:
+        from tqdm import tqdm
+
+        from sicl.data.synth.world import SIZES, build_world
+
+        size = self.cfg.world_size
+        if size not in SIZES:
+            raise ConfigError(f"world_size: unknown size {size!r} (expected one of {', '.join(SIZES)})")
+        total = sum(sum(c) for c in SIZES[size].values())
+        with tqdm(total=total, unit="clip", desc="synth", dynamic_ncols=True) as bar:
+            summary = build_world(self.data, seed=self.cfg.world_seed, size=size, workers=self.workers,
+                                  progress=bar.update)
+        self.log(f"      {summary['clips']} clips, {summary['audio_hours']:.2f} h of audio"
+                 + (" (reused)" if summary.get("skipped") else ""))
+        for s in self.cfg.eval_sets:
+            for rel in (s.data, s.pool):
+                if rel and not (self.data / rel).is_file():
+                    raise ConfigError(f"eval set {s.name}: {self.data / rel} does not exist in the world")
+
+    def evaluate_method(self, method: str, adapter: AdapterSpec | None = None) -> None:
+        for s in self.cfg.eval_sets:
+            ks = self.ks_for(method, s.name, adapter)
+            self.evaluate(method, s, ks, adapter_dir=self.out / "models" / method if adapter else None)
+
+    def evaluate(self, method: str, s: EvalSet, ks: list[int], adapter_dir: Path | None) -> Path:
+        from sicl.eval.backends import shared_tower_cache
+        from sicl.eval.runner import EvalConfig, evaluate
+
+        if self.tower_cache is None:  # one base model: adapters leave the frozen tower alone
+            self.tower_cache = shared_tower_cache()
+        out = self.run_dir(method, s.name)
+        pool = labels = None
+        if max(ks) > 0:
+            if not s.pool:
+                raise ConfigError(f"eval set {s.name} has no pool, but {method} needs demonstrations")
+            pool = str(self.data / s.pool)
+            labels = f"file:{self.run_dir('zero-shot', s.name) / 'predictions.jsonl'}"
+        cfg = EvalConfig(data=str(self.data / s.data), out=str(out), model=self.cfg.model,
+                         adapter=str(adapter_dir) if adapter_dir else None, pool=pool, ks=ks,
+                         retriever=self.cfg.retriever, pseudo_labeler=labels or "backbone",
+                         batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
+                         eval_set=s.name)
+        self.log(f"      {method} on {s.name}, k={','.join(map(str, ks))}")
+        evaluate(cfg, resume=True, progress=True, tower_cache=self.tower_cache)
+        return out
+
+    def _adapter_plan(self) -> list[AdapterSpec]:
+        plan = []
+        for a in self.cfg.adapters:
+            if a.method in BASE_METHODS:
+                raise ConfigError(f"adapter method {a.method!r} clashes with a base-model method")
+            cfg = self.train_config(a)
+            if a.eval_k is None and max(cfg.k) == 0:
+                a = AdapterSpec(method=a.method, config=a.config, eval_k=[0])
+            plan.append(a)
+        return plan
+
+    def train_config(self, a: AdapterSpec) -> Any:
+        from sicl.config import load_config
+        from sicl.train.sicl_at_config import TrainConfig
+
+        path = Path(a.config)
+        if not path.is_absolute() and not path.exists():
+            path = self.root / path
+        cfg = load_config(TrainConfig, path, list(self.cfg.train_overrides))
+        for t in cfg.tasks:  # re-root manifests into this study's world: <set>/<split>.jsonl
+            t.queries = str(self.data / Path(t.queries).parent.name / Path(t.queries).name)
+            if t.pool:
+                t.pool = str(self.data / Path(t.pool).parent.name / Path(t.pool).name)
+        cfg.model = self.cfg.model
+        cfg.output_dir = str(self.out / "models" / a.method)
+        cfg.report_to = ["none"]
+        return cfg
+
+    def train_adapter(self, a: AdapterSpec) -> Path:
+        import yaml
+
+        from sicl.config import to_dict
+        from sicl.train.sicl_at import last_checkpoint, train
+
+        cfg = self.train_config(a)
+        out = Path(cfg.output_dir)
+        done = out / "adapter_model.safetensors"
+        saved = out / "config.yaml"
+        if done.is_file() and saved.is_file():
+            if yaml.safe_load(saved.read_text(encoding="utf-8")) == to_dict(cfg):
+                self.log(f"      {a.method}: adapter reused ({out})")
+                return out
+            raise SiclError(f"{out} holds an adapter trained with another config; pass --fresh or delete it")
+        self.log(f"      {a.method}: training {cfg.max_steps} steps ({len(cfg.tasks)} task(s), k={cfg.k})")
+        train(cfg, resume=last_checkpoint(out) is not None)
+        if not done.is_file():
+            raise SiclError(f"training {a.method} stopped before the end; rerun to resume")
+        return out
+
+    # --------------------------------------------------------------- report
+    def report(self) -> dict[str, Any]:
+        from sicl.report import build_report
+
+        targets = self.check_targets()
+        notes = [t["text"] for t in targets]
+        paths = build_report([self.out / "eval"], self.out, title="SICL-AT on the embedded world (tiny-omni)",
+                             main_k=self.cfg.k, notes=notes)
+        return {"report": {k: str(v) for k, v in dict(paths).items()}, "targets": targets}
+
+    def metric(self, method: str, eval_set: str, k: int, task: str, name: str) -> float | None:
+        d = self.run_dir(method, eval_set)
+        for cand in (d / f"k={k}" / "metrics.json", d / "metrics.json"):
+            if cand.is_file():
+                run = cand.with_name("run.json")
+                if cand.parent == d and run.is_file() and json.loads(run.read_text()).get("k") not in (k, None):
+                    continue
+                value = json.loads(cand.read_text()).get(task, {}).get(name)
+                return float(value) if value is not None else None
+        return None
+
+    def check_targets(self) -> list[dict[str, Any]]:
+        """Issue 8's targets, checked on the measured numbers (never used to choose anything)."""
+        k = self.cfg.k
+        sicl_methods = [a.method for a in self.cfg.adapters if a.method.startswith("sicl-at")]
+        names = {s.name for s in self.cfg.eval_sets}
+        checks: list[dict[str, Any]] = []
+        for eval_set in ("child-science", "child-reading"):
+            if eval_set not in names or not sicl_methods:
+                continue
+            zs = self.metric("zero-shot", eval_set, 0, "asr", "wer")
+            icl = self.metric("vanilla-icl", eval_set, k, "asr", "wer")
+            ft = self.metric("direct-ft", eval_set, 0, "asr", "wer")
+            best = min(((self.metric(m, eval_set, k, "asr", "wer"), m) for m in sicl_methods),
+                       key=lambda t: float("inf") if t[0] is None else t[0])
+            if best[0] is None or zs is None or icl is None:
+                continue
+            wer, m = best
+            parts = [("<= 0.6 x zero-shot", wer <= 0.6 * zs, f"{wer / zs:.2f} x zero-shot {zs:.3f}" if zs else "")]
+            parts.append(("<= 0.8 x vanilla ICL", wer <= 0.8 * icl, f"{wer / icl:.2f} x vanilla ICL {icl:.3f}"
+                          if icl else ""))
+            if ft is not None:
+                own = eval_set == "child-reading" and "child-reading" in self._ft_domains()
+                parts.append(("below direct-ft" + (" (may lose on direct-ft's own domain)" if own else ""),
+                              wer < ft or own, f"direct-ft {ft:.3f}"))
+            for label, ok, detail in parts:
+                checks.append({"eval_set": eval_set, "target": label, "met": bool(ok),
+                               "text": f"{'MET' if ok else 'NOT MET'}: best SICL-AT on {eval_set} ({m}, WER "
+                                       f"{wer:.3f} at k={k}) {label}: {detail}"})
+        if "aqa" in names and "sicl-at2" in sicl_methods:
+            zs = self.metric("zero-shot", "aqa", 0, "aqa", "accuracy")
+            at2 = {kk: self.metric("sicl-at2", "aqa", kk, "aqa", "accuracy") for kk in (0, k)}
+            if zs is not None:
+                for kk, acc in at2.items():
+                    if acc is None:
+                        continue
+                    ok = acc > zs
+                    checks.append({"eval_set": "aqa", "target": f"sicl-at2 improves aqa (k={kk})", "met": ok,
+                                   "text": f"{'MET' if ok else 'NOT MET'}: sicl-at2 at k={kk} has aqa accuracy "
+                                           f"{acc:.3f} vs zero-shot {zs:.3f} (transfer: trained on asr + st only)"})
+        return checks
+
+    def _ft_domains(self) -> set[str]:
+        out = set()
+        for a in self.cfg.adapters:
+            if a.method == "direct-ft":
+                out |= {Path(t.queries).parent.name for t in self.train_config(a).tasks}
+        return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children (MB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20
+    return round(max(own, kids) * scale, 1)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_study(out: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),
+              fresh: bool = False, workers: int = 2) -> dict[str, Any]:
+    cfg = load_study(config, overrides)
+    out = Path(out)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return Study(cfg, out, workers=workers).run()
