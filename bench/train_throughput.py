@@ -6,7 +6,9 @@ Naive loop (what a first implementation does): per batch, read every clip from d
 processor on the chat texts + audio (features padded to 30 s, placeholders expanded by the processor),
 forward through the whole thinker (audio tower included), backward, AdamW step; episodes in sampling
 order. sicl: ``sicl.train.sicl_at.build_trainer`` + ``Trainer.train`` (tower output cached per clip,
-features at real length, length-grouped batches); its time includes filling the cache.
+features at real length, length-grouped batches, the exact fast loss path of ``EpisodeTrainer``); its
+time includes filling the cache. Both sides train the same PEFT model with the demo configs' LoRA
+settings and torch thread count (``--lora-dropout``, ``--threads`` override them for both).
 
 Prints episodes/s for both (median over ``--repeats`` timed passes) and a last line
 ``speedup_vs_naive X``. Without a world on disk, tone clips are generated; without tiny-omni weights, a
@@ -93,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per method (median reported)")
     ap.add_argument("--lora-dropout", type=float, default=None,
                     help="LoRA dropout for both sides (default: the demo configs' value)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for both sides (default: the demo configs' `threads`, else torch's)")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.repeats = 8, 1
     torch.manual_seed(0)
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         dropout = args.lora_dropout
         if dropout is None:  # the demo's LoRA settings, for both sides (the naive loop trains the same model)
             dropout = load_config(TrainConfig, ROOT / "configs" / "demo" / "sicl-at1.yaml").lora.dropout
+        threads = args.threads or load_config(TrainConfig, ROOT / "configs" / "demo" / "sicl-at1.yaml").threads
+        if threads:
+            torch.set_num_threads(threads)
         n = args.steps * args.batch_size
         for rep in range(args.repeats):
             cfg = load_config(TrainConfig, None, [

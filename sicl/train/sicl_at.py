@@ -320,6 +320,14 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCal
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "logs"))
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg, out, resume, callbacks)
+    finally:
+        torch.set_num_threads(threads)  # `threads` applies to training only, not to what runs after it
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[TrainerCallback]) -> Path:
     trainer = build_trainer(cfg, callbacks)
     ckpt = last_checkpoint(out) if resume else None
     if resume and ckpt is None:
