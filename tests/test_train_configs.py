@@ -22,9 +22,16 @@ def test_every_folder_is_covered():
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_config_loads(path):
     head = path.read_text().splitlines()[:6]
-    assert any("accelerate launch" in line or " train " in line or "python -m" in line for line in head), \
-        "a shipped config names the command that runs it in its header"
+    assert any("accelerate launch" in line or " train " in line or "python -m" in line or "sicl demo" in line
+               for line in head), "a shipped config names the command that runs it in its header"
     kind = path.parent.name
+    if path.name == "study.yaml":
+        from sicl.study import load_study
+
+        study = load_study(path)
+        for a in study.adapters:  # every adapter of the study is a shipped training config
+            assert (CONFIGS.parent / a.config).is_file()
+        return
     if kind == "accelerate":
         data = yaml.safe_load(path.read_text())
         assert {"distributed_type", "num_processes", "mixed_precision"} <= set(data)
