@@ -52,7 +52,15 @@ def write_sweep(d: Path, method: str, eval_set: str, values: dict[int, dict], ad
 
 
 def asr(wer: float, n: int = 10) -> dict:
-    return {"asr": {"n": n, "wer": wer, "wer_utterance_capped": wer + 0.01, "cer": wer / 2}}
+    """An asr metrics object as sicl eval writes it: quality metrics, counts and the ``primary`` name."""
+    return {"asr": {"n": n, "wer": wer, "wer_utterance_capped": wer + 0.01, "cer": wer / 2, "primary": "wer",
+                    "ref_words": 40, "substitutions": 3, "deletions": 2, "insertions": 1,
+                    "skipped_empty_reference": 0, "empty_predictions": 0}}
+
+
+QUALITY = {"wer", "wer_utterance_capped", "cer", "bleu", "accuracy"}
+COUNTS = {"n", "ref_words", "substitutions", "deletions", "insertions", "skipped_empty_reference",
+          "empty_predictions", "correct"}
 
 
 def make_study(tmp_path: Path) -> Path:
@@ -67,7 +75,7 @@ def make_study(tmp_path: Path) -> Path:
     write_run(ev / "vanilla-icl" / "child-reading", "vanilla-icl", "child-reading", 3, asr(0.60))
     write_run(ev / "sicl-at2" / "child-science", "sicl-at2", "child-science", 3, asr(0.41), adapter="m/at2")
     write_run(ev / "sicl-at2" / "child-reading", "sicl-at2", "child-reading", 3, asr(0.45), adapter="m/at2")
-    aqa = {"aqa": {"n": 20, "accuracy": 0.55,
+    aqa = {"aqa": {"n": 20, "accuracy": 0.55, "correct": 11, "empty_predictions": 0,
                    "by_category": {"music": {"n": 10, "accuracy": 0.6}, "sound": {"n": 10, "accuracy": 0.5}}}}
     write_run(ev / "zero-shot" / "aqa", "zero-shot", "aqa", 0, aqa)
     write_run(ev / "sicl-at2" / "aqa", "sicl-at2", "aqa", 3, {"aqa": {"n": 20, "accuracy": 0.62}})
@@ -118,6 +126,10 @@ def test_collect_results_rows_values_and_sweep_labels(study: Path):
     assert ("zero-shot", "aqa", 0, "peak_gpu_mb") not in got  # null is left out
     kinds = {r.metric: r.kind for r in rows}
     assert kinds["wer"] == "quality" and kinds["n"] == "count" and kinds["seconds_per_query"] == "cost"
+    # counts stay in results.csv, as kind count; only metrics with a direction are quality
+    assert {m for m, kind in kinds.items() if kind == "quality"} == QUALITY
+    assert {m for m, kind in kinds.items() if kind == "count"} == COUNTS
+    assert "primary" not in kinds  # a string, not a number
 
 
 def test_report_files_csv_tables_and_plots(study: Path):
@@ -146,8 +158,30 @@ def test_report_files_csv_tables_and_plots(study: Path):
     assert lines[0] == "| method | k | child-science | child-reading |"
     assert lines[1] == "| zero-shot | 0 | 0.750 | 0.700 |"
     assert lines[2] == "| vanilla-icl | 3 | 0.510 | 0.600 |"
-    assert lines[3] == "| sicl-at2 | 3 | 0.410 | 0.450 |"
-    assert lines[4] == "| direct-ft | 0 | 0.500 | 0.300 |"
+    assert lines[3] == "| sicl-at2 | 3 | **0.410** | 0.450 |"  # the best of each column in bold
+    assert lines[4] == "| direct-ft | 0 | 0.500 | **0.300** |"
+    # the answer first: sections in this order, settings last
+    heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert heads == ["## What this is", "## Results", "## Notes", "## Plots", "## Reading", "## k-sweep", "## Cost",
+                     "## More metrics", "## Breakdowns", "## Settings"]
+    intro = md.split("## What this is")[1].split("##")[0]
+    assert "4 methods (zero-shot, vanilla-icl, sicl-at2 and direct-ft)" in intro and "tiny-omni" in intro
+    assert "child-science and child-reading (WER, lower is better)" in intro and "k=3" in intro
+    assert "- a note from the caller" in md.split("## Notes")[1].split("##")[0]
+    # no table or plot of a count; secondary quality metrics (capped WER, CER) under More metrics
+    tables = [ln[4:] for ln in md.splitlines() if ln.startswith("### ")]
+    assert not [t for t in tables if t.split(" ")[0].split(":")[0] in COUNTS or "ref_words" in t]
+    more = md.split("## More metrics")[1].split("## Breakdowns")[0]
+    assert "### CER (lower is better)" in more and "### WER (utterance mean, capped at 1)" in more
+    # settings: one compact row per method
+    settings = md.split("## Settings")[1]
+    srows = [ln for ln in settings.splitlines() if ln.startswith("| ")]
+    assert srows[0] == ("| method | adapter | eval sets | k values | n queries per set | "
+                        "retriever / pseudo-labeler |")
+    assert len(srows) - 1 == 4 == len({r.method for r in collect_results([study / "eval"])})
+    assert "| vanilla-icl | — | child-science, child-reading | 0 (child-science), 1 (child-science), " \
+           "2 (child-science), 3, 4 (child-science) | 10 |" in settings
+    assert "| sicl-at2 | m/at2 | child-science, child-reading, aqa | 3 | 10 | " in settings
     # k-sweep table
     sweep = md.split("### child-science: WER (lower is better)")[1].split("###")[0]
     assert "| method | k=0 | k=1 | k=2 | k=3 | k=4 |" in sweep
@@ -162,8 +196,10 @@ def test_report_files_csv_tables_and_plots(study: Path):
     # plots: embedded with relative paths, every one a real PNG
     pngs = sorted((out / "plots").glob("*.png"))
     names = {p.name for p in pngs}
-    assert {"methods_wer.png", "methods_bleu.png", "methods_accuracy.png", "wer_vs_k_child-science.png",
-            "cost_vs_k.png"} <= names
+    assert names == {"methods_wer.png", "methods_bleu.png", "methods_accuracy.png", "wer_vs_k_child-science.png",
+                     "cost_vs_k.png"}
+    for name in names:  # quality metrics only: no plot of a count
+        assert name.removeprefix("methods_").split("_vs_k")[0].removesuffix(".png") in QUALITY | {"cost"}
     assert sorted(written["plots"]) == pngs
     for p in pngs:
         data = p.read_bytes()
@@ -175,16 +211,14 @@ def test_report_files_csv_tables_and_plots(study: Path):
 def test_reading_sentences_are_computed_from_the_numbers(study: Path):
     res = Results(collect_results([study]))
     text = reading(res)
-    assert ("On child-science, sicl-at2 at k=3 has WER 0.410: 0.55x zero-shot (0.750), "
-            "0.80x vanilla-icl at k=3 (0.510).") in text
+    assert ("On child-science, WER against zero-shot (0.750) and vanilla-icl at k=3 (0.510): sicl-at2 at k=3 has "
+            "0.410 (0.55x zero-shot, 0.80x vanilla-icl).") in text
     assert "On child-science, the best WER (lower is better) is sicl-at2 at k=3 with 0.410." in text
     assert "On child-reading, the best WER (lower is better) is direct-ft with 0.300." in text
-    assert "On aqa, sicl-at2 at k=3 has accuracy 0.620: +0.070 vs zero-shot (0.550)." in text
-    assert "vanilla-icl on child-science: WER 0.750 at k=0, 0.520 at k=4; best 0.510 at k=3." in text
-    cost = [s for s in text if s.startswith("Cost of vanilla-icl")]
-    assert cost == ["Cost of vanilla-icl (mean over 1 eval set): seconds / query 0.1 at k=0 and 0.5 at k=4 (5.0x); "
-                    "prompt tokens / query 70.0 at k=0 and 350.0 at k=4 (5.0x)."]
-    assert not [s for s in text if s.startswith("On child-science, zero-shot has")]  # the reference itself
+    assert "On aqa, accuracy against zero-shot (0.550): sicl-at2 at k=3 has 0.620 (+0.070 vs zero-shot)." in text
+    # short: per eval set one sentence for the best and one for the SICL-AT methods; nothing else
+    assert len(text) == 2 * 4 - 1  # translate has no SICL-AT run to compare
+    assert not [s for s in text if s.startswith("Cost of") or " at k=0, " in s]
 
 
 def test_targets_met_missed_and_not_evaluated(study: Path):
@@ -213,6 +247,67 @@ def test_targets_met_missed_and_not_evaluated(study: Path):
         Target.from_dict({"eval_set": "a", "metric": "wer", "method": "x"})
     with pytest.raises(ReportError, match="unknown key"):
         Target.from_dict({"eval_set": "a", "metric": "wer", "method": "x", "value": 1, "bogus": 2})
+
+
+def test_ties_are_named_as_ties(tmp_path: Path):
+    ev = tmp_path / "eval"
+    for m, k, wer in (("zero-shot", 0, 0.9), ("vanilla-icl", 3, 0.5), ("sicl-at1", 3, 0.5), ("sicl-at2", 3, 0.5),
+                      ("sicl-at3", 3, 0.4)):
+        write_run(ev / m / "child-science", m, "child-science", k, asr(wer))
+    for m in ("zero-shot", "vanilla-icl", "sicl-at1"):
+        write_run(ev / m / "adult", m, "adult", 0 if m == "zero-shot" else 3, asr(0.7))
+    text = reading(Results(collect_results([ev])))
+    assert "On child-science, the best WER (lower is better) is sicl-at3 at k=3 with 0.400." in text
+    assert ("On child-science, WER against zero-shot (0.900) and vanilla-icl at k=3 (0.500): sicl-at1 and sicl-at2 "
+            "at k=3 all have 0.500 (0.56x zero-shot, 1.00x vanilla-icl); sicl-at3 at k=3 has 0.400 (0.44x "
+            "zero-shot, 0.80x vanilla-icl).") in text
+    assert ("On adult, all 3 methods tie on WER (lower is better) at 0.700 (zero-shot, vanilla-icl at k=3 and "
+            "sicl-at1 at k=3): no best method.") in text
+    assert not [s for s in text if s.startswith("On adult, the best")]
+    md = build_report([ev], tmp_path / "out")["report"].read_text()
+    table = md.split("### WER (lower is better)")[1].split("##")[0]
+    assert "| zero-shot | 0 | 0.900 | **0.700** |" in table and "| sicl-at1 | 3 | 0.500 | **0.700** |" in table
+    # a column where two of three methods tie for the best
+    ev2 = tmp_path / "eval2"
+    for m, wer in (("zero-shot", 0.9), ("sicl-at1", 0.5), ("sicl-at2", 0.5)):
+        write_run(ev2 / m, m, "kids", 0 if m == "zero-shot" else 3, asr(wer))
+    text = reading(Results(collect_results([ev2])))
+    assert "On kids, 2 methods tie for the best WER (lower is better) at 0.500: sicl-at1 and sicl-at2 at k=3." in text
+
+
+def test_primary_metric_from_metrics_json_headlines_cer(tmp_path: Path):
+    ev = tmp_path / "eval"
+    for m, k, en, zh in (("zero-shot", 0, 0.8, 0.6), ("sicl-at1", 3, 0.5, 0.3)):
+        write_run(ev / m / "adult", m, "adult", k, asr(en))
+        zh_metrics = asr(0.95)
+        zh_metrics["asr"].update(cer=zh, primary="cer")  # zh: WER is meaningless without spaces
+        write_run(ev / m / "zh", m, "zh", k, zh_metrics)
+    written = build_report([ev], tmp_path / "out")
+    md = written["report"].read_text()
+    table = md.split("### WER / CER (lower is better)")[1].split("##")[0]
+    assert "| method | k | adult (WER) | zh (CER) |" in table
+    assert "| sicl-at1 | 3 | **0.500** | **0.300** |" in table
+    assert "On zh, the best CER (lower is better) is sicl-at1 at k=3 with 0.300." in md
+    assert "(0.50x zero-shot)" in md  # zh CER 0.3 vs 0.6
+    more = md.split("## More metrics")[1].split("## Settings")[0]
+    assert "| zero-shot | 0 | — |" not in more and "zh" in more.split("### WER (lower is better)")[1]
+    assert {p.name for p in written["plots"]} == {"methods_wer_cer.png", "cost_vs_k.png"}
+
+
+def test_targets_and_notes_sections(study: Path):
+    notes = ["MET: best SICL-AT on child-science below direct-ft", "NOT MET: sicl-at2 at k=3 on aqa", "2 CPU cores"]
+    md = build_report([study / "eval"], study / "o", notes=notes,
+                      targets=[{"eval_set": "aqa", "metric": "accuracy", "method": "sicl-at2",
+                                "baseline": "zero-shot", "relation": ">"}])["report"].read_text()
+    heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert heads.index("## Results") < heads.index("## Targets") < heads.index("## Notes") < heads.index("## Plots")
+    targets = md.split("## Targets")[1].split("## Notes")[0]
+    assert "2 of 3 met." in targets
+    assert "- MET: best SICL-AT on child-science below direct-ft" in targets
+    assert "- NOT MET: sicl-at2 at k=3 on aqa" in targets
+    assert "- met: on aqa, sicl-at2 at k=3 has accuracy 0.620, > zero-shot (0.550)." in targets
+    assert "- 2 CPU cores" in md.split("## Notes")[1].split("##")[0]
+    assert "MET" not in md.split("## Settings")[1] and "MET" not in md.split("## Reading")[1]
 
 
 def test_main_k_and_fallback_to_nearest_k(study: Path):

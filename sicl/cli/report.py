@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"headline k of methods with demonstrations (default: {DEFAULT_MAIN_K}); zero-shot "
                              "and direct-ft are always compared at k=0")
     parser.add_argument("--note", action="append", default=[], metavar="TEXT",
-                        help="a line for the report's settings section (repeatable)")
+                        help="a line for the report (repeatable): lines starting with MET / NOT MET / not evaluated go "
+                             "to its Targets section, others to Notes")
     parser.add_argument("--targets", type=Path, default=None, metavar="FILE.json",
                         help="JSON list of targets to check in the reading section (see docs/report.md)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -13,13 +14,28 @@ from pathlib import Path
 from sicl import __version__
 from sicl.report import plots
 from sicl.report.collect import (
+    METRIC_ORDER,
     ZERO_K_METHODS,
     Run,
     collect_runs,
+    direction,
+    is_quality,
+    metric_family,
     metric_label,
+    order_key,
+    primary_metrics,
+    sort_metrics,
     sort_rows,
 )
-from sicl.report.reading import Results, Target, fmt, mean_over_eval_sets, reading, sweep_eval_sets
+from sicl.report.reading import (
+    Results,
+    Target,
+    fmt,
+    mean_over_eval_sets,
+    reading,
+    sweep_eval_sets,
+    target_sentences,
+)
 
 CSV_COLUMNS = ["method", "eval_set", "k", "metric", "value"]
 DEFAULT_TITLE = "sicl evaluation report"
@@ -46,68 +62,189 @@ def results_csv(rows) -> str:
     return buf.getvalue()
 
 
-def _headline_rule(main_k: int) -> str:
-    zero = ", ".join(sorted(ZERO_K_METHODS))
-    return (f"each method is compared at k={main_k}, except {zero} at k=0; where that k was not run, the "
-            "method's nearest k is used and shown next to the value")
+def _headline_rule(main_k: int, methods: list[str] | None = None) -> str:
+    zero = [m for m in (methods if methods is not None else sorted(ZERO_K_METHODS)) if m in ZERO_K_METHODS]
+    rule = f"each method is compared at k={main_k}"
+    if zero:
+        rule += f", except {_names(zero)} at k=0"
+    return rule + "; where that k was not run, the method's nearest k is used and shown next to the value"
 
 
-def _settings(runs: list[Run], res: Results, notes: list[str]) -> list[str]:
-    out = ["## Settings", ""]
-    out.append(f"- {len(runs)} run(s) of {len(res.methods)} method(s) on {len(res.eval_sets)} eval set(s); "
-               f"report by sicl {__version__}.")
-    out.append(f"- Headline k: {_headline_rule(res.main_k)}.")
-    for n in notes:
-        out.append(f"- {n}")
-    out.append("")
-    rows = []
+def _names(items: list[str]) -> str:
+    items = list(items)
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _short(text: object, out: Path | None) -> str:
+    """A path (or ``file:PATH``) relative to the report folder when it lies inside it."""
+    s = str(text)
+    if out is None:
+        return s
+    prefix, _, path = s.rpartition("file:") if s.startswith("file:") else ("", "", s)
+    try:
+        rel = Path(path).resolve().relative_to(Path(out).resolve())
+    except (ValueError, OSError):
+        return s
+    return f"{prefix}{'file:' if s.startswith('file:') else ''}{rel.as_posix()}"
+
+
+def _distinct(values) -> list:
+    seen: dict = {}
+    for v in values:
+        seen.setdefault(v, None)
+    return list(seen)
+
+
+def _n_per_set(runs: list[Run]) -> dict[str, int]:
+    out: dict[str, int] = {}
     for r in runs:
         n = r.info.get("n")
-        adapter = r.info.get("adapter")
-        rows.append([r.method, r.eval_set, r.k, r.info.get("model", "—"),
-                     "—" if adapter in (None, "") else adapter, "—" if n is None else n,
-                     r.info.get("retriever", "—")])
-    out += [_table(["method", "eval set", "k", "model", "adapter", "n", "retriever"], rows, text_columns=7), ""]
+        if isinstance(n, int) and not isinstance(n, bool):
+            out[r.eval_set] = max(out.get(r.eval_set, 0), n)
     return out
 
 
-def _comparison(res: Results, metric: str, plot: str | None) -> list[str]:
-    eval_sets = [e for e in res.eval_sets if metric in res.metrics("quality", e)]
-    rows = []
+def families(res: Results) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    """The main tables: eval sets grouped by the family of their primary metric (WER and CER together), each as
+    (metrics, [(eval_set, metric), ...]), ordered as METRIC_ORDER."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for e in res.eval_sets:
+        m = res.primary_metric(e)
+        if m is not None:
+            groups.setdefault(metric_family(m), []).append((e, m))
+    out = [(sort_metrics(m for _, m in cols), cols) for cols in groups.values()]
+    return sorted(out, key=lambda fc: order_key(fc[0][0], METRIC_ORDER))
+
+
+def _family_label(metrics: list[str], with_direction: bool = True) -> str:
+    if len(metrics) == 1:
+        return metric_label(metrics[0], with_direction)
+    label = " / ".join(metric_label(m, False) for m in metrics)
+    dirs = {direction(m) for m in metrics}
+    if with_direction and len(dirs) == 1 and None not in dirs:
+        label += f" ({dirs.pop()} is better)"
+    return label
+
+
+def _comparison_table(res: Results, cols: list[tuple[str, str]], mixed: bool) -> list[str]:
+    """Rows = methods (fixed order), columns = (eval set, metric) at each method's headline k; the best value of
+    each column (every tied one) in bold."""
+    rows, raw = [], []
     for m in res.methods:
-        ks = {e: res.headline(m, e, metric) for e in eval_sets}
-        present = {e: kv for e, kv in ks.items() if kv[1] is not None}
+        ks = {(e, x): res.headline(m, e, x) for e, x in cols}
+        present = {c: kv for c, kv in ks.items() if kv[1] is not None}
         if not present:
             continue
         common = {k for k, _ in present.values()}
         main = min(common) if len(common) == 1 else (0 if m in ZERO_K_METHODS else res.main_k)
-        cells = []
-        for e in eval_sets:
-            k, v = ks[e]
-            cells.append("—" if v is None else fmt(metric, v) + ("" if k == main else f" (k={k})"))
-        rows.append([m, main, *cells])
+        rows.append((m, main, ks))
+        raw.append([ks[c][1] for c in cols])
     if not rows:
         return []
-    out = [f"### {metric_label(metric)}", "", _table(["method", "k", *eval_sets], rows), ""]
-    if plot:
-        out += [f"![{metric_label(metric)} per eval set]({plot})", ""]
+    best = []
+    for j, (_, x) in enumerate(cols):
+        vals = [r[j] for r in raw if r[j] is not None]
+        d = direction(x)
+        best.append(None if len(vals) < 2 or d is None else (min(vals) if d == "lower" else max(vals)))
+    body = []
+    for m, main, ks in rows:
+        cells = []
+        for j, c in enumerate(cols):
+            k, v = ks[c]
+            if v is None:
+                cells.append("—")
+                continue
+            text = fmt(c[1], v)
+            if best[j] is not None and v == best[j]:
+                text = f"**{text}**"
+            cells.append(text + ("" if k == main else f" (k={k})"))
+        body.append([m, main, *cells])
+    header = [f"{e} ({metric_label(x, False)})" if mixed else e for e, x in cols]
+    return [_table(["method", "k", *header], body), ""]
+
+
+def _intro(runs: list[Run], res: Results) -> list[str]:
+    sets = []
+    for metrics, cols in families(res):
+        for x in metrics:
+            es = [e for e, m in cols if m == x]
+            d = direction(x)
+            sets.append(f"{_names(es)} ({metric_label(x, False)}{f', {d} is better' if d else ''})")
+    models = _distinct(str(r.info["model"]) for r in runs if r.info.get("model"))
+    n = sorted(set(_n_per_set(runs).values()))
+    n_text = "" if not n else (f"{n[0]} queries per eval set" if len(n) == 1 else f"{n[0]}–{n[-1]} queries per eval set")
+    text = (f"This report compares {len(res.methods)} method{'s' if len(res.methods) != 1 else ''} "
+            f"({_names(res.methods)}) on {len(res.eval_sets)} eval set{'s' if len(res.eval_sets) != 1 else ''}: "
+            f"{_names(sets) if sets else _names(res.eval_sets)}")
+    if models:
+        text += f", with model {_names(models)}"
+    text += f". Headline k: {_headline_rule(res.main_k, res.methods)}."
+    text += f" {len(runs)} evaluation run{'s' if len(runs) != 1 else ''}"
+    text += f", {n_text}." if n_text else "."
+    text += (" The tables below give each method's headline number; targets, plots, a short reading, the k-sweep,"
+             " cost and the settings follow; results.csv holds every number.")
+    return ["## What this is", "", text, ""]
+
+
+def _results(res: Results) -> list[str]:
+    fams = families(res)
+    if not fams:
+        return ["## Results", "", "The runs hold no quality metric (WER, CER, BLEU, accuracy).", ""]
+    out = ["## Results", "", "Rows: methods, each at its headline k (column k); columns: eval sets, each on its "
+           "primary metric; the best value of each column in **bold** (every one of them on a tie).", ""]
+    for metrics, cols in fams:
+        out += [f"### {_family_label(metrics)}", ""]
+        out += _comparison_table(res, cols, mixed=len(metrics) > 1)
     return out
 
 
-def _sweep(res: Results, eval_set: str, metric: str, plot: str | None) -> list[str]:
+_TARGET_NOTE = re.compile(r"^\s*(not met|met|not evaluated)\b", re.IGNORECASE)
+
+
+def _targets(target_lines: list[str], notes: list[str]) -> list[str]:
+    checks = list(target_lines) + [n for n in notes if _TARGET_NOTE.match(n)]
+    other = [n for n in notes if not _TARGET_NOTE.match(n)]
+    out = []
+    if checks:
+        verdicts = [_TARGET_NOTE.match(c) for c in checks]
+        met = sum(1 for v in verdicts if v and v.group(1).lower() == "met")
+        out += ["## Targets", "", f"{met} of {len(checks)} met.", ""]
+        out += [f"- {c}" for c in checks] + [""]
+    if other:
+        out += ["## Notes", ""] + [f"- {n}" for n in other] + [""]
+    return out
+
+
+def _plots_section(res: Results, plot_paths: dict[tuple, str]) -> list[str]:
+    out = []
+    for metrics, _ in families(res):
+        p = plot_paths.get(("methods", tuple(metrics)))
+        if p:
+            out += [f"![{_family_label(metrics)} per eval set]({p})", ""]
+    for e in res.eval_sets:
+        m = res.primary_metric(e)
+        p = plot_paths.get(("vs_k", e, m))
+        if p:
+            out += [f"![{e} {metric_label(m, False)} vs k]({p})", ""]
+    if plot_paths.get(("cost",)):
+        out += [f"![cost vs k]({plot_paths[('cost',)]})", ""]
+    return (["## Plots", "", "Methods per eval set (headline k), the primary metric vs k, and cost vs k.", ""] + out
+            if out else [])
+
+
+def _sweep(res: Results, eval_set: str, metric: str) -> list[str]:
     ks = res.ks(eval_set=eval_set)
     rows = []
     for m in res.methods:
         vals = [res.value(m, eval_set, k, metric) for k in ks]
         if any(v is not None for v in vals):
             rows.append([m, *(fmt(metric, v) for v in vals)])
-    out = [f"### {eval_set}: {metric_label(metric)}", "", _table(["method", *(f"k={k}" for k in ks)], rows), ""]
-    if plot:
-        out += [f"![{eval_set} {metric_label(metric, False)} vs k]({plot})", ""]
-    return out
+    return [f"### {eval_set}: {metric_label(metric)}", "", _table(["method", *(f"k={k}" for k in ks)], rows), ""]
 
 
-def _cost(res: Results, plot: str | None) -> list[str]:
+def _cost(res: Results) -> list[str]:
     present = set(res.metrics("cost"))
     out = ["## Cost", ""]
     if not present:
@@ -124,13 +261,22 @@ def _cost(res: Results, plot: str | None) -> list[str]:
             if s:
                 rows.append([m, *(fmt(c, s.get(k)) for k in ks), ", ".join(sweep_eval_sets(res, m, c))])
         out += [f"### {metric_label(c)}", "", _table(["method", *(f"k={k}" for k in ks), "eval sets"], rows), ""]
-    if plot:
-        out += [f"![cost vs k]({plot})", ""]
     return out
 
 
+def _more_metrics(res: Results) -> list[str]:
+    """Quality metrics other than each eval set's primary one (capped WER, CER of English sets, ...)."""
+    out = []
+    for metric in res.metrics("quality"):
+        cols = [(e, metric) for e in res.eval_sets
+                if metric in res.metrics("quality", e) and res.primary_metric(e) != metric]
+        if cols:
+            out += [f"### {metric_label(metric)}", ""] + _comparison_table(res, cols, mixed=False)
+    return ["## More metrics", "", "Each eval set's other quality metrics, as in Results.", "", *out] if out else []
+
+
 def _breakdowns(res: Results) -> list[str]:
-    names = res.metrics("breakdown")
+    names = [n for n in res.metrics("breakdown") if is_quality(n.partition("[")[0])]
     if not names:
         return []
     out = ["## Breakdowns", "", "Values inside the runs' breakdowns (metrics.json), each method at its headline k.", ""]
@@ -155,39 +301,97 @@ def _breakdowns(res: Results) -> list[str]:
     return out
 
 
+def _k_values(res: Results, method: str) -> str:
+    sets = res.eval_sets_of(method)
+    parts = []
+    for k in res.ks(method):
+        on = [e for e in sets if k in res.ks(method, e)]
+        parts.append(str(k) if len(on) == len(sets) else f"{k} ({', '.join(on)})")
+    return ", ".join(parts)
+
+
+def _demo_source(run: Run, out: Path | None) -> str | None:
+    r = run.info.get("retriever")
+    pl = run.info.get("pseudo_labeler")
+    if not r and not pl:
+        return None
+    parts = [str(r) if r else "—"]
+    if pl:
+        text = _short(pl, out)
+        text = "/".join("{eval_set}" if c == run.eval_set else c for c in text.split("/"))
+        parts.append(text)
+    return " / ".join(parts)
+
+
+def _settings(runs: list[Run], res: Results, warnings: list[str], out_dir: Path | None = None) -> list[str]:
+    out = ["## Settings", ""]
+    out.append(f"- {len(runs)} run(s) of {len(res.methods)} method(s) on {len(res.eval_sets)} eval set(s); "
+               f"report by sicl {__version__}.")
+    out.append(f"- Headline k: {_headline_rule(res.main_k, res.methods)}.")
+    out += [f"- warning: {w}" for w in warnings]
+    out.append("- Files: `results.csv` (one row per number: `method,eval_set,k,metric,value`, counts and cost "
+               "included), `plots/` (the PNG plots above).")
+    out.append("")
+    models = _distinct(str(r.info.get("model", "—")) for r in runs)
+    rows = []
+    for m in res.methods:
+        mine = [r for r in runs if r.method == m]
+        adapters = _distinct(_short(r.info["adapter"], out_dir) for r in mine if r.info.get("adapter"))
+        sets = res.eval_sets_of(m)
+        n = _n_per_set(mine)
+        ns = sorted(set(n.values()))
+        n_text = "—" if not ns else (str(ns[0]) if len(ns) == 1 else
+                                     ", ".join(f"{e} {n[e]}" for e in sets if e in n))
+        sources = _distinct(s for r in mine if r.k > 0 and (s := _demo_source(r, out_dir)))
+        row = [m, ", ".join(adapters) or "—",
+               f"all {len(sets)}" if len(sets) == len(res.eval_sets) and len(sets) > 1 else ", ".join(sets),
+               _k_values(res, m), n_text, "; ".join(sources) if sources else "— (no demonstrations)"]
+        if len(models) > 1:
+            row.insert(1, ", ".join(_distinct(str(r.info.get("model", "—")) for r in mine)))
+        rows.append(row)
+    header = ["method", "adapter", "eval sets", "k values", "n queries per set", "retriever / pseudo-labeler"]
+    if len(models) > 1:
+        header.insert(1, "model")
+    out += [_table(header, rows, text_columns=len(header)), ""]
+    return out
+
+
 def render_markdown(runs: list[Run], res: Results, title: str, notes: list[str], sentences: list[str],
-                    plot_paths: dict[tuple, str]) -> str:
+                    plot_paths: dict[tuple, str], target_lines: list[str] | None = None,
+                    warnings: list[str] | None = None, out_dir: Path | None = None) -> str:
+    """report.md: title, what this is, results (main tables), targets, plots, reading, k-sweep, cost, more
+    metrics, breakdowns, settings (docs/report.md)."""
     out = [f"# {title}", ""]
-    out += _settings(runs, res, notes)
+    out += _intro(runs, res)
+    out += _results(res)
+    out += _targets(list(target_lines or []), list(notes))
+    out += _plots_section(res, plot_paths)
     if sentences:
-        out += ["## Reading", "", "Generated from the numbers below.", ""]
+        out += ["## Reading", "", "Generated from the numbers above, on each eval set's primary metric.", ""]
         out += [f"- {s}" for s in sentences] + [""]
-    out += ["## Results", "", f"Rows: methods; columns: eval sets; k: {_headline_rule(res.main_k)}.", ""]
-    for metric in res.metrics("quality"):
-        out += _comparison(res, metric, plot_paths.get(("methods", metric)))
     swept = [(e, m) for e in res.eval_sets if (m := res.primary_metric(e))
              and any(len([k for k in res.ks(x, e) if res.value(x, e, k, m) is not None]) >= 2 for x in res.methods)]
     out += ["## k-sweep", ""]
     if swept:
         out += ["Each eval set's primary metric at every k that was run.", ""]
         for e, m in swept:
-            out += _sweep(res, e, m, plot_paths.get(("vs_k", e, m)))
+            out += _sweep(res, e, m)
     else:
         out += ["No method was run at more than one k.", ""]
-    out += _cost(res, plot_paths.get(("cost",)))
+    out += _cost(res)
+    out += _more_metrics(res)
     out += _breakdowns(res)
-    out += ["## Files", "",
-            "- `results.csv`: one row per number (`method,eval_set,k,metric,value`), cost rows included.",
-            "- `plots/`: the PNG plots above.", ""]
-    return "\n".join(out)
+    out += _settings(runs, res, list(warnings or []), out_dir)
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def _make_plots(res: Results, folder: Path) -> dict[tuple, Path]:
     made: dict[tuple, Path] = {}
-    for metric in res.metrics("quality"):
-        p = plots.methods_bars(res, metric, folder / f"methods_{plots.safe_name(metric)}.png")
+    for metrics, cols in families(res):
+        p = plots.family_bars(res, cols, _family_label(metrics),
+                              folder / f"methods_{plots.safe_name('_'.join(metrics))}.png")
         if p:
-            made[("methods", metric)] = p
+            made[("methods", tuple(metrics))] = p
     for e in res.eval_sets:
         m = res.primary_metric(e)
         if m:
@@ -220,8 +424,9 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
     runs = collect_runs(list(run_dirs), warn=_warn)
     targets = [t if isinstance(t, Target) else Target.from_dict(t) for t in (targets or [])]
     rows = [r for run in runs for r in run.rows]
-    res = Results(rows, main_k)
-    sentences = reading(res, targets=targets)
+    res = Results(rows, main_k, primary=primary_metrics(runs))
+    sentences = reading(res)
+    target_lines = target_sentences(res, targets)
     out = Path(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -230,9 +435,9 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
         (stage / "results.csv").write_text(results_csv(sort_rows(rows)), encoding="utf-8")
         made = _make_plots(res, stage / "plots")
         rel = {key: f"plots/{p.name}" for key, p in made.items()}
-        notes_all = list(notes or []) + [f"warning: {w}" for w in warnings]
-        (stage / "report.md").write_text(render_markdown(runs, res, title, notes_all, sentences, rel),
-                                         encoding="utf-8")
+        (stage / "report.md").write_text(
+            render_markdown(runs, res, title, list(notes or []), sentences, rel, target_lines=target_lines,
+                            warnings=warnings, out_dir=out), encoding="utf-8")
         old = out / "plots"
         if old.exists():
             os.replace(old, stage / "old-plots")

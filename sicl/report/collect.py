@@ -31,7 +31,10 @@ EVAL_SET_ORDER = ["child-science", "child-reading", "adult", "translate", "aqa"]
 ZERO_K_METHODS = {"zero-shot", "direct-ft", "fine-tuned"}
 #: Quality metrics whose direction is known.
 LOWER_IS_BETTER = {"wer", "wer_utterance_capped", "cer"}
-HIGHER_IS_BETTER = {"bleu", "accuracy", "acc", "chrf"}
+HIGHER_IS_BETTER = {"bleu", "accuracy", "acc", "chrf", "f1", "exact_match"}
+#: Family of a quality metric: the report's main tables put one family per table (WER and CER of ASR sets share
+#: one, so a zh/ja set headlined by CER sits next to English sets headlined by WER).
+METRIC_FAMILY = {"wer": "asr", "cer": "asr", "wer_utterance_capped": "asr"}
 #: Display names.
 METRIC_NAMES = {"wer": "WER", "wer_utterance_capped": "WER (utterance mean, capped at 1)", "cer": "CER",
                 "bleu": "BLEU", "accuracy": "accuracy"}
@@ -128,6 +131,17 @@ def direction(metric: str) -> str | None:
     return None
 
 
+def is_quality(metric: str) -> bool:
+    """A quality metric is one whose direction is known (wer, cer, bleu, accuracy, ...); every other scalar of
+    metrics.json (n, substitutions, ref_words, correct, empty_predictions, ...) is a count."""
+    return direction(metric) is not None
+
+
+def metric_family(metric: str) -> str:
+    base = metric.rsplit("/", 1)[-1]
+    return METRIC_FAMILY.get(base, metric)
+
+
 def metric_label(metric: str, with_direction: bool = True) -> str:
     task, _, base = metric.rpartition("/")
     name = METRIC_NAMES.get(base, COST_NAMES.get(base, base))
@@ -194,7 +208,8 @@ def _sweep_summary(run_json: Path, cache: dict) -> tuple[Path, dict] | None:
 def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str | None]]:
     """(metric, value, kind, task) for every scalar in a metrics.json object.
 
-    Task dicts give their scalars (``n`` as kind ``count``); a metric name that occurs under several tasks of the
+    Task dicts give their scalars (quality metrics, :func:`is_quality`, as kind ``quality``; ``n`` and the other
+    counts as kind ``count``); a metric name that occurs under several tasks of the
     same run is written ``task/metric``. Nested dicts (``by_category``, ``by_lang``, ...) give breakdown rows
     ``metric[dim=value]`` (``dim`` without ``by_``), or ``dim[value]`` when they map straight to numbers.
     """
@@ -210,7 +225,7 @@ def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str
     for task, v in metrics.items():
         x = _number(v)
         if x is not None:  # a top-level scalar: a metric without a task
-            out.append((task, x, "count" if task == "n" else "quality", None))
+            out.append((task, x, "quality" if is_quality(task) else "count", None))
             continue
         if not isinstance(v, dict):
             continue
@@ -219,7 +234,7 @@ def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str
             x = _number(val)
             full = f"{task}/{name}" if seen.get(name, 0) > 1 else name
             if x is not None:
-                out.append((full, x, "count" if name == "n" else "quality", task))
+                out.append((full, x, "quality" if is_quality(name) else "count", task))
             elif isinstance(val, dict):
                 dim = name[3:] if name.startswith("by_") else name
                 for group, gv in val.items():
@@ -233,6 +248,27 @@ def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str
                             if mx is not None:
                                 prefix = f"{task}/" if seen.get(m, 0) > 1 else ""
                                 out.append((f"{prefix}{m}[{dim}={group}]", mx, "breakdown", task))
+    return out
+
+
+def primary_metrics(runs: list[Run]) -> dict[str, str]:
+    """eval_set -> the metric a task of its metrics.json names as ``"primary"`` (e.g. ``"cer"`` for zh/ja ASR), as
+    the metric is named in the rows (``task/name`` where prefixed); eval sets without one are left out."""
+    out: dict[str, str] = {}
+    for run in runs:
+        if run.eval_set in out or not isinstance(run.metrics, dict):
+            continue
+        names = {(r.task, r.metric) for r in run.rows if r.kind == "quality"}
+        for task, v in run.metrics.items():
+            want = v.get("primary") if isinstance(v, dict) else None
+            if not isinstance(want, str):
+                continue
+            for full in (want, f"{task}/{want}"):
+                if (task, full) in names:
+                    out[run.eval_set] = full
+                    break
+            if run.eval_set in out:
+                break
     return out
 
 

@@ -58,25 +58,32 @@ def metric_vs_k(res: Results, eval_set: str, metric: str, path: Path) -> Path | 
 
 def methods_bars(res: Results, metric: str, path: Path) -> Path | None:
     """Grouped bars: one group per eval set having ``metric``, one bar per method at its headline k."""
-    eval_sets = [e for e in res.eval_sets if metric in res.metrics("quality", e)]
-    methods = [m for m in res.methods if any(res.headline(m, e, metric)[1] is not None for e in eval_sets)]
-    if not eval_sets or not methods:
+    cols = [(e, metric) for e in res.eval_sets if metric in res.metrics("quality", e)]
+    return family_bars(res, cols, metric_label(metric), path)
+
+
+def family_bars(res: Results, cols: list[tuple[str, str]], label: str, path: Path) -> Path | None:
+    """Grouped bars: one group per (eval set, metric) column of a main table, one bar per method at its headline
+    k; a column's metric is named under its eval set when the columns use more than one (WER and CER)."""
+    methods = [m for m in res.methods if any(res.headline(m, e, x)[1] is not None for e, x in cols)]
+    if not cols or not methods:
         return None
-    fig, (ax,) = _figure(width=max(6.0, 1.4 * len(eval_sets) + 2))
+    mixed = len({x for _, x in cols}) > 1
+    fig, (ax,) = _figure(width=max(6.0, 1.4 * len(cols) + 2))
     width = 0.8 / len(methods)
     for i, m in enumerate(methods):
         xs, ys = [], []
-        for j, e in enumerate(eval_sets):
-            _, v = res.headline(m, e, metric)
+        for j, (e, x) in enumerate(cols):
+            _, v = res.headline(m, e, x)
             if v is not None:
                 xs.append(j - 0.4 + width * (i + 0.5))
                 ys.append(v)
-        ks = sorted({k for e in eval_sets if (k := res.headline_k(m, e)) is not None})
+        ks = sorted({k for e, _ in cols if (k := res.headline_k(m, e)) is not None})
         ax.bar(xs, ys, width=width, label=f"{m} (k={','.join(map(str, ks))})", color=_color(res, m))
-    ax.set_xticks(range(len(eval_sets)))
-    ax.set_xticklabels(eval_sets)
-    ax.set_ylabel(metric_label(metric))
-    ax.set_title(f"{metric_label(metric, with_direction=False)} per eval set (headline k)")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([f"{e}\n({metric_label(x, False)})" if mixed else e for e, x in cols])
+    ax.set_ylabel(label)
+    ax.set_title(f"{label.rsplit(' (', 1)[0] if label.endswith(' is better)') else label} per eval set (headline k)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -49,9 +49,11 @@ def fmt(metric: str, value: float | None) -> str:
 class Results:
     """Index over result rows: values by (method, eval_set, k, metric) and the headline k of each method."""
 
-    def __init__(self, rows: Iterable[ResultRow], main_k: int | None = None):
+    def __init__(self, rows: Iterable[ResultRow], main_k: int | None = None, primary: dict[str, str] | None = None):
         self.rows = list(rows)
         self.main_k = DEFAULT_MAIN_K if main_k is None else int(main_k)
+        #: eval_set -> metric named ``"primary"`` by its metrics.json (:func:`sicl.report.collect.primary_metrics`)
+        self.primary = dict(primary or {})
         self._v: dict[tuple[str, str, int, str], float] = {}
         self._ks: dict[tuple[str, str], set[int]] = {}
         for r in self.rows:
@@ -77,8 +79,11 @@ class Results:
         return sort_metrics(names)
 
     def primary_metric(self, eval_set: str) -> str | None:
-        """The eval set's headline metric: the first of METRIC_ORDER it has, else its first quality metric."""
+        """The eval set's headline metric: the one its metrics.json names ``"primary"`` (CER for zh/ja ASR), else
+        the first of METRIC_ORDER it has, else its first quality metric."""
         names = self.metrics("quality", eval_set)
+        if self.primary.get(eval_set) in names:
+            return self.primary[eval_set]
         for m in METRIC_ORDER:
             if m in names:
                 return m
@@ -123,6 +128,19 @@ class Results:
         if not cands:
             return None
         return (min if better == "lower" else max)(cands, key=lambda c: c[2])
+
+    def best_all(self, pattern: str, eval_set: str, metric: str) -> list[tuple[str, int, float]]:
+        """Every (method, k, value) that ties for the best, as :meth:`best` (exact equality), in method order."""
+        top = self.best(pattern, eval_set, metric)
+        if top is None:
+            return []
+        out = []
+        for m in self.methods:
+            if fnmatch.fnmatchcase(m, pattern):
+                k, v = self.headline(m, eval_set, metric)
+                if v is not None and v == top[2]:
+                    out.append((m, k, v))
+        return out
 
 
 def _at(method: str, k: int) -> str:
@@ -208,56 +226,76 @@ def check_target(res: Results, t: Target) -> TargetResult:
                                 f"{'' if met else 'not '}{rel} {what}.")
 
 
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _who(items: list[tuple[str, int]]) -> str:
+    """Methods with their k, the k said once when they share it: ``vanilla-icl and sicl-at1 at k=3``."""
+    ks = {k for m, k in items if m not in ZERO_K_METHODS}
+    if len(ks) == 1 and all(m not in ZERO_K_METHODS for m, _ in items):
+        return f"{_names([m for m, _ in items])} at k={ks.pop()}"
+    return _names([_at(m, k) for m, k in items])
+
+
+#: Methods the reading compares with zero-shot and vanilla ICL (when none is present: every other method).
+FOCUS = "sicl-at*"
+
+
+def target_sentences(res: Results, targets: Iterable[Target | dict] | None) -> list[str]:
+    """One sentence per target (met / NOT met / not evaluated, with the numbers)."""
+    return [check_target(res, t if isinstance(t, Target) else Target.from_dict(t)).sentence for t in (targets or [])]
+
+
 def reading(rows: Iterable[ResultRow] | Results, main_k: int | None = None,
             targets: Iterable[Target | dict] | None = None) -> list[str]:
-    """Factual sentences about the numbers: targets (met / NOT met / not evaluated), then per eval set each
-    method at its headline k against zero-shot and vanilla ICL on the eval set's primary metric, then how the
-    primary metric and the cost change over k for each swept method."""
+    """Factual sentences about the numbers: targets (met / NOT met / not evaluated) when given, then per eval set
+    (on its primary metric, each method at its headline k) one sentence naming the best method — or every method
+    that ties for it — and one comparing each SICL-AT method (methods matching ``sicl-at*``; every method other
+    than the two references when there is none) with zero-shot and vanilla ICL; methods with identical values are
+    named together."""
     res = rows if isinstance(rows, Results) else Results(rows, main_k)
-    out = [check_target(res, t if isinstance(t, Target) else Target.from_dict(t)).sentence
-           for t in (targets or [])]
+    out = target_sentences(res, targets)
     for e in res.eval_sets:
         metric = res.primary_metric(e)
         if metric is None:
             continue
         name = metric_label(metric, with_direction=False)
+        d = direction(metric)
+        heading = f"{name}{f' ({d} is better)' if d else ''}"
+        tops = res.best_all("*", e, metric)
+        if len(tops) == 1:
+            m, k, v = tops[0]
+            out.append(f"On {e}, the best {heading} is {_at(m, k)} with {fmt(metric, v)}.")
+        elif tops:
+            everyone = [m for m in res.methods if res.headline(m, e, metric)[1] is not None]
+            who = _who([(m, k) for m, k, _ in tops])
+            if len(tops) == len(everyone):
+                out.append(f"On {e}, all {len(tops)} methods tie on {heading} at {fmt(metric, tops[0][2])} "
+                           f"({who}): no best method.")
+            else:
+                out.append(f"On {e}, {len(tops)} methods tie for the best {heading} at {fmt(metric, tops[0][2])}: "
+                           f"{who}.")
         refs = [r for r in (res.reference(ZERO_SHOT, e, metric), res.reference(VANILLA, e, metric)) if r]
-        best = res.best("*", e, metric)
-        if best is not None:
-            d = direction(metric)
-            out.append(f"On {e}, the best {name}{f' ({d} is better)' if d else ''} is "
-                       f"{_at(best[0], best[1])} with {fmt(metric, best[2])}.")
-        for m in res.methods:
+        if not refs:
+            continue
+        focus = [m for m in res.methods if fnmatch.fnmatchcase(m, FOCUS)] or \
+            [m for m in res.methods if m not in (ZERO_SHOT, VANILLA)]
+        groups: dict[tuple[int, float], list[str]] = {}
+        for m in focus:
             k, v = res.headline(m, e, metric)
-            if v is None or m == ZERO_SHOT:
-                continue
-            comps = [f"{_compare(metric, v, rv)} {label} ({fmt(metric, rv)})" for label, rk, rv in refs
-                     if not (label.split(" ")[0] == m and rk == k)]
-            if not comps:
-                continue
-            out.append(f"On {e}, {_at(m, k)} has {name} {fmt(metric, v)}: {', '.join(comps)}.")
-    for m in res.methods:
-        for e in res.eval_sets:
-            metric = res.primary_metric(e)
-            ks = [k for k in res.ks(m, e) if metric and res.value(m, e, k, metric) is not None]
-            if len(ks) < 2:
-                continue
-            vals = {k: res.value(m, e, k, metric) for k in ks}
-            pick = min if direction(metric) == "lower" else max
-            bk = pick(ks, key=lambda k: (vals[k], k))
-            out.append(f"{m} on {e}: {metric_label(metric, with_direction=False)} {fmt(metric, vals[ks[0]])} at "
-                       f"k={ks[0]}, {fmt(metric, vals[ks[-1]])} at k={ks[-1]}; best {fmt(metric, vals[bk])} at k={bk}.")
-        cost = []
-        for c in ("seconds_per_query", "prompt_tokens"):
-            series = mean_over_eval_sets(res, m, c)
-            if len(series) >= 2:
-                k0, k1 = min(series), max(series)
-                ratio = f" ({series[k1] / series[k0]:.1f}x)" if series[k0] > 0 else ""
-                cost.append(f"{metric_label(c)} {fmt(c, series[k0])} at k={k0} and {fmt(c, series[k1])} "
-                            f"at k={k1}{ratio}")
-        if cost:
-            n = len(sweep_eval_sets(res, m, "seconds_per_query") or sweep_eval_sets(res, m, "prompt_tokens"))
-            out.append(f"Cost of {m} (mean over {n} eval set{'s' if n != 1 else ''}): {'; '.join(cost)}.")
+            if v is not None:
+                groups.setdefault((k, v), []).append(m)
+        if not groups:
+            continue
+        ref_text = " and ".join(f"{label} ({fmt(metric, rv)})" for label, _, rv in refs)
+        parts = []
+        for (k, v), ms in groups.items():
+            vs = ", ".join(f"{_compare(metric, v, rv)} {label.split(' ')[0]}" for label, _, rv in refs)
+            at = "" if all(m in ZERO_K_METHODS for m in ms) else f" at k={k}"
+            has = " all have" if len(ms) > 1 else " has"
+            parts.append(f"{_names(ms)}{at}{has} {fmt(metric, v)} ({vs})")
+        out.append(f"On {e}, {name} against {ref_text}: {'; '.join(parts)}.")
     return out
 
 
