@@ -247,10 +247,11 @@ class Study:
         from sicl.report import build_report
 
         targets = self.check_targets()
-        notes = [t["text"] for t in targets]
+        notes = [t["text"] for t in targets] + self.diagnosis()
         paths = build_report([self.out / "eval"], self.out, title="SICL-AT on the embedded world (tiny-omni)",
                              main_k=self.cfg.k, notes=notes)
-        return {"report": {k: str(v) for k, v in dict(paths).items()}, "targets": targets}
+        return {"report": {k: str(v) for k, v in dict(paths).items()}, "targets": targets,
+                "diagnosis": self.diagnosis()}
 
     def metric(self, method: str, eval_set: str, k: int, task: str, name: str) -> float | None:
         d = self.run_dir(method, eval_set)
@@ -283,14 +284,20 @@ class Study:
             parts = [("<= 0.6 x zero-shot", wer <= 0.6 * zs, f"{wer / zs:.2f} x zero-shot {zs:.3f}" if zs else "")]
             parts.append(("<= 0.8 x vanilla ICL", wer <= 0.8 * icl, f"{wer / icl:.2f} x vanilla ICL {icl:.3f}"
                           if icl else ""))
+            exempt = None
             if ft is not None:
-                own = eval_set == "child-reading" and "child-reading" in self._ft_domains()
-                parts.append(("below direct-ft" + (" (may lose on direct-ft's own domain)" if own else ""),
-                              wer < ft or own, f"direct-ft {ft:.3f}"))
+                if eval_set in self._ft_domains() and wer >= ft:
+                    # issue 8: direct-ft may win on the domain it was trained on; not a target there
+                    exempt = (f"EXEMPT: on {eval_set}, direct-ft's own training domain, direct-ft (WER {ft:.3f}) "
+                              f"beats the best SICL-AT ({m}, {wer:.3f} at k={k}), which the targets allow")
+                else:
+                    parts.append(("below direct-ft", wer < ft, f"direct-ft {ft:.3f}"))
             for label, ok, detail in parts:
                 checks.append({"eval_set": eval_set, "target": label, "met": bool(ok),
                                "text": f"{'MET' if ok else 'NOT MET'}: best SICL-AT on {eval_set} ({m}, WER "
                                        f"{wer:.3f} at k={k}) {label}: {detail}"})
+            if exempt:
+                checks.append({"eval_set": eval_set, "target": "below direct-ft", "met": None, "text": exempt})
         if "aqa" in names and "sicl-at2" in sicl_methods:
             zs = self.metric("zero-shot", "aqa", 0, "aqa", "accuracy")
             at2 = {kk: self.metric("sicl-at2", "aqa", kk, "aqa", "accuracy") for kk in (0, k)}
@@ -303,6 +310,56 @@ class Study:
                                    "text": f"{'MET' if ok else 'NOT MET'}: sicl-at2 at k={kk} has aqa accuracy "
                                            f"{acc:.3f} vs zero-shot {zs:.3f} (transfer: trained on asr + st only)"})
         return checks
+
+    def diagnosis(self) -> list[str]:
+        """Plain sentences on what the numbers say about the method (data-driven; no claim without a number)."""
+        k = self.cfg.k
+        names = [s.name for s in self.cfg.eval_sets]
+        sicl_methods = [a.method for a in self.cfg.adapters if a.method.startswith("sicl-at")]
+        out: list[str] = []
+        for eval_set in [n for n in ("adult", "child-science", "child-reading") if n in names]:
+            zs = self.metric("zero-shot", eval_set, 0, "asr", "wer")
+            icl = self.metric("vanilla-icl", eval_set, k, "asr", "wer")
+            if zs is None or icl is None:
+                continue
+            ats = [(m, self.metric(m, eval_set, k, "asr", "wer")) for m in sicl_methods]
+            ats = [(m, w) for m, w in ats if w is not None]
+            line = (f"Prompt with {k} demonstrations, {eval_set}: vanilla ICL {'raises' if icl > zs else 'lowers'} "
+                    f"WER from {zs:.3f} (zero-shot) to {icl:.3f}")
+            if ats:
+                line += "; after SICL-AT: " + ", ".join(f"{m} {w:.3f}" for m, w in ats)
+                best = min(w for _, w in ats)
+                line += (f" ({'below' if best < zs else 'not below'} zero-shot"
+                         f"{', below vanilla ICL' if best < icl else ''})")
+            out.append(line + ".")
+        ks = sorted(set(self.cfg.sweep))
+        if len(ks) > 1:
+            for eval_set in [n for n in ("child-science", "child-reading") if n in names]:
+                deltas = []
+                for m in ["vanilla-icl", *sicl_methods]:
+                    first = ks[0] if m != "vanilla-icl" else min(x for x in ks if x > 0)
+                    if first == ks[-1]:
+                        continue
+                    lo = self.metric(m, eval_set, first, "asr", "wer")
+                    hi = self.metric(m, eval_set, ks[-1], "asr", "wer")
+                    if lo is not None and hi is not None:
+                        deltas.append(f"{m} {hi - lo:+.3f} (k={first} -> {ks[-1]})")
+                if deltas:
+                    out.append(f"More demonstrations on {eval_set}, change in WER: " + ", ".join(deltas) + ".")
+        for a in self.cfg.adapters:
+            if a.method != "direct-ft":
+                continue
+            own = self._ft_domains()
+            parts = []
+            for eval_set in [n for n in ("child-science", "child-reading") if n in names]:
+                zs = self.metric("zero-shot", eval_set, 0, "asr", "wer")
+                ft = self.metric("direct-ft", eval_set, 0, "asr", "wer")
+                if zs is not None and ft is not None:
+                    where = "its training domain" if eval_set in own else "the other child domain"
+                    parts.append(f"{eval_set} ({where}) {ft:.3f} vs zero-shot {zs:.3f}")
+            if parts:
+                out.append("Direct fine-tuning (k=0) WER: " + "; ".join(parts) + ".")
+        return out
 
     def _ft_domains(self) -> set[str]:
         out = set()

@@ -57,3 +57,35 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     again = capsys.readouterr().out
     assert "adapter reused" in again and "(reused)" in again
     assert (out / "eval" / "sicl-at2" / "aqa" / "k=1" / "predictions.jsonl").read_text() == before
+
+
+def _write(out, method, eval_set, k, metrics, sweep):
+    d = out / "eval" / method / eval_set / (f"k={k}" if sweep else "")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "run.json").write_text(json.dumps({"method": method, "eval_set": eval_set, "k": k}))
+
+
+def test_target_checks_and_diagnosis_follow_the_numbers(tmp_path):
+    from sicl.study import Study
+
+    study = Study(load_study(), tmp_path)
+    wer = {("zero-shot", 0): 0.80, ("vanilla-icl", 3): 0.70, ("sicl-at1", 3): 0.45, ("sicl-at2", 3): 0.60,
+           ("sicl-at3", 3): 0.50, ("direct-ft", 0): 0.50}
+    for eval_set, shift in (("child-science", 0.0), ("child-reading", 0.10)):
+        for (method, k), w in wer.items():
+            value = w + shift if method != "direct-ft" else (0.40 if eval_set == "child-reading" else 0.90)
+            _write(tmp_path, method, eval_set, k, {"asr": {"n": 10, "wer": value}}, method.startswith("sicl"))
+    _write(tmp_path, "zero-shot", "aqa", 0, {"aqa": {"n": 10, "accuracy": 0.5}}, False)
+    _write(tmp_path, "sicl-at2", "aqa", 3, {"aqa": {"n": 10, "accuracy": 0.6}}, True)
+    texts = [t["text"] for t in study.check_targets()]
+    # child-science: 0.45 <= 0.6 x 0.80 = 0.48 (met), 0.45 <= 0.8 x 0.70 = 0.56 (met), 0.45 < 0.90 (met)
+    assert sum(t.startswith("MET: best SICL-AT on child-science (sicl-at1") for t in texts) == 3
+    # child-reading: 0.55 > 0.6 x 0.90 = 0.54 (not met); direct-ft (0.40) wins on its own domain: exempt
+    assert any(t.startswith("NOT MET: best SICL-AT on child-reading") and "<= 0.6 x zero-shot" in t for t in texts)
+    assert any(t.startswith("EXEMPT: on child-reading") for t in texts)
+    assert any(t.startswith("MET: sicl-at2 at k=3 has aqa accuracy 0.600 vs zero-shot 0.500") for t in texts)
+    lines = study.diagnosis()
+    assert any("child-science: vanilla ICL lowers WER from 0.800 (zero-shot) to 0.700" in x
+               and "(below zero-shot, below vanilla ICL)" in x for x in lines)
+    assert any(x.startswith("Direct fine-tuning (k=0) WER: child-science (the other child domain) 0.900") for x in lines)
