@@ -18,7 +18,6 @@ The study itself is data (``configs/demo/study.yaml``); this module only runs it
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import sys
@@ -378,9 +377,9 @@ def peak_rss_mb() -> float:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from sicl.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def run_study(out: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sicl.atomic import atomic_open
 from sicl.errors import ManifestError
 
 TASKS = ("asr", "st", "sqa", "aqa")
@@ -172,20 +172,12 @@ def write_manifest(path: str | Path, examples: Iterable[Example]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.resolve().parent
     ids: set[str] = set()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for ex in examples:
-                if ex.id in ids:
-                    raise ManifestError(f"{path}: refusing to write duplicate id {ex.id!r}")
-                ids.add(ex.id)
-                fh.write(json.dumps(ex.to_dict(base), ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        for ex in examples:
+            if ex.id in ids:
+                raise ManifestError(f"{path}: refusing to write duplicate id {ex.id!r}")
+            ids.add(ex.id)
+            fh.write(json.dumps(ex.to_dict(base), ensure_ascii=False) + "\n")
     return path
 
 

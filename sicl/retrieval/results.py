@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sicl.atomic import write_temp
 from sicl.errors import ManifestError
 
 PACKAGES = ("sicl", "torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy")
@@ -48,9 +48,9 @@ def write_retrievals(path: str | Path, query_ids: Sequence[str], results: Sequen
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     meta = {**meta, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
             "queries_count": len(query_ids)}
-    tmp_rows = _tmp_write(path, "".join(lines))
+    tmp_rows = write_temp(path, "".join(lines))
     try:
-        tmp_meta = _tmp_write(meta_path(path), json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+        tmp_meta = write_temp(meta_path(path), json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     except BaseException:
         Path(tmp_rows).unlink(missing_ok=True)
         raise
@@ -77,16 +77,3 @@ def read_retrievals(path: str | Path) -> dict[str, list[tuple[str, float]]]:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                 raise ManifestError(f"{path}:{line_no}: not a retrieval row ({type(e).__name__}: {e})") from None
     return out
-
-
-def _tmp_write(path: Path, text: str) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp

@@ -12,13 +12,12 @@ re-run with the same settings is skipped unless ``force``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sicl.atomic import atomic_write_text
 from sicl.data.manifest import Example, read_manifest, write_manifest
 from sicl.data.synth import text as T
 from sicl.data.synth import voices as V
@@ -143,11 +142,7 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".world.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def format_summary(summary: dict[str, Any]) -> str:

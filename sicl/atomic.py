@@ -1,0 +1,57 @@
+"""Crash-safe file writes: write a temporary file next to the target, fsync it, then ``os.replace`` it.
+
+A reader never sees a half-written file, and a crash leaves the previous version (or nothing) plus no
+stray temporary file. One implementation for every writer of manifests, results, retrievals and reports.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+
+def _temp_next_to(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[TextIO]:
+    """``with atomic_open(p) as fh: fh.write(...)``: ``p`` is replaced only if the block finishes."""
+    path = Path(path)
+    fd, tmp = _temp_next_to(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_temp(path: str | Path, text: str) -> Path:
+    """``text`` in an fsync'd temporary file next to ``path`` (for writers that replace several files
+    together: write every temp first, then ``os.replace`` each)."""
+    path = Path(path)
+    fd, tmp = _temp_next_to(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path) as fh:
+        fh.write(text)
+    return Path(path)
