@@ -175,5 +175,6 @@ def _resolve(model: str | Path, allow_download: bool) -> Path:
 
 def _import_builtin() -> None:
     # Importing the family modules runs their @register_backbone decorators.
+    import sicl.models.mimo_audio  # noqa: F401
     import sicl.models.qwen2_audio  # noqa: F401
     import sicl.models.qwen_omni  # noqa: F401
