@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("sicl.cli.validate", "check every row and audio file of a manifest"),
     "synth": ("sicl.cli.synth", "build the embedded synthetic speech world"),
     "models": ("sicl.cli.models", "list built-in models and their paths"),
+    "codes": ("sicl.cli.codes", "fill MiMo-Audio's per-clip audio-code cache (import or tokenize)"),
     "retrieve": ("sicl.cli.retrieve", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),
     "train": ("sicl.cli.train", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
     "eval": ("sicl.cli.eval", "zero-shot / ICL / adapter evaluation with k-sweeps"),

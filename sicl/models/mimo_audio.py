@@ -28,6 +28,7 @@ import inspect
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -191,13 +192,29 @@ def read_codes(codes_dir: str | Path, key: str) -> np.ndarray | None:
 
 
 def write_codes(codes_dir: str | Path, wav: np.ndarray, codes: np.ndarray | torch.Tensor) -> Path:
-    """Store a clip's RVQ codes (frames, channels) under its audio hash, as .npy."""
+    """Store a clip's RVQ codes (frames, channels) under its audio hash, as .npy, atomically."""
     d = Path(codes_dir)
     d.mkdir(parents=True, exist_ok=True)
     arr = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     path = d / f"{audio_hash(wav)}.npy"
-    np.save(path, arr.astype(np.int64), allow_pickle=False)
+    # Crash-safe: a complete temporary file next to the target, then os.replace (never a half-written .npy).
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr.astype(np.int64), allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def has_codes(codes_dir: str | Path, key: str) -> bool:
+    """Whether ``codes_dir`` holds codes for ``key`` (an audio hash), as .npy or .safetensors."""
+    d = Path(codes_dir)
+    return (d / f"{key}.npy").is_file() or (d / f"{key}.safetensors").is_file()
 
 
 class MimoAudioBackbone:
