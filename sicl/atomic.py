@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any
 
 
 def _temp_next_to(path: Path) -> tuple[int, str]:
@@ -20,12 +20,15 @@ def _temp_next_to(path: Path) -> tuple[int, str]:
 
 
 @contextmanager
-def atomic_open(path: str | Path) -> Iterator[TextIO]:
-    """``with atomic_open(p) as fh: fh.write(...)``: ``p`` is replaced only if the block finishes."""
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """``with atomic_open(p) as fh: fh.write(...)``: ``p`` is replaced only if the block finishes.
+    ``mode``: ``"w"`` (UTF-8 text) or ``"wb"`` (bytes)."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes only ('w' or 'wb'), not {mode!r}")
     path = Path(path)
     fd, tmp = _temp_next_to(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -28,7 +28,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -47,6 +46,7 @@ from transformers.models.qwen2.modeling_qwen2 import (
     Qwen2RotaryEmbedding,
 )
 
+from sicl.atomic import atomic_open
 from sicl.data.audio import SAMPLE_RATE, audio_hash, load_audio
 from sicl.episodes import prompts
 from sicl.errors import AudioError, SiclError
@@ -197,17 +197,8 @@ def write_codes(codes_dir: str | Path, wav: np.ndarray, codes: np.ndarray | torc
     d.mkdir(parents=True, exist_ok=True)
     arr = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     path = d / f"{audio_hash(wav)}.npy"
-    # Crash-safe: a complete temporary file next to the target, then os.replace (never a half-written .npy).
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr.astype(np.int64), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:  # never a half-written .npy
+        np.save(fh, arr.astype(np.int64), allow_pickle=False)
     return path
 
 
