@@ -62,12 +62,7 @@ class BackboneSuite:
             assert torch.equal(batch.input_ids[row, pos], lab[pos])
 
     def test_mixed_k_batch_equals_each_alone(self, bb, examples):
-        eps = mixed_episodes(examples)
-        with torch.no_grad():
-            alone = torch.stack([bb.loss(bb.render([ep]))[0] for ep in eps])
-            for side in ("left", "right"):
-                batched = bb.loss(bb.render(eps, padding_side=side))
-                assert torch.allclose(batched, alone, atol=1e-5, rtol=0), (side, batched, alone)
+        assert_batch_equals_each_alone(bb, mixed_episodes(examples))
 
     def test_placeholder_counts_follow_clip_length(self, bb, examples):
         eps = [Episode(examples[5], examples[:5])]
@@ -157,3 +152,11 @@ class BackboneSuite:
             b = base.render(eps)
             assert not torch.allclose(base.forward(b), reloaded.forward(b))
 
+
+def assert_batch_equals_each_alone(bb, eps) -> None:
+    """Per-episode losses of a padded batch (left and right) equal each episode's loss alone."""
+    with torch.no_grad():
+        alone = torch.stack([bb.loss(bb.render([ep]))[0] for ep in eps])
+        for side in ("left", "right"):
+            batched = bb.loss(bb.render(eps, padding_side=side))
+            assert torch.allclose(batched, alone, atol=1e-5, rtol=0), (side, batched, alone)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from backbone_suite import make_examples, mixed_episodes
+from backbone_suite import assert_batch_equals_each_alone, make_examples, mixed_episodes
 from safetensors.torch import load_file, save_file
 
 from sicl.data.audio import load_audio
@@ -128,12 +128,7 @@ def test_audio_codes_reach_the_llm(bb, examples):
 
 
 def test_batched_equals_single(bb, examples):
-    eps = mixed_episodes(examples)
-    with torch.no_grad():
-        alone = torch.stack([bb.loss(bb.render([ep]))[0] for ep in eps])
-        for side in ("left", "right"):
-            batched = bb.loss(bb.render(eps, padding_side=side))
-            assert torch.allclose(batched, alone, atol=1e-5, rtol=0), (side, batched, alone)
+    assert_batch_equals_each_alone(bb, mixed_episodes(examples))
 
 
 def test_missing_codes_name_the_clip(model_dir, examples, tmp_path):
