@@ -245,12 +245,12 @@ class Study:
     def report(self) -> dict[str, Any]:
         from sicl.report import build_report
 
-        targets = self.check_targets()
-        notes = [t["text"] for t in targets] + self.diagnosis()
+        targets, diagnosis = self.check_targets(), self.diagnosis()
+        notes = [t["text"] for t in targets] + diagnosis
         paths = build_report([self.out / "eval"], self.out, title="SICL-AT on the embedded world (tiny-omni)",
                              main_k=self.cfg.k, notes=notes)
         return {"report": {k: str(v) for k, v in dict(paths).items()}, "targets": targets,
-                "diagnosis": self.diagnosis()}
+                "diagnosis": diagnosis}
 
     def metric(self, method: str, eval_set: str, k: int, task: str, name: str) -> float | None:
         d = self.run_dir(method, eval_set)
