@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from sicl.episodes.episode import Episode
 from sicl.errors import AudioError, SiclError
 from sicl.models.backbone import Backbone, family_of, load_backbone
 from sicl.models.lora import LoraSettings, apply_lora
-from sicl.models.mimo_audio import MimoAudioBackbone, MimoBatch, write_codes
+from sicl.models.mimo_audio import MimoAudioBackbone, MimoBatch, code_frames, write_codes
 from sicl.models.mimo_tiny import build_tiny_mimo, count_parameters
 
 
@@ -39,7 +38,7 @@ def codes_dir(tmp_path_factory, examples):
     rng = np.random.default_rng(0)
     for ex in examples:
         wav = load_audio(ex.audio)
-        frames = math.ceil(len(wav) / 16000 * 25)
+        frames = code_frames(len(wav))
         codes = np.stack([rng.integers(0, 1024 if c < 2 else 128, frames) for c in range(8)], 1)
         write_codes(d, wav, codes)
     return d
@@ -212,3 +211,18 @@ def test_patch_encoder_is_bidirectional_within_a_patch(model_dir):
     with torch.no_grad():
         a, b = m.input_local_transformer(x), m.input_local_transformer(y)
     assert not torch.allclose(a[0, 0], b[0, 0])  # frame 0 sees frame 3 (input_full_attention)
+
+
+def test_code_frames_follow_the_tokenizer(bb):
+    """Frame counts measured through MiMo-Audio's own tokenizer length path (torchaudio resample, centred
+    mel, its encoder's encode) by tests/fixtures/mimo/check_pinned.py; e.g. exactly 1 s gives 26 frames."""
+    rows = json.loads((FIXTURES / "reference_pinned.json").read_text())["code_frames"]["rows"]
+    measured = [r for r in rows if "code_frames" in r]
+    assert len(measured) >= 20
+    for r in measured:
+        if "samples_16k" in r:
+            assert code_frames(r["samples_16k"]) == r["code_frames"], r
+        assert code_frames(r["samples_24k"], 24_000) == r["code_frames"], r
+    assert [code_frames(n) for n in (639, 640, 16_000, 48_000)] == [1, 2, 26, 76]
+    # 0.64 s: 17 frames, so 5 patches (+ sosp/eosp), not the 4 that ceil(seconds x 25) = 16 would give
+    assert bb.num_audio_tokens(10_240) == 7

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 
@@ -14,7 +13,7 @@ from sicl.cli.main import main
 from sicl.data.audio import audio_hash, load_audio
 from sicl.data.manifest import read_manifest
 from sicl.episodes.episode import Episode
-from sicl.models.mimo_audio import load_mimo_audio
+from sicl.models.mimo_audio import code_frames, load_mimo_audio
 from sicl.models.mimo_tiny import build_tiny_mimo
 from sicl.testing import tiny_asr_manifest
 
@@ -31,7 +30,7 @@ def clips(tmp_path):
     src = tmp_path / "from"
     src.mkdir()
     for i, ex in enumerate(examples):
-        frames = math.ceil(len(load_audio(ex.audio)) / 16000 * 25)
+        frames = code_frames(len(load_audio(ex.audio)))
         np.save(src / f"{ex.id}.npy", _codes(frames, i))
     return manifest, examples, src
 

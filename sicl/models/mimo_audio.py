@@ -54,6 +54,9 @@ from sicl.models.backbone import IGNORE_INDEX, Batch, register_backbone, sequenc
 
 FAMILY = "mimo_audio"
 CODE_FRAMES_PER_SECOND = 25.0
+#: MiMo-Audio-Tokenizer front end: waveform rate, mel hop, and mel frames per code frame (stride-2 conv, then
+#: an average pool of 2), as in its released config and encoder code.
+TOKENIZER_RATE, TOKENIZER_HOP, MEL_FRAMES_PER_CODE = 24_000, 240, 4
 #: Checkpoint prefixes of the audio-generating patch decoder: present in MiMo-Audio checkpoints, unused here.
 DECODER_PREFIXES = ("local_transformer.", "local_transformer_lm_heads.", "hidden_states_downcast.",
                     "speech_embeddings_to_local.")
@@ -208,6 +211,16 @@ def has_codes(codes_dir: str | Path, key: str) -> bool:
     return (d / f"{key}.npy").is_file() or (d / f"{key}.safetensors").is_file()
 
 
+def code_frames(n_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
+    """Code frames MiMo-Audio's tokenizer gives a clip of ``n_samples`` at ``sample_rate``: resampled to
+    24 kHz (torchaudio keeps ceil(n x 24000 / rate) samples), a centred STFT with hop 240 gives
+    1 + n24 // 240 mel frames, and each code frame covers 4 of them, rounded up (its 6000-frame segments are
+    multiples of 4, so segmenting changes nothing). Checked against the reference code by
+    tests/fixtures/mimo/check_pinned.py."""
+    n24 = -(-n_samples * TOKENIZER_RATE // sample_rate)
+    return -(-(1 + n24 // TOKENIZER_HOP) // MEL_FRAMES_PER_CODE)
+
+
 class MimoAudioBackbone:
     """:class:`~sicl.models.backbone.Backbone` for MiMo-Audio. ``prompt_format``: ``base`` (the few-shot
     continuation format of MiMo-Audio-7B-Base) or ``chat`` (MiMo-Audio-7B-Instruct's ChatML turns)."""
@@ -243,8 +256,7 @@ class MimoAudioBackbone:
     # ----------------------------------------------------------------- audio
     def num_audio_tokens(self, n_samples: int) -> int:
         """LLM positions of a clip: <|sosp|> + one per 4 code frames + <|eosp|>."""
-        frames = max(1, math.ceil(n_samples / SAMPLE_RATE * CODE_FRAMES_PER_SECOND))
-        return math.ceil(frames / self.group_size) + 2
+        return math.ceil(code_frames(n_samples) / self.group_size) + 2
 
     def encode_audio(self, wavs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[torch.Tensor]:
         """Each clip's RVQ codes (frames, audio_channels) from the code cache (keyed by audio hash)."""
