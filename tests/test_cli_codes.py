@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +14,8 @@ from sicl.data.audio import audio_hash, load_audio
 from sicl.data.manifest import read_manifest
 from sicl.episodes.episode import Episode
 from sicl.models.mimo_audio import code_frames, load_mimo_audio
-from sicl.models.mimo_tiny import build_tiny_mimo
+from sicl.models.mimo_tiny import build_tiny_mimo, build_tiny_mimo_tokenizer
+from sicl.models.mimo_tokenizer import load_mimo_tokenizer
 from sicl.testing import tiny_asr_manifest
 
 
@@ -110,15 +111,60 @@ def test_model_config_gives_codebook_sizes(clips, tmp_path, capsys):
     assert not cache.exists() or _cache_files(cache) == []
 
 
-def test_missing_tokenizer_is_a_clear_error(clips, tmp_path, capsys, monkeypatch):
-    manifest, _, _ = clips
-    monkeypatch.setitem(sys.modules, "mimo_audio_tokenizer", None)
-    monkeypatch.setitem(sys.modules, "src.mimo_audio_tokenizer", None)
+def test_tokenizer_encodes_and_reruns_skip(clips, tmp_path, capsys):
+    manifest, examples, _ = clips
+    ckpt = build_tiny_mimo_tokenizer(tmp_path / "tok")
     cache = tmp_path / "cache"
-    assert main(["codes", "--manifest", str(manifest), "--out", str(cache), "--tokenizer", str(tmp_path)]) == 1
+    assert main(["codes", "--manifest", str(manifest), "--out", str(cache), "--tokenizer", str(ckpt)]) == 0
+    assert "3 written, 0 already present, 0 skipped of 3 clips" in capsys.readouterr().out
+    enc = load_mimo_tokenizer(ckpt)
+    for ex in examples:
+        wav = load_audio(ex.audio)
+        got = np.load(cache / f"{audio_hash(wav)}.npy", allow_pickle=False)
+        assert got.shape == (code_frames(len(wav)), 10)  # every RVQ level of the tiny tokenizer; the LLM reads 8
+        assert np.array_equal(got, enc.encode(wav, 16_000))
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert main(["codes", "--manifest", str(manifest), "--out", str(cache), "--tokenizer", str(ckpt)]) == 0
+    assert "0 written, 3 already present, 0 skipped of 3 clips" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    # and the backbone reads them
+    bb = load_mimo_audio(build_tiny_mimo(tmp_path / "tiny"), codes_dir=cache)
+    assert bb.encode_audio([load_audio(examples[0].audio)])[0].shape[0] == code_frames(len(load_audio(examples[0].audio)))
+
+
+@pytest.mark.parametrize("damage", ["missing", "unknown"])
+def test_corrupt_tokenizer_is_a_one_line_error(clips, tmp_path, capsys, damage):
+    from safetensors.torch import load_file, save_file
+
+    manifest, _, _ = clips
+    ckpt = build_tiny_mimo_tokenizer(tmp_path / "tok")
+    sd = load_file(ckpt / "model.safetensors")
+    if damage == "missing":
+        del sd["encoder.quantizer.vq.layers.3._codebook.embed"]
+    else:
+        sd["encoder.adapter.weight"] = torch.zeros(2)
+    save_file(sd, str(ckpt / "model.safetensors"))
+    cache = tmp_path / "cache"
+    assert main(["codes", "--manifest", str(manifest), "--out", str(cache), "--tokenizer", str(ckpt)]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not importable" in err and "--from-dir" in err and "flash-attn" in err
+    assert err.count("\n") == 1 and ("missing tensors" if damage == "missing" else "unexpected tensors") in err
     assert not cache.exists()
+
+
+def test_tokenizer_too_short_clip_is_skipped(tmp_path, capsys):
+    from sicl.data.audio import write_audio
+
+    ckpt = build_tiny_mimo_tokenizer(tmp_path / "tok")
+    rows = []
+    for i, n in enumerate([160, 8000]):
+        write_audio(tmp_path / f"c{i}.wav", np.sin(np.arange(n) / 7.0).astype(np.float32) * 0.3)
+        rows.append(json.dumps({"id": f"c{i}", "audio": str(tmp_path / f"c{i}.wav"), "task": "asr", "target": "x"}))
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    cache = tmp_path / "cache"
+    assert main(["codes", "--manifest", str(tmp_path / "m.jsonl"), "--out", str(cache), "--tokenizer",
+                 str(ckpt)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 written, 0 already present, 1 skipped of 2 clips" in out and "too short" in err
 
 
 def test_needs_a_cache_folder(clips, capsys, monkeypatch):

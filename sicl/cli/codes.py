@@ -4,7 +4,10 @@ per-clip code cache (``<audio_hash>.npy``, see :mod:`sicl.models.mimo_audio`).
 ``--from-dir DIR`` imports codes computed elsewhere (e.g. on a GPU machine with MiMo-Audio's tokenizer): one
 ``<id>.npy`` per manifest row, an integer array (frames, >= 8 codebooks) with every value inside its codebook
 (the sizes come from ``--model``'s config.json, else MiMo-Audio's released 1024, 1024, 128 x 6). Pickles are
-never loaded. ``--tokenizer PATH`` runs MiMo-Audio's own audio tokenizer when its Python code is importable.
+never loaded. ``--tokenizer PATH`` encodes the clips with sicl's clean-room encoder of MiMo-Audio's audio
+tokenizer (:mod:`sicl.models.mimo_tokenizer`: plain torch, CPU or GPU, no flash-attn) from a
+``XiaomiMiMo/MiMo-Audio-Tokenizer`` folder (config.json + safetensors); it writes every RVQ level the
+tokenizer has (the LLM reads the first 8).
 
 Every clip is written atomically (a complete temporary file, then a rename), so the cache never holds a
 partial file. Clips already in the cache are skipped (``--resume`` is the default behaviour, accepted for
@@ -35,14 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-dir", metavar="DIR", help="import precomputed codes: DIR/<id>.npy per manifest row")
     src.add_argument("--tokenizer", metavar="PATH",
-                     help="run MiMo-Audio's audio tokenizer (XiaomiMiMo/MiMo-Audio-Tokenizer folder); needs "
-                          "MiMo-Audio's code importable (flash-attn, a CUDA GPU)")
+                     help="encode with sicl's clean-room MiMo-Audio tokenizer encoder from a "
+                          "XiaomiMiMo/MiMo-Audio-Tokenizer folder (config.json + safetensors)")
     parser.add_argument("--model", metavar="DIR",
                         help="MiMo-Audio model folder whose config.json gives the codebook count and sizes")
     parser.add_argument("--resume", action="store_true",
                         help="skip clips already in the cache (always done; accepted for clarity)")
     parser.add_argument("--strict", action="store_true", help="the first bad clip is an error instead of a skip")
-    parser.add_argument("--device", default="cuda", help="device for --tokenizer (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device for --tokenizer (default: %(default)s)")
 
 
 def codebook_sizes(model_dir: str | Path | None) -> tuple[int, ...]:
@@ -98,60 +101,18 @@ def read_code_file(path: Path, sizes: tuple[int, ...]) -> tuple[Any, str | None]
     return (None, problem) if problem else (arr, None)
 
 
-def import_tokenizer() -> Any:
-    """MiMo-Audio's ``MiMoAudioTokenizer`` class, or a one-line SiclError saying what to do."""
-    from sicl.errors import SiclError
-
-    errors = []
-    for module in ("mimo_audio_tokenizer", "src.mimo_audio_tokenizer"):
-        try:
-            mod = __import__(module, fromlist=["MiMoAudioTokenizer"])
-            return mod.MiMoAudioTokenizer
-        except Exception as e:  # ImportError, or its own import-time failures (flash-attn, CUDA)
-            errors.append(f"{module}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    raise SiclError("MiMo-Audio's audio tokenizer is not importable (" + "; ".join(errors) + "). Install "
-                    "github.com/XiaomiMiMo/MiMo-Audio's requirements (flash-attn, a CUDA GPU) and put its root on "
-                    "PYTHONPATH, or run its tokenizer elsewhere and import the codes with --from-dir")
-
-
 class _Tokenizer:
-    """Thin driver of MiMo-Audio's tokenizer: resample to its rate, log-mel with its config, encode in
-    6000-frame segments, keep the codebooks (frames, channels). Only runs where that code is installed."""
+    """sicl's clean-room MiMo-Audio tokenizer encoder on 16 kHz clips: (frames, RVQ levels) int64 codes."""
 
     def __init__(self, path: str, device: str) -> None:
-        import torch
+        from sicl.models.mimo_tokenizer import load_mimo_tokenizer
 
-        from sicl.errors import SiclError
-
-        cls = import_tokenizer()
-        try:
-            from torchaudio.transforms import MelSpectrogram
-        except ImportError:
-            raise SiclError("--tokenizer needs torchaudio (MiMo-Audio's mel features): pip install "
-                            "torchaudio, or import precomputed codes with --from-dir") from None
-        self.torch = torch
-        self.device = device
-        self.model = cls.from_pretrained(path).eval().bfloat16().to(device)
-        c = self.model.config
-        self.rate = int(c.sampling_rate)
-        self.mel = MelSpectrogram(sample_rate=c.sampling_rate, n_fft=c.nfft, hop_length=c.hop_length,
-                                  win_length=c.window_size, f_min=c.fmin, f_max=c.fmax, n_mels=c.n_mels,
-                                  power=1.0, center=True).to(device)
+        self.model = load_mimo_tokenizer(path, device=device)
 
     def __call__(self, wav: Any) -> Any:
-        import torchaudio
+        from sicl.data.audio import SAMPLE_RATE
 
-        torch = self.torch
-        x = torch.as_tensor(wav, dtype=torch.float32)
-        if self.rate != 16_000:
-            x = torchaudio.functional.resample(x, 16_000, self.rate)
-        mel = torch.log(torch.clip(self.mel(x.to(self.device)[None]), min=1e-7)).squeeze(0).transpose(0, 1)
-        seg = 6000
-        lens = [seg] * (mel.shape[0] // seg) + ([mel.shape[0] % seg] if mel.shape[0] % seg else [])
-        with torch.no_grad():
-            codes, _ = self.model.encoder.encode(input_features=mel, input_lens=torch.tensor(lens, device=self.device),
-                                                 return_codes_only=True)
-        return codes.transpose(0, 1).cpu().numpy()
+        return self.model.encode(wav, SAMPLE_RATE)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,9 +145,14 @@ def run(args: argparse.Namespace) -> int:
                 present += 1
                 continue
             if encode is not None:
-                codes = encode(wav)
-                err = check_codes(codes, sizes)
-                problem = f"{ex.id} ({ex.audio}): tokenizer output {err}" if err else None
+                try:
+                    codes = encode(wav)
+                except SiclError as e:
+                    codes, err = None, str(e)
+                    problem = f"{ex.id} ({ex.audio}): {err}"
+                else:
+                    err = check_codes(codes, sizes)
+                    problem = f"{ex.id} ({ex.audio}): tokenizer output {err}" if err else None
             else:
                 path = Path(args.from_dir) / f"{ex.id}.npy"
                 codes, err = read_code_file(path, sizes)
