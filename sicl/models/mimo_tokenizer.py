@@ -6,10 +6,9 @@ Written from the architecture of the public reference (``github:XiaomiMiMo/MiMo-
 mimo_audio_tokenizer``), none of its code; checked against it by ``tests/fixtures/mimo/check_tokenizer.py``.
 The pipeline, as MiMo-Audio's own ``MimoAudio.preprocess_input`` runs it:
 
-1. resample to the tokenizer's rate (24 kHz). The reference uses torchaudio's resampler; sicl uses soxr and
-   then zero-pads / trims to torchaudio's length ``ceil(n x rate_out / rate_in)`` so that the frame count is
-   exactly :func:`sicl.models.mimo_audio.code_frames` (the samples themselves differ slightly, see
-   docs/backbones.md for the measured code agreement);
+1. resample to the tokenizer's rate (24 kHz) with :func:`resample`, a re-implementation of torchaudio's
+   default resampler (what the reference uses), keeping ``ceil(n x rate_out / rate_in)`` samples, so the
+   frame count is exactly :func:`sicl.models.mimo_audio.code_frames`;
 2. log-mel: magnitude STFT (centred, reflect padding, periodic Hann window of ``window_size``), an HTK mel
    filterbank without area normalisation (``fmin``..``fmax``, default Nyquist), ``log(max(x, 1e-7))``;
 3. the mel frames are cut into 6000-frame segments, and the segments into groups of at most 256000 frames;
