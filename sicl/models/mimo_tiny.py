@@ -22,8 +22,9 @@ SPEECH_EMPTY = "1024-1024-128-128-128-128-128-128"
 
 
 def tiny_config(vocab_size: int, **over: Any) -> dict[str, Any]:
+    # architectures/model_type as in the released MiMo-Audio-7B configs (a Qwen2 config with MiMo keys).
     cfg: dict[str, Any] = dict(
-        architectures=["MiMoAudioForCausalLM"], model_type="qwen2", hidden_size=64, intermediate_size=128,
+        architectures=["MiMoAudioModel"], model_type="qwen2", hidden_size=64, intermediate_size=128,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, hidden_act="silu",
         max_position_embeddings=2048, rope_theta=640000.0, rms_norm_eps=1e-6, attention_dropout=0.0,
         tie_word_embeddings=False, use_cache=True, vocab_size=vocab_size, initializer_range=0.02,
