@@ -295,14 +295,20 @@ def test_primary_metric_from_metrics_json_headlines_cer(tmp_path: Path):
 
 
 def test_targets_and_notes_sections(study: Path):
-    notes = ["MET: best SICL-AT on child-science below direct-ft", "NOT MET: sicl-at2 at k=3 on aqa", "2 CPU cores"]
+    notes = ["MET: best SICL-AT on child-science below direct-ft", "NOT MET: sicl-at2 at k=3 on aqa", "2 CPU cores",
+             "EXEMPT: on child-reading, direct-ft wins on its own domain"]
     md = build_report([study / "eval"], study / "o", notes=notes,
                       targets=[{"eval_set": "aqa", "metric": "accuracy", "method": "sicl-at2",
+                                "baseline": "zero-shot", "relation": ">"},
+                               {"eval_set": "aqa", "metric": "accuracy", "method": "sicl-at2", "label": "aqa: transfer",
                                 "baseline": "zero-shot", "relation": ">"}])["report"].read_text()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert heads.index("## Results") < heads.index("## Targets") < heads.index("## Notes") < heads.index("## Plots")
     targets = md.split("## Targets")[1].split("## Notes")[0]
-    assert "2 of 3 met." in targets
+    # a labelled target counts by its verdict, not by how its sentence starts; an exempt one is not counted
+    assert "3 of 4 met (1 exempt)." in targets
+    assert "- aqa: transfer: met: on aqa, sicl-at2 at k=3" in targets
+    assert "- EXEMPT: on child-reading, direct-ft wins on its own domain" in targets
     assert "- MET: best SICL-AT on child-science below direct-ft" in targets
     assert "- NOT MET: sicl-at2 at k=3 on aqa" in targets
     assert "- met: on aqa, sicl-at2 at k=3 has accuracy 0.620, > zero-shot (0.550)." in targets

@@ -30,11 +30,12 @@ from sicl.report.collect import (
 from sicl.report.reading import (
     Results,
     Target,
+    TargetResult,
+    check_target,
     fmt,
     mean_over_eval_sets,
     reading,
     sweep_eval_sets,
-    target_sentences,
 )
 
 CSV_COLUMNS = ["method", "eval_set", "k", "metric", "value"]
@@ -200,18 +201,26 @@ def _results(res: Results) -> list[str]:
     return out
 
 
-_TARGET_NOTE = re.compile(r"^\s*(not met|met|not evaluated)\b", re.IGNORECASE)
+_TARGET_NOTE = re.compile(r"^\s*(not met|met|not evaluated|exempt)\b", re.IGNORECASE)
 
 
-def _targets(target_lines: list[str], notes: list[str]) -> list[str]:
-    checks = list(target_lines) + [n for n in notes if _TARGET_NOTE.match(n)]
+def _targets(target_results: list[TargetResult], notes: list[str]) -> list[str]:
+    """The Targets section (checked :class:`Target` results, then notes that read as verdicts: ``MET: ...``,
+    ``NOT MET: ...``, ``EXEMPT: ...``, ``not evaluated: ...``) and the Notes section (every other note)."""
+    checks: list[tuple[str, str]] = [(("met" if r.met else "not evaluated" if r.met is None else "not met"),
+                                      r.sentence) for r in target_results]
+    for n in notes:
+        m = _TARGET_NOTE.match(n)
+        if m:
+            checks.append((m.group(1).lower(), n))
     other = [n for n in notes if not _TARGET_NOTE.match(n)]
     out = []
     if checks:
-        verdicts = [_TARGET_NOTE.match(c) for c in checks]
-        met = sum(1 for v in verdicts if v and v.group(1).lower() == "met")
-        out += ["## Targets", "", f"{met} of {len(checks)} met.", ""]
-        out += [f"- {c}" for c in checks] + [""]
+        met = sum(1 for v, _ in checks if v == "met")
+        exempt = sum(1 for v, _ in checks if v == "exempt")
+        out += ["## Targets", "", f"{met} of {len(checks) - exempt} met" + (f" ({exempt} exempt)." if exempt else "."),
+                ""]
+        out += [f"- {c}" for _, c in checks] + [""]
     if other:
         out += ["## Notes", ""] + [f"- {n}" for n in other] + [""]
     return out
@@ -357,14 +366,14 @@ def _settings(runs: list[Run], res: Results, warnings: list[str], out_dir: Path 
 
 
 def render_markdown(runs: list[Run], res: Results, title: str, notes: list[str], sentences: list[str],
-                    plot_paths: dict[tuple, str], target_lines: list[str] | None = None,
+                    plot_paths: dict[tuple, str], target_results: list[TargetResult] | None = None,
                     warnings: list[str] | None = None, out_dir: Path | None = None) -> str:
     """report.md: title, what this is, results (main tables), targets, plots, reading, k-sweep, cost, more
     metrics, breakdowns, settings (docs/report.md)."""
     out = [f"# {title}", ""]
     out += _intro(runs, res)
     out += _results(res)
-    out += _targets(list(target_lines or []), list(notes))
+    out += _targets(list(target_results or []), list(notes))
     out += _plots_section(res, plot_paths)
     if sentences:
         out += ["## Reading", "", "Generated from the numbers above, on each eval set's primary metric.", ""]
@@ -426,7 +435,7 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
     rows = [r for run in runs for r in run.rows]
     res = Results(rows, main_k, primary=primary_metrics(runs))
     sentences = reading(res)
-    target_lines = target_sentences(res, targets)
+    target_results = [check_target(res, t) for t in targets]
     out = Path(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -436,7 +445,7 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
         made = _make_plots(res, stage / "plots")
         rel = {key: f"plots/{p.name}" for key, p in made.items()}
         (stage / "report.md").write_text(
-            render_markdown(runs, res, title, list(notes or []), sentences, rel, target_lines=target_lines,
+            render_markdown(runs, res, title, list(notes or []), sentences, rel, target_results=target_results,
                             warnings=warnings, out_dir=out), encoding="utf-8")
         old = out / "plots"
         if old.exists():
