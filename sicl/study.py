@@ -132,6 +132,7 @@ class Study:
 
             torch.set_num_threads(self.cfg.threads)
         adapters = self._adapter_plan()
+        self.check_base_model()
         n_stages = 6
         self._stage(1, n_stages, "synthetic world", self.build_world)
         self._stage(2, n_stages, "zero-shot", lambda: self.evaluate_method("zero-shot"))
@@ -147,6 +148,29 @@ class Study:
         summary["peak_rss_mb"] = peak_rss_mb()
         _write_json(self.out / "demo.json", summary)
         return summary
+
+    def check_base_model(self) -> None:
+        """Evaluations and adapters are reused by their settings, which name the base model (``tiny-omni``), not
+        its weights. Record the weights' identity in ``OUT/base_model.json``; when it changed since the last run
+        (a re-shipped tiny-omni, a re-saved folder), the derived outputs (``eval/``, ``models/``, the report)
+        are removed so they are made again. The world is kept."""
+        mark = self.out / "base_model.json"
+        now = {"model": self.cfg.model, "identity": model_identity(self.cfg.model)}
+        if mark.is_file():
+            before = json.loads(mark.read_text(encoding="utf-8"))
+            if before != now:
+                self.log(f"base model changed since the last run in {self.out} ({before.get('identity')} -> "
+                         f"{now['identity']}): its evaluations and adapters are made again")
+                for name in ("eval", "models", "report.md", "results.csv", "plots", "demo.json"):
+                    p = self.out / name
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    elif p.exists():
+                        p.unlink()
+        elif any((self.out / name).exists() for name in ("eval", "models")):
+            self.log(f"{self.out} has results but no record of their base model: assuming {self.cfg.model} "
+                     f"as it is now (pass --fresh if it changed)")
+        _write_json(mark, now)
 
     def _stage(self, i: int, n: int, name: str, fn: Callable[[], Any]) -> None:
         self.log(f"[{i}/{n}] {name}")
@@ -375,6 +399,31 @@ def _write_json(path: Path, data: Any) -> None:
     from sicl.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def model_identity(name_or_path: str) -> str:
+    """Identity of a base model's weights: the SHA-256 of its config and weight files when they total at most
+    1 GB (tiny-omni: about 16 MB, tens of milliseconds), else names, sizes and modification times
+    (:func:`sicl.retrieval.cache.model_fingerprint`); a model that is not a local folder is its name."""
+    import hashlib
+
+    from sicl.models.zoo import resolve_model
+    from sicl.retrieval.cache import model_fingerprint
+
+    try:
+        path = resolve_model(name_or_path)
+    except SiclError:
+        return str(name_or_path)
+    files = sorted(f for f in path.iterdir() if f.is_file() and (f.suffix == ".safetensors" or f.name == "config.json"))
+    if sum(f.stat().st_size for f in files) > 2**30:
+        return "fingerprint:" + model_fingerprint(path)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return "sha256:" + h.hexdigest()[:16]
 
 
 def run_study(out: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),

@@ -96,3 +96,33 @@ def test_target_checks_and_diagnosis_follow_the_numbers(tmp_path):
     assert any("child-science: vanilla ICL lowers WER from 0.800 (zero-shot) to 0.700" in x
                and "(below zero-shot, below vanilla ICL)" in x for x in lines)
     assert any(x.startswith("Direct fine-tuning (k=0) WER: child-science (the other child domain) 0.900") for x in lines)
+
+
+def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):
+    """Stages are reused by their settings, which name the model, not its weights: a re-shipped model must not
+    reuse results made with the old one."""
+    from sicl.study import Study, model_identity
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"old weights")
+    out = tmp_path / "out"
+    for rel in ("data/adult/test.jsonl", "eval/zero-shot/adult/metrics.json", "models/sicl-at1/adapter_model.safetensors",
+                "report.md"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text("x")
+    logs: list[str] = []
+    study = Study(load_study(overrides=[f"model={model}"]), out, log=logs.append)
+    study.check_base_model()  # first run with a record: results are assumed to come from this model
+    assert (out / "eval").is_dir() and "no record" in logs[-1]
+    first = json.loads((out / "base_model.json").read_text())
+    assert first["identity"] == model_identity(str(model)) and first["identity"].startswith("sha256:")
+    study.check_base_model()  # unchanged: nothing removed
+    assert (out / "eval").is_dir() and (out / "models").is_dir()
+    (model / "model.safetensors").write_bytes(b"new weights")
+    study.check_base_model()
+    assert not (out / "eval").exists() and not (out / "models").exists() and not (out / "report.md").exists()
+    assert (out / "data" / "adult" / "test.jsonl").is_file()  # the world is kept
+    assert "base model changed" in logs[-1]
+    assert json.loads((out / "base_model.json").read_text())["identity"] != first["identity"]
