@@ -152,24 +152,21 @@ class Study:
     def check_base_model(self) -> None:
         """Evaluations and adapters are reused by their settings, which name the base model (``tiny-omni``), not
         its weights. Record the weights' identity in ``OUT/base_model.json``; when it changed since the last run
-        (a re-shipped tiny-omni, a re-saved folder), the derived outputs (``eval/``, ``models/``, the report)
-        are removed so they are made again. The world is kept."""
+        (a re-shipped tiny-omni, a re-saved folder) or was never recorded, the derived outputs (``eval/``,
+        ``models/``, the report) are removed so they are made again. The world is kept."""
         mark = self.out / "base_model.json"
         now = {"model": self.cfg.model, "identity": model_identity(self.cfg.model)}
-        if mark.is_file():
-            before = json.loads(mark.read_text(encoding="utf-8"))
-            if before != now:
-                self.log(f"base model changed since the last run in {self.out} ({before.get('identity')} -> "
-                         f"{now['identity']}): its evaluations and adapters are made again")
-                for name in ("eval", "models", "report.md", "results.csv", "plots", "demo.json"):
-                    p = self.out / name
-                    if p.is_dir():
-                        shutil.rmtree(p)
-                    elif p.exists():
-                        p.unlink()
-        elif any((self.out / name).exists() for name in ("eval", "models")):
-            self.log(f"{self.out} has results but no record of their base model: assuming {self.cfg.model} "
-                     f"as it is now (pass --fresh if it changed)")
+        before = json.loads(mark.read_text(encoding="utf-8")) if mark.is_file() else None
+        if before != now and any((self.out / name).exists() for name in ("eval", "models")):
+            why = (f"base model changed since the last run ({before.get('identity')} -> {now['identity']})" if before
+                   else "no record of the base model its results were made with")
+            self.log(f"{self.out}: {why}; its evaluations and adapters are made again (the world is kept)")
+            for name in ("eval", "models", "report.md", "results.csv", "plots", "demo.json"):
+                p = self.out / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
         _write_json(mark, now)
 
     def _stage(self, i: int, n: int, name: str, fn: Callable[[], Any]) -> None:

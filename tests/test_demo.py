@@ -114,8 +114,12 @@ def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):
         (out / rel).write_text("x")
     logs: list[str] = []
     study = Study(load_study(overrides=[f"model={model}"]), out, log=logs.append)
-    study.check_base_model()  # first run with a record: results are assumed to come from this model
-    assert (out / "eval").is_dir() and "no record" in logs[-1]
+    study.check_base_model()  # results with no record of their base model (an older sicl): made again
+    assert not (out / "eval").exists() and not (out / "models").exists() and "no record" in logs[-1]
+    assert (out / "data" / "adult" / "test.jsonl").is_file()
+    for rel in ("eval/zero-shot/adult/metrics.json", "models/sicl-at1/adapter_model.safetensors", "report.md"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text("x")
     first = json.loads((out / "base_model.json").read_text())
     assert first["identity"] == model_identity(str(model)) and first["identity"].startswith("sha256:")
     study.check_base_model()  # unchanged: nothing removed
