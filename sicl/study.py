@@ -305,7 +305,6 @@ class Study:
         except ReportError:
             return []
         res = Results([r for run in runs for r in run.rows], self.cfg.k)
-        domains = {s.name: Path(s.data).parent.name for s in self.cfg.eval_sets}
         checks: list[dict[str, Any]] = []
         for t in self.cfg.targets:
             r = check_target(res, dataclasses.replace(t, label=None))
@@ -314,7 +313,7 @@ class Study:
             label = t.label or f"{t.method} vs {t.baseline if t.baseline else t.value}"
             met: bool | None = r.met
             text = ("MET" if met else "NOT MET") + r.sentence[r.sentence.index(":"):]
-            if not met and t.baseline in self._trained_on(domains.get(t.eval_set, t.eval_set)):
+            if not met and t.baseline in self._trained_on(t.eval_set):
                 met = None
                 text = (f"EXEMPT: {text[len('NOT MET: '):]} ({t.baseline} was trained on {t.eval_set}'s domain, "
                         f"where the targets let it win)")
@@ -359,29 +358,24 @@ class Study:
         for a in self.cfg.adapters:
             if a.method != "direct-ft":
                 continue
-            own = self._ft_domains()
             parts = []
             for eval_set in [n for n in ("child-science", "child-reading") if n in names]:
                 zs = self.metric("zero-shot", eval_set, 0, "asr", "wer")
                 ft = self.metric("direct-ft", eval_set, 0, "asr", "wer")
                 if zs is not None and ft is not None:
-                    where = "its training domain" if eval_set in own else "the other child domain"
+                    where = ("its training domain" if a.method in self._trained_on(eval_set)
+                             else "the other child domain")
                     parts.append(f"{eval_set} ({where}) {ft:.3f} vs zero-shot {zs:.3f}")
             if parts:
                 out.append("Direct fine-tuning (k=0) WER: " + "; ".join(parts) + ".")
         return out
 
-    def _trained_on(self, domain: str) -> set[str]:
-        """Adapter methods whose training queries come from ``domain`` (a world folder such as child-reading)."""
+    def _trained_on(self, eval_set: str) -> set[str]:
+        """Adapter methods trained on ``eval_set``'s domain: their training queries come from the world folder
+        that holds the eval set's data (child-reading/train.jsonl for child-reading/test.jsonl)."""
+        domain = next((Path(s.data).parent.name for s in self.cfg.eval_sets if s.name == eval_set), eval_set)
         return {a.method for a in self.cfg.adapters
                 if any(Path(t.queries).parent.name == domain for t in self.train_config(a).tasks)}
-
-    def _ft_domains(self) -> set[str]:
-        out = set()
-        for a in self.cfg.adapters:
-            if a.method == "direct-ft":
-                out |= {Path(t.queries).parent.name for t in self.train_config(a).tasks}
-        return out
 
 
 def peak_rss_mb() -> float:
