@@ -510,7 +510,7 @@ def load_mimo_tokenizer(path: str | Path, device: str | torch.device = "cpu",
         raise SiclError(f"{cfg_path}: cannot read ({e})") from None
     cfg = MimoTokenizerConfig.from_dict(raw, str(cfg_path))
     model = MimoAudioTokenizerEncoder(cfg)
-    wanted = {k: v for k, v in model.state_dict().items()}
+    wanted = dict(model.state_dict())
     state: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for f in _weight_files(folder):
@@ -521,9 +521,7 @@ def load_mimo_tokenizer(path: str | Path, device: str | torch.device = "cpu",
                         state[key] = st.get_tensor(key)
                     elif not (DECODER_KEY.fullmatch(key) or CODEBOOK_STATE.fullmatch(key)):
                         unknown.append(key)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise SiclError(f"{f}: cannot read safetensors ({e})") from None
-        except Exception as e:  # safetensors' own error type for corrupt headers
+        except Exception as e:  # OSError, ValueError, RuntimeError, or safetensors' own error for a corrupt header
             raise SiclError(f"{f}: cannot read safetensors ({type(e).__name__}: {e})") from None
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
