@@ -45,6 +45,12 @@ class PretrainConfig:
     size: dict[str, int] = field(default_factory=dict, metadata={"help": "model size overrides (tiny_omni.DEFAULT_SIZE keys)"})
     mix: dict[str, float] = field(default_factory=lambda: {"adult": 0.55, "translate": 0.2, "sqa": 0.15, "aqa": 0.1},
                                   metadata={"help": "generate_items kind -> sampling weight (adult voices only)"})
+    groups: dict[str, float] = field(default_factory=lambda: {"single": 1.0},
+                                     metadata={"help": "batch group -> share of steps: single (one clip per example), "
+                                               "chat (several unrelated clips per example), text (no audio)"})
+    group_batch: dict[str, int] = field(default_factory=dict,
+                                        metadata={"help": "examples per step for a group (default: batch_size)"})
+    chat_clips: list[int] = field(default_factory=lambda: [2, 5], metadata={"help": "clips per chat: [min, max]"})
     exclude_world: str = field(default="", metadata={"help": "world folder whose */test.jsonl sentences are never trained on"})
     batch_size: int = field(default=32, metadata={"help": "examples per optimiser step"})
     lr: float = field(default=1.5e-3, metadata={"help": "peak AdamW learning rate"})
@@ -68,6 +74,8 @@ class PretrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue from out_dir/checkpoint"})
     eval_every_minutes: float = field(default=0.0, metadata={"help": "minutes between quick adult-WER checks (0: off)"})
     eval_periodic_n: int = field(default=48, metadata={"help": "adult clips in each periodic WER check"})
+    probes: bool = field(default=True, metadata={"help": "also measure in-context probes: text copying and "
+                                                      "adult ASR with 3 random demonstrations (several clips)"})
     eval_n: int = field(default=100, metadata={"help": "items per held-out set in the final evaluation"})
     eval_batch: int = field(default=32, metadata={"help": "generation batch size"})
     export_dir: str = field(default="", metadata={"help": "also write the final model as <=16 MB shards + meta.tar.gz here"})
@@ -113,14 +121,15 @@ def losses(model: Any, head: CtcHead, batch: dict[str, torch.Tensor], frames: di
            use_ctc: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(answer-token cross-entropy, CTC loss) for one collated batch. ``frames`` is filled by the forward
     hook on the audio tower (see :func:`attach_frames_hook`)."""
-    res = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                input_features=batch["input_features"], feature_attention_mask=batch["feature_attention_mask"],
-                use_cache=False)
+    audio = "input_features" in batch
+    extra = dict(input_features=batch["input_features"],
+                 feature_attention_mask=batch["feature_attention_mask"]) if audio else {}
+    res = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **extra)
     logits = res.logits[:, :-1].float()
     lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
                          ignore_index=-100)
     ctc = torch.zeros((), device=lm.device)
-    if use_ctc:
+    if use_ctc and audio:
         _, out_lens = tiny_omni.audio_tower(model)._get_feat_extract_output_lengths(
             batch["feature_attention_mask"].sum(-1))
         ctc = head.loss(frames["h"], out_lens, batch["ctc_targets"], batch["ctc_lengths"])
@@ -205,7 +214,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         stream.close()
     model.eval()
     t0 = time.time()
-    metrics = {"eval": evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16),
+    metrics = {"eval": _evaluate_all(cfg, model, tok, eval_items, dev),
                "train": {k: state[k] for k in ("step", "minutes", "examples")},
                "params": tiny_omni.count_parameters(model), "device": _device_name(dev),
                "history": state["history"], "config": cfg.__dict__}
@@ -233,14 +242,16 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
     bar = tqdm(total=int(cfg.max_minutes * 60), unit="s", desc="pretrain", initial=int(state["minutes"] * 60),
                dynamic_ncols=True, file=sys.stderr)
     t_log, ex_log = time.time(), 0
+    group_lm: dict[str, list[float]] = {}
     amp = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     while True:
         minutes = (time.time() - start) / 60
         if minutes >= cfg.max_minutes or (cfg.max_steps and state["step"] >= cfg.max_steps):
             break
         stream.drain(0)
-        batch = {k: v.to(dev, non_blocking=True) for k, v in data.collate(stream.batch(cfg.batch_size),
-                                                                           tok.pad_token_id).items()}
+        group = _group(cfg, state["step"], stream)
+        samples = stream.batch(cfg.group_batch.get(group, cfg.batch_size), group, tok, tuple(cfg.chat_clips))
+        batch = {k: v.to(dev, non_blocking=True) for k, v in data.collate(samples, tok.pad_token_id).items()}
         for g in opt.param_groups:
             g["lr"] = cfg.lr * lr_factor(cfg, state["step"], minutes)
         with amp:
@@ -251,8 +262,9 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         state["step"] += 1
-        state["examples"] += cfg.batch_size
-        ex_log += cfg.batch_size
+        group_lm.setdefault(group, []).append(lm.item())
+        state["examples"] += len(samples)
+        ex_log += len(samples)
         now = time.time()
         state["minutes"] = (now - start) / 60
         bar.update(max(0, min(int(now - start), bar.total) - bar.n))
@@ -260,18 +272,22 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
             rec = {"step": state["step"], "minutes": round(state["minutes"], 2), "loss": round(loss.item(), 4),
                    "lm": round(lm.item(), 4), "ctc": round(ctc.item(), 4), "lr": opt.param_groups[0]["lr"],
                    "ex_per_s": round(ex_log / (now - t_log), 1), "fresh": stream.received,
-                   "buffer": len(stream.buffer)}
+                   "buffer": len(stream.buffer),
+                   **{f"lm_{g}": round(sum(v) / len(v), 4) for g, v in sorted(group_lm.items())}}
             t_log, ex_log = now, 0
+            group_lm.clear()
             log.debug(json.dumps(rec))
             bar.set_postfix(step=rec["step"], lm=rec["lm"], ctc=rec["ctc"], eps=rec["ex_per_s"])
             state["history"].append(rec)
         if cfg.eval_every_minutes and now - last_eval >= cfg.eval_every_minutes * 60:
             model.eval()
-            adult = {"adult": eval_items["adult"][:cfg.eval_periodic_n]}
-            wer = evaluate(model, tok, adult, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16)["adult"]["wer"]
+            quick = {k: v[:cfg.eval_periodic_n] for k, v in eval_items.items() if k in ("adult", "unheard")}
+            res = _evaluate_all(cfg, model, tok, quick, dev, n_copy=cfg.eval_periodic_n)
             model.train()
-            state["history"].append({"step": state["step"], "minutes": round(state["minutes"], 2), "adult_wer": wer})
-            log.info("step %d  %.1f min  adult WER %.3f", state["step"], state["minutes"], wer)
+            rec = {"step": state["step"], "minutes": round(state["minutes"], 2),
+                   **{f"{k}_{m}": v[m] for k, v in res.items() for m in ("wer", "acc") if m in v}}
+            state["history"].append(rec)
+            log.info("periodic check: %s", json.dumps(rec))
             last_eval = time.time()
         if now - last_ckpt >= cfg.ckpt_every_minutes * 60:
             _checkpoint(out, model, tok, opt, head, state)
@@ -285,6 +301,29 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
     log.info("training stopped: step %d, %.2f min, %d examples (%d fresh clips)", state["step"],
              state["minutes"], state["examples"], stream.received)
     _checkpoint(out, model, tok, opt, head, state)
+
+
+def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[str, list], dev: torch.device,
+                  n_copy: int = 100) -> dict[str, Any]:
+    """The held-out sets, plus (``cfg.probes``) the copying probe and adult ASR after 3 random demonstrations."""
+    from sicl.train.pretrain_eval import probe_copy, probe_icl
+
+    res = evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16)
+    if cfg.probes:
+        res["copy"] = probe_copy(model, tok, n=n_copy, device=dev.type)
+        if "adult" in eval_items:
+            res["adult-icl3"] = probe_icl(model, tok, eval_items["adult"], k=3, device=dev.type)
+    return res
+
+
+def _group(cfg: PretrainConfig, step: int, stream: Any) -> str:
+    """The batch group of a step (drawn from ``cfg.groups``, reproducible per step); single-clip batches
+    stand in while a group's buffer is still empty."""
+    import random
+
+    names = [g for g, w in cfg.groups.items() if w > 0]
+    group = random.Random(cfg.seed * 1_000_003 + step).choices(names, [cfg.groups[g] for g in names])[0]
+    return group if stream.ready(group) else "single"
 
 
 def _processor(out: Path) -> Any:

@@ -37,13 +37,19 @@ SEED_OFFSET = 7_000_000  # pretraining seeds live far from any world-building se
 
 @dataclass
 class Sample:
-    """One featurised example (numpy, so it pickles cheaply between processes)."""
+    """One featurised example (numpy, so it pickles cheaply between processes): any number of clips (0 for
+    text-only data), token ids, and the labelled token spans (assistant answers, or a whole raw document)."""
 
-    features: np.ndarray  # (128, L) float16
+    features: list[np.ndarray]  # one (128, L) float16 array per clip, in prompt order
     input_ids: np.ndarray  # (T,) int32
-    n_prompt: int  # tokens before the answer
-    ctc: np.ndarray  # (C,) int16 character ids, empty when no transcript
+    spans: list[tuple[int, int]]  # [start, end) token ranges that carry the loss
+    ctc: list[np.ndarray]  # one (C,) int16 array of character ids per clip, empty when no transcript
     kind: str
+
+    @property
+    def n_prompt(self) -> int:
+        """Tokens before the first labelled one."""
+        return self.spans[0][0] if self.spans else len(self.input_ids)
 
 
 def ctc_encode(text: str | None) -> np.ndarray:
@@ -87,30 +93,87 @@ def featurize(item: Any, tokenizer: Any, extractor: Any = None, preset: str = "p
     answer = prompts.answer_text(item.target, item.task, preset) + "<|im_end|>"
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     transcript = item.transcript or (item.target if item.task == "asr" else None)
-    return Sample(feats.astype(np.float16), np.array(prompt_ids + answer_ids, np.int32), len(prompt_ids),
-                  ctc_encode(transcript), item.kind if hasattr(item, "kind") else item.task)
+    n = len(prompt_ids) + len(answer_ids)
+    return Sample([feats.astype(np.float16)], np.array(prompt_ids + answer_ids, np.int32), [(len(prompt_ids), n)],
+                  [ctc_encode(transcript)], item.kind if hasattr(item, "kind") else item.task)
+
+
+def _system_ids(tokenizer: Any) -> list[int]:
+    """Token ids of the chat's opening system turn (``<|im_start|>system ... <|im_end|>\n``)."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+    return tokenizer(text[: text.index("<|im_start|>user")], add_special_tokens=False)["input_ids"]
+
+
+def compose_chat(samples: list[Sample], tokenizer: Any) -> Sample:
+    """One multi-turn chat from single-turn samples (several unrelated clips in one prompt, as in real omni
+    models' instruction data); every assistant turn carries the loss. Token ids equal those of the
+    chat template's rendering of the same turns (tested)."""
+    sys_ids = _system_ids(tokenizer)
+    nl = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for i, s in enumerate(samples):
+        own = s.input_ids.tolist()
+        if own[: len(sys_ids)] != sys_ids:
+            raise ValueError("sample does not start with the default system turn")
+        if i:
+            own = nl + own[len(sys_ids):]
+            shift = len(ids) - len(sys_ids) + len(nl)
+        else:
+            shift = 0
+        spans += [(a + shift, b + shift) for a, b in s.spans]
+        ids += own
+    return Sample([f for s in samples for f in s.features], np.array(ids, np.int32), spans,
+                  [c for s in samples for c in s.ctc], "chat")
+
+
+def featurize_text(turns: list[tuple[str, str]], document: str | None, tokenizer: Any) -> Sample:
+    """A text-only example: a chat of (user, assistant) turns (loss on the assistant turns) or a raw
+    document (loss on every token)."""
+    if document is not None:
+        ids = tokenizer(document, add_special_tokens=False)["input_ids"]
+        return Sample([], np.array(ids, np.int32), [(1, len(ids))], [], "text")
+    sys_ids = _system_ids(tokenizer)
+    nl = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    ids, spans = list(sys_ids), []
+    for i, (user, answer) in enumerate(turns):
+        if i:
+            ids += nl
+        ids += tokenizer(f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n",
+                         add_special_tokens=False)["input_ids"]
+        a = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        spans.append((len(ids), len(ids) + len(a)))
+        ids += a
+    return Sample([], np.array(ids, np.int32), spans, [], "text")
 
 
 def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded token batch; ``input_features`` holds every clip of the batch in prompt order
+    (``(N_clips, 128, F)``, absent when the batch has no audio), ``ctc_lengths`` one entry per clip."""
     b = len(samples)
     t = max(len(s.input_ids) for s in samples)
-    f = max(s.features.shape[1] for s in samples)
+    clips = [f for s in samples for f in s.features]
     ids = torch.full((b, t), pad_id, dtype=torch.long)
     att = torch.zeros((b, t), dtype=torch.long)
     labels = torch.full((b, t), -100, dtype=torch.long)
-    feats = torch.zeros((b, 128, f), dtype=torch.float32)
-    fmask = torch.zeros((b, f), dtype=torch.long)
     for i, s in enumerate(samples):
-        n, L = len(s.input_ids), s.features.shape[1]
+        n = len(s.input_ids)
         ids[i, :n] = torch.from_numpy(s.input_ids.astype(np.int64))
         att[i, :n] = 1
-        labels[i, s.n_prompt:n] = ids[i, s.n_prompt:n]
-        feats[i, :, :L] = torch.from_numpy(s.features.astype(np.float32))
-        fmask[i, :L] = 1
-    ctc = [torch.from_numpy(s.ctc.astype(np.int64)) for s in samples]
-    return {"input_ids": ids, "attention_mask": att, "labels": labels, "input_features": feats,
-            "feature_attention_mask": fmask, "ctc_targets": torch.cat(ctc) if ctc else torch.zeros(0),
-            "ctc_lengths": torch.tensor([len(c) for c in ctc], dtype=torch.long)}
+        for a, e in s.spans:
+            labels[i, a:e] = ids[i, a:e]
+    out = {"input_ids": ids, "attention_mask": att, "labels": labels}
+    if clips:
+        f = max(c.shape[1] for c in clips)
+        feats = torch.zeros((len(clips), 128, f), dtype=torch.float32)
+        fmask = torch.zeros((len(clips), f), dtype=torch.long)
+        for i, c in enumerate(clips):
+            feats[i, :, :c.shape[1]] = torch.from_numpy(c.astype(np.float32))
+            fmask[i, :c.shape[1]] = 1
+        ctc = [torch.from_numpy(c.astype(np.int64)) for s in samples for c in s.ctc]
+        out.update(input_features=feats, feature_attention_mask=fmask, ctc_targets=torch.cat(ctc),
+                   ctc_lengths=torch.tensor([len(c) for c in ctc], dtype=torch.long))
+    return out
 
 
 def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, kinds: list[str],
@@ -129,17 +192,28 @@ def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, k
         kind = rng.choices(kinds, weights)[0]
         chunk_seed = SEED_OFFSET + seed * 100_000_000 + rank * 1_000_000 + n
         n += 1
-        for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude):
-            if (item.meta or {}).get("category") == "age":
-                continue  # "child or adult?" items use child voices, which pretraining must never hear
-            s = featurize(item, tok, fe, preset)
-            s.kind = kind
+        if kind == "text":  # text-only language-model data: no audio, made here
+            from sicl.data.synth import open_text
+
+            trng = np.random.default_rng(chunk_seed)
+            samples = (featurize_text(*open_text.text_example(trng), tok) for _ in range(chunk))
+        else:
+            samples = (_featurized(item, tok, fe, preset, kind)
+                       for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude)
+                       if (item.meta or {}).get("category") != "age")  # child voices: never in pretraining
+        for s in samples:
             while not stop.is_set() and os.getppid() == parent:
                 try:
                     out_q.put(s, timeout=0.5)
                     break
                 except queue.Full:
                     continue
+
+
+def _featurized(item: Any, tok: Any, fe: Any, preset: str, kind: str) -> Sample:
+    s = featurize(item, tok, fe, preset)
+    s.kind = kind
+    return s
 
 
 class ClipStream:
@@ -159,7 +233,7 @@ class ClipStream:
                       for r in range(workers)]
         for p in self.procs:
             p.start()
-        self.buffer: list[Sample] = []
+        self.buffers: dict[str, list[Sample]] = {"audio": [], "text": []}
         self.buffer_size = buffer_size
         self.received = 0
         self.rng = random.Random(seed)
@@ -178,13 +252,28 @@ class ClipStream:
                 continue
             got += 1
             self.received += 1
-            if len(self.buffer) < self.buffer_size:
-                self.buffer.append(s)
+            buf = self.buffers["audio" if s.features else "text"]
+            if len(buf) < self.buffer_size:
+                buf.append(s)
             else:  # replace a random old sample: the buffer keeps a mix of ages
-                self.buffer[self.rng.randrange(self.buffer_size)] = s
+                buf[self.rng.randrange(self.buffer_size)] = s
 
-    def batch(self, size: int) -> list[Sample]:
-        return [self.buffer[self.rng.randrange(len(self.buffer))] for _ in range(size)]
+    @property
+    def buffer(self) -> list[Sample]:
+        return self.buffers["audio"]
+
+    def ready(self, group: str) -> bool:
+        return bool(self.buffers["text" if group == "text" else "audio"])
+
+    def batch(self, size: int, group: str = "single", tokenizer: Any = None,
+              clips: tuple[int, int] = (2, 5)) -> list[Sample]:
+        """``size`` examples of one group: ``single`` (one clip each), ``text`` (no audio) or ``chat``
+        (each a multi-turn chat of ``clips[0]..clips[1]`` unrelated buffered clips; needs ``tokenizer``)."""
+        buf = self.buffers["text" if group == "text" else "audio"]
+        pick = lambda: buf[self.rng.randrange(len(buf))]  # noqa: E731
+        if group != "chat":
+            return [pick() for _ in range(size)]
+        return [compose_chat([pick() for _ in range(self.rng.randint(*clips))], tokenizer) for _ in range(size)]
 
     def close(self) -> None:
         self.stop.set()

@@ -19,14 +19,23 @@ from sicl.train.pretrain_data import prompt_text
 #: eval set name -> (generate_items kind, metric)
 EVAL_SETS = {"adult": ("adult", "wer"), "child-science": ("child-science", "wer"),
              "child-reading": ("child-reading", "wer"), "st": ("translate", "bleu"),
-             "sqa": ("sqa", "acc"), "aqa": ("aqa", "acc")}
+             "sqa": ("sqa", "acc"), "aqa": ("aqa", "acc"),
+             # tiny-omni v2 (source sicl.data.synth.pretrain_items): open-vocabulary sentences of heard words,
+             # and sentences made only of words no pretraining clip speaks
+             "open": ("open", "wer"), "unheard": ("unheard", "wer")}
 EVAL_SEED = 90_000_000  # far from training and world seeds
 
 
 def make_eval_items(source: Any, n: int, sets: list[str] | None = None, seed: int = EVAL_SEED,
                     workers: int = 1) -> dict[str, list]:
-    return {name: source.generate_items(EVAL_SETS[name][0], n, seed=seed + i, workers=workers)
-            for i, name in enumerate(sets or list(EVAL_SETS))}
+    """``n`` held-out items per set (a set's seed depends only on its place in ``EVAL_SETS``); by default
+    every set whose kind the source can make."""
+    kinds = set(getattr(source, "KINDS", ()) or ())
+    names = sets or [s for s in EVAL_SETS if not kinds or EVAL_SETS[s][0] in kinds]
+    order = list(EVAL_SETS)
+    options = getattr(source, "EVAL_OPTIONS", {})
+    return {name: source.generate_items(EVAL_SETS[name][0], n, seed=seed + order.index(name), workers=workers,
+                                        **options) for name in names}
 
 
 @torch.no_grad()
@@ -117,3 +126,133 @@ def evaluate(model: Any, tokenizer: Any, eval_items: dict[str, list], device: st
             res["chance"] = round(float(np.mean([1.0 / len(it.choices) for it in items if it.choices])), 4)
         out[name] = res
     return out
+
+
+def chat_prompt_ids(tokenizer: Any, turns: list[tuple[Any, str | None]], preset: str = "plain") -> tuple[list[int], list[np.ndarray]]:
+    """Token ids (generation prompt included) and log-mel clips for a chat of ``(item_or_text, answer)``
+    turns: an item (anything with ``wav``) is an audio turn with its task instruction, a string a text-only
+    user turn; ``answer`` None only on the last turn."""
+    msgs: list[dict[str, Any]] = []
+    feats: list[np.ndarray] = []
+    for what, answer in turns:
+        if isinstance(what, str):
+            msgs.append({"role": "user", "content": what})
+        else:
+            feats.append(log_mel(what.wav))
+            msgs.append({"role": "user", "content": prompts.user_content(prompts.example_instruction(what, preset))})
+        if answer is not None:
+            msgs.append({"role": "assistant", "content": prompts.answer_text(answer, getattr(what, "task", "asr"),
+                                                                              preset)})
+    text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    parts = text.split(tokenizer.audio_token)
+    text = parts[0] + "".join(tokenizer.audio_token * num_audio_tokens(f.shape[1]) + p
+                              for f, p in zip(feats, parts[1:], strict=True))
+    return tokenizer(text, add_special_tokens=False)["input_ids"], feats
+
+
+@torch.no_grad()
+def generate_chats(model: Any, tokenizer: Any, chats: list[tuple[list[int], list[np.ndarray]]],
+                   batch_size: int = 16, max_new_tokens: int = 48, device: str = "cpu") -> list[str]:
+    """Greedy answers for prompts from :func:`chat_prompt_ids` (any number of clips each, or none)."""
+    model.eval()
+    pad = tokenizer.pad_token_id
+    outs: list[str] = []
+    for i in range(0, len(chats), batch_size):
+        chunk = chats[i:i + batch_size]
+        t = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), t), pad, dtype=torch.long)
+        att = torch.zeros_like(input_ids)
+        for j, (ids, _) in enumerate(chunk):
+            input_ids[j, t - len(ids):] = torch.tensor(ids)
+            att[j, t - len(ids):] = 1
+        clips = [f for _, fs in chunk for f in fs]
+        extra: dict[str, Any] = {}
+        if clips:
+            fl = max(f.shape[1] for f in clips)
+            x = torch.zeros((len(clips), 128, fl))
+            fm = torch.zeros((len(clips), fl), dtype=torch.long)
+            for j, f in enumerate(clips):
+                x[j, :, :f.shape[1]] = torch.from_numpy(f)
+                fm[j, :f.shape[1]] = 1
+            extra = dict(input_features=x.to(device), feature_attention_mask=fm.to(device))
+        gen = model.generate(input_ids=input_ids.to(device), attention_mask=att.to(device), **extra,
+                             max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad)
+        for row in gen[:, t:]:
+            outs.append(prompts.extract_answer(tokenizer.decode(row, skip_special_tokens=False)))
+    return outs
+
+
+def probe_icl(model: Any, tokenizer: Any, items: list[Any], k: int = 3, seed: int = 0, device: str = "cpu",
+              batch_size: int = 16) -> dict[str, Any]:
+    """Several clips in one prompt: each item as the query after ``k`` other items of the same set with
+    their gold answers (random, unrelated demonstrations). Returns the set's WER (or accuracy) like
+    :func:`evaluate`."""
+    rng = np.random.default_rng(seed)
+    chats = []
+    for i, it in enumerate(items):
+        others = [j for j in rng.choice(len(items), size=k + 1, replace=False) if j != i][:k]
+        chats.append(chat_prompt_ids(tokenizer, [(items[j], items[j].target) for j in others] + [(it, None)]))
+    hyps = generate_chats(model, tokenizer, chats, batch_size=batch_size, device=device)
+    refs = [it.target for it in items]
+    metric = "wer" if items[0].task == "asr" else ("bleu" if items[0].task == "st" else "acc")
+    return {metric: round(score(metric, refs, hyps), 4), "n": len(items), "k": k,
+            "samples": [[r, h] for r, h in list(zip(refs, hyps, strict=True))[:3]]}
+
+
+def probe_copy(model: Any, tokenizer: Any, n: int = 100, seed: int = 4242, device: str = "cpu",
+               batch_size: int = 32) -> dict[str, Any]:
+    """Text-only copying: a prompt lists five made-up words and asks for the one after a cue word; the share
+    answered exactly."""
+    from sicl.data.synth.open_text import copy_probe
+
+    rng = np.random.default_rng(seed)
+    probes = [copy_probe(rng) for _ in range(n)]
+    chats = [chat_prompt_ids(tokenizer, [(p, None)]) for p, _ in probes]
+    hyps = generate_chats(model, tokenizer, chats, batch_size=batch_size, max_new_tokens=16, device=device)
+    hits = [h.strip() == a for (_, a), h in zip(probes, hyps, strict=True)]
+    return {"acc": round(float(np.mean(hits)), 4), "n": n,
+            "samples": [[p.replace("\n", " "), a, h] for (p, a), h in list(zip(probes, hyps, strict=True))[:3]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sicl.train.pretrain_eval MODEL [--n 100] [--out metrics.json]``: the pretraining evaluation of
+    a saved model (every held-out set its source can make, the copying probe, adult ASR after 3 random
+    demonstrations), with the same items as a pretraining run's final evaluation."""
+    import argparse
+    import importlib
+    import json
+
+    from sicl.models import tiny_omni
+
+    ap = argparse.ArgumentParser(prog="python -m sicl.train.pretrain_eval", description=main.__doc__)
+    ap.add_argument("model", help="model folder (or tiny-omni)")
+    ap.add_argument("--source", default="sicl.data.synth.pretrain_items", help="item source (default: %(default)s)")
+    ap.add_argument("--sets", default=None, help="comma list of held-out sets (default: all the source can make)")
+    ap.add_argument("--n", type=int, default=100, help="items per set (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", default=None, help="write the metrics here as JSON")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from sicl.models.zoo import resolve_model
+
+    model, processor = tiny_omni.load_tiny_omni(resolve_model(args.model))
+    source = importlib.import_module(args.source)
+    items = make_eval_items(source, args.n, args.sets.split(",") if args.sets else None)
+    res = evaluate(model, processor.tokenizer, items)
+    res["copy"] = probe_copy(model, processor.tokenizer, n=args.n)
+    if "adult" in items:
+        res["adult-icl3"] = probe_icl(model, processor.tokenizer, items["adult"], k=3)
+    for r in res.values():
+        r.pop("all", None)
+    print(json.dumps({k: {m: v for m, v in r.items() if m != "samples"} for k, r in res.items()}, indent=1))
+    if args.out:
+        from sicl.atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

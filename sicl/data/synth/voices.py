@@ -90,3 +90,24 @@ def classroom(name: str, n: int = 12) -> list[VoiceSpec]:
     ``classroom("science-train")`` (the children of the small fine-tuning set)."""
     rng = _rng("child-" + name)
     return [sample_child(rng, f"{name}-kid{i:02d}") for i in range(n)]
+
+
+def sample_wide(rng: np.random.Generator, speaker: str) -> VoiceSpec:
+    """A speaker of tiny-omni v2's pretraining population: the adult ranges widened (pitch 10-92, rate
+    120-230, uneven rates, some pauses) and one speaker in four with a light vocal-tract shift (1.02-1.12),
+    so child voices (shift 1.15-1.35, pitch 75-99) are a moderate step beyond what the model heard rather
+    than outside it."""
+    shifted = rng.random() < 0.25
+    variant = (MALE + FEMALE + ["f5"])[int(rng.integers(len(MALE) + len(FEMALE) + 1))]
+    return VoiceSpec(speaker=speaker, accent=ACCENTS[int(rng.integers(len(ACCENTS)))], variant=variant,
+                     pitch=int(rng.integers(10, 93)), rate=int(rng.integers(120, 231)),
+                     pitch_range=int(rng.integers(20, 95)),
+                     shift=round(float(rng.uniform(1.02, 1.12)), 3) if shifted else 1.0,
+                     rate_jitter=round(float(rng.uniform(0.0, 0.12)), 3),
+                     word_gap=int(rng.integers(2, 9)) if rng.random() < 0.15 else 0)
+
+
+def pretrain_population(n: int = 800) -> list[VoiceSpec]:
+    """tiny-omni v2's pretraining speakers (fixed): the world's 300 adults plus ``n`` wider voices."""
+    rng = _rng("pretrain-wide")
+    return adult_population() + [sample_wide(rng, f"wide-{i:03d}") for i in range(n)]

@@ -1,0 +1,217 @@
+"""Open-vocabulary text for tiny-omni v2's pretraining: thousands of everyday words, free word order, and
+text-only language-model data that teaches in-context copying.
+
+The world's own grammars (``text.py``) have a few hundred words in ~55 templates; a model trained on them alone
+learns to match templates rather than to transcribe. Here:
+
+* ``WORDS``: 8,000 frequency-ranked English words (``words_en.txt``, see ``scripts/make_wordlist.py``).
+* ``UNHEARD``: about 12 % of the words past the 200 most frequent, chosen by a hash of the word: never spoken
+  in any pretraining clip, but present in the text-only data (as a real LLM knows words it never heard).
+  Sentences made of them measure open-vocabulary transcription. The child domains' words (``DOMAIN_WORDS``)
+  are never spoken either.
+* :func:`open_sentence`: a spoken sentence from heard words: Zipf-sampled free word sequences, the adult
+  templates with open words in their slots, and spoken numbers.
+* :func:`text_example`: text-only chat examples (no audio): copy a span or a word back from the prompt
+  ("induction" data), repeat a sentence, and raw documents whose sentences repeat.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from sicl.data.synth import text as T
+
+_WORDS_FILE = Path(__file__).with_name("words_en.txt")
+N_COMMON = 200  # the most frequent words are always heard (function words)
+UNHEARD_PERCENT = 12
+
+
+@lru_cache(maxsize=1)
+def words() -> tuple[str, ...]:
+    return tuple(w for w in _WORDS_FILE.read_text(encoding="utf-8").split() if w)
+
+
+def _hash_pct(word: str) -> int:
+    return zlib.crc32(("unheard:" + word).encode()) % 100
+
+
+@lru_cache(maxsize=1)
+def domain_words() -> frozenset[str]:
+    """Words of the child domains: never spoken in pretraining."""
+    return frozenset(T.SCIENCE_WORDS | T.READING_WORDS)
+
+
+@lru_cache(maxsize=1)
+def unheard_words() -> tuple[str, ...]:
+    """Words never spoken in a pretraining clip (open-vocabulary probe), in frequency order."""
+    protected = T.ADULT_VOCAB | T.QUESTION_VOCAB | T.AQA_VOCAB | NUMBER_WORDS
+    return tuple(w for i, w in enumerate(words()) if i >= N_COMMON and w not in protected
+                 and w not in domain_words() and _hash_pct(w) < UNHEARD_PERCENT)
+
+
+@lru_cache(maxsize=1)
+def heard_words() -> tuple[str, ...]:
+    """Words pretraining clips may speak, in frequency order."""
+    skip = set(unheard_words()) | domain_words()
+    return tuple(w for w in words() if w not in skip)
+
+
+@lru_cache(maxsize=4)
+def _zipf(n: int, offset: float = 8.0, power: float = 0.9) -> np.ndarray:
+    p = 1.0 / (np.arange(n) + offset) ** power
+    return p / p.sum()
+
+
+def zipf_words(rng: np.random.Generator, vocab: tuple[str, ...], k: int) -> list[str]:
+    idx = rng.choice(len(vocab), size=k, p=_zipf(len(vocab)))
+    return [vocab[int(i)] for i in idx]
+
+
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+    "seventeen eighteen nineteen".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+NUMBER_WORDS = frozenset(_UNITS + _TENS + ["hundred", "thousand", "and"])
+
+
+def number_words(n: int) -> str:
+    """0..9999 as spoken English words ("one hundred and five")."""
+    if n < 20:
+        return _UNITS[n]
+    if n < 100:
+        return _TENS[n // 10 - 2] + ("" if n % 10 == 0 else " " + _UNITS[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _UNITS[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
+    rest = n % 1000
+    return number_words(n // 1000) + " thousand" + ("" if rest == 0 else
+                                                     (" and " if rest < 100 else " ") + number_words(rest))
+
+
+_SLOT_RE = re.compile(r"\{(\w+?)(\d?)\}")
+
+
+def open_sentence(rng: np.random.Generator) -> str:
+    """A sentence of heard words: free word sequences (45 %), adult templates with open words in their slots
+    (35 %), phrases with spoken numbers (20 %)."""
+    heard = heard_words()
+    r = rng.random()
+    if r < 0.45:
+        return " ".join(zipf_words(rng, heard, int(rng.integers(3, 11))))
+    if r < 0.80:
+        template = T.ADULT_TEMPLATES[int(rng.integers(len(T.ADULT_TEMPLATES)))][0]
+        content = heard[N_COMMON:]
+
+        def fill(m: re.Match) -> str:
+            if rng.random() < 0.6:
+                return zipf_words(rng, content, 1)[0]
+            return m.group(0)  # left for the template's own word list
+
+        text = _SLOT_RE.sub(fill, template)
+        sent = T._fill(text, rng).text if _SLOT_RE.search(text) else " ".join(text.split())
+        return sent
+    n = int(rng.choice([rng.integers(1, 20), rng.integers(20, 100), rng.integers(100, 1000),
+                        rng.integers(1000, 10000)]))
+    a, b = zipf_words(rng, heard, 2)
+    frame = int(rng.integers(3))
+    if frame == 0:
+        return f"{a} {number_words(n)} {b}"
+    if frame == 1:
+        return f"there were {number_words(n)} {a} in the {b}"
+    return f"{a} {b} {number_words(n)}"
+
+
+def unheard_sentence(rng: np.random.Generator, n_words: tuple[int, int] = (3, 7)) -> str:
+    """A word sequence made only of words no pretraining clip speaks (outside every template)."""
+    vocab = unheard_words()
+    return " ".join(vocab[int(i)] for i in rng.choice(len(vocab), size=int(rng.integers(*n_words))))
+
+
+# ---------------------------------------------------------------------------------------- text-only data
+_ON = "b d f g k l m n p r s t v z sh ch th tr pl gr".split()
+_VO = "a e i o u ee oo ai".split()
+_CO = ["", "", "n", "r", "s", "k", "l", "m", "nd", "st"]
+
+
+def nonce_word(rng: np.random.Generator) -> str:
+    """A made-up word of 1-3 syllables (for copying probes: no model can know it)."""
+    return "".join(_ON[int(rng.integers(len(_ON)))] + _VO[int(rng.integers(len(_VO)))] + _CO[int(rng.integers(len(_CO)))]
+                   for _ in range(int(rng.integers(1, 4))))
+
+
+def _text_vocab() -> tuple[str, ...]:
+    return words() + tuple(sorted(domain_words()))
+
+
+def _any_words(rng: np.random.Generator, k: int) -> list[str]:
+    out = []
+    vocab = _text_vocab()
+    for _ in range(k):
+        r = rng.random()
+        if r < 0.3:
+            out.append(nonce_word(rng))
+        elif r < 0.6:
+            out.append(vocab[int(rng.integers(len(vocab)))])
+        else:
+            out.append(zipf_words(rng, words(), 1)[0])
+    return out
+
+
+def text_sentence(rng: np.random.Generator) -> str:
+    """Any sentence the text-only data may contain: every word, heard or not, domain words included."""
+    r = rng.random()
+    if r < 0.3:
+        return T.adult_sentence(rng).text
+    if r < 0.45:
+        return (T.science_sentence if rng.random() < 0.5 else T.reading_sentence)(rng).text
+    if r < 0.6:
+        return open_sentence(rng)
+    return " ".join(_any_words(rng, int(rng.integers(3, 10))))
+
+
+COPY_AFTER = "Words: {words}.\nWhich word comes after {cue}?"
+
+
+def copy_probe(rng: np.random.Generator, n: int = 5) -> tuple[str, str]:
+    """(prompt, answer): five new words and a question that asks for the one after a cue word."""
+    ws: list[str] = []
+    while len(ws) < n:
+        w = nonce_word(rng)
+        if w not in ws:
+            ws.append(w)
+    i = int(rng.integers(n - 1))
+    return COPY_AFTER.format(words=" ".join(ws), cue=ws[i]), ws[i + 1]
+
+
+def text_example(rng: np.random.Generator) -> tuple[list[tuple[str, str]], str | None]:
+    """One text-only training example: ``(turns, None)`` for a chat of (user, assistant) turns whose
+    assistant turns are the loss, or ``([], document)`` for a raw document (loss on every token)."""
+    r = rng.random()
+    if r < 0.3:  # induction: find the cue in the list, copy what follows it
+        ws = list(dict.fromkeys(_any_words(rng, int(rng.integers(4, 9)))))
+        if len(ws) < 2:
+            ws = [nonce_word(rng), nonce_word(rng) + "s"]
+        q = int(rng.integers(3))
+        if q == 0:
+            i = int(rng.integers(len(ws) - 1))
+            return [(COPY_AFTER.format(words=" ".join(ws), cue=ws[i]), ws[i + 1])], None
+        if q == 1:
+            return [(f"Words: {' '.join(ws)}.\nRepeat the words.", " ".join(ws))], None
+        i = int(rng.integers(1, len(ws)))
+        return [(f"Words: {' '.join(ws)}.\nWhich word comes before {ws[i]}?", ws[i - 1])], None
+    if r < 0.6:  # repeat sentences back, several turns (later turns may repeat earlier ones)
+        turns: list[tuple[str, str]] = []
+        said: list[str] = []
+        for _ in range(int(rng.integers(1, 5))):
+            s = said[int(rng.integers(len(said)))] if said and rng.random() < 0.3 else text_sentence(rng)
+            said.append(s)
+            turns.append((f"Say: {s}", s))
+        return turns, None
+    # a raw document whose sentences come back later (what small transformers learn induction heads from)
+    pool = [text_sentence(rng) for _ in range(int(rng.integers(2, 5)))]
+    doc = [pool[int(rng.integers(len(pool)))] for _ in range(int(rng.integers(4, 9)))]
+    return [], ". ".join(doc) + "."

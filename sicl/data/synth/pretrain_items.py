@@ -1,0 +1,85 @@
+"""Items for tiny-omni v2's pretraining (``source: sicl.data.synth.pretrain_items`` in configs/pretrain/).
+
+Same contract as :func:`sicl.data.synth.items.generate_items` (deterministic for given ``(kind, n, seed)``),
+with the open-vocabulary kinds of :mod:`open_text` and the wider voice population of
+:func:`voices.pretrain_population`:
+
+* ``open``: ASR on :func:`open_text.open_sentence` (thousands of heard words, free word order, numbers);
+* ``adult``, ``translate``, ``sqa``, ``aqa``: the world's tasks, spoken by the wide population;
+* ``unheard``: ASR on sentences made only of words no pretraining clip speaks (evaluation only);
+* ``child-science``, ``child-reading``: the world's child kinds, as in ``items`` (evaluation only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from sicl.data.synth import items as I
+from sicl.data.synth import open_text as O
+from sicl.data.synth import voices as V
+
+KINDS = ("open", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
+#: what held-out sets are made with (``make_eval_items``): the world's own adult voices, so the adult, ST, SQA
+#: and AQA sets are exactly tiny-omni v1's held-out items and the numbers compare across versions
+EVAL_OPTIONS = {"voices": "world"}
+_OPEN_KINDS = {"open": O.open_sentence, "unheard": O.unheard_sentence}
+
+
+def tokenizer_corpus(seed: int, n: int) -> list[str]:
+    """The world's tokenizer corpus (v2 keeps tiny-omni's tokenizer; this is only used from scratch)."""
+    from sicl.data.synth.text import tokenizer_corpus as world_corpus
+
+    return world_corpus(seed, n)
+
+
+def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,
+               speakers: list[V.VoiceSpec] | None = None, voices: str = "wide",
+               **options: Any) -> Iterator[I.SynthItem]:
+    """``voices``: ``wide`` (pretraining's population) or ``world`` (the world's adult speakers); ``speakers``
+    overrides both."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if kind.startswith("child-"):
+        yield from I.iter_items(kind, n, seed, workers, exclude=exclude, speakers=speakers, **options)
+        return
+    if voices not in ("wide", "world"):
+        raise ValueError(f"unknown voices {voices!r} (expected wide or world)")
+    world = voices == "world" or kind == "unheard"
+    if kind not in _OPEN_KINDS:
+        yield from I.iter_items(kind, n, seed, workers, exclude=exclude,
+                                speakers=speakers or (None if world else V.pretrain_population()), **options)
+        return
+    pop = speakers or (V.adult_population() if world else V.pretrain_population())
+    rng = np.random.default_rng(np.random.SeedSequence([seed, I._kind_code(kind)]))
+    seen = set(exclude or ())
+    plan: list[tuple[str, V.VoiceSpec]] = []
+    tries = 0
+    while len(plan) < n:
+        tries += 1
+        if tries > 100 * n + 1000:
+            raise RuntimeError(f"cannot draw {n} distinct {kind} sentences")
+        text = _OPEN_KINDS[kind](rng)
+        if text in seen:
+            continue
+        seen.add(text)
+        plan.append((text, pop[int(rng.integers(len(pop)))]))
+    ids = options.get("ids") or [f"{kind}-{i:06d}" for i in range(n)]
+    seeds = np.random.SeedSequence([seed, I._kind_code(kind), 1]).generate_state(n)
+    jobs = [(t, v, int(s), None, name) for (t, v), s, name in zip(plan, seeds, ids, strict=True)]
+    chunks = [(jobs[i:i + I.CHUNK], None) for i in range(0, n, I.CHUNK)]
+    with I._pool(min(workers, len(chunks)) or 1) as pool:
+        start = 0
+        for results in pool.imap(I._synth_chunk, chunks):
+            for (text, voice), (wav, dur), name in zip(plan[start:start + len(results)], results,
+                                                       ids[start:start + len(results)], strict=True):
+                meta = {"voice": {k: v for k, v in voice.to_dict().items() if k != "speaker"}}
+                yield I.SynthItem(id=name, task="asr", wav=wav, voice=voice, target=text, speaker=voice.speaker,
+                                  duration=round(dur, 3), meta=meta)
+            start += len(results)
+
+
+def generate_items(kind: str, n: int, seed: int, workers: int = 1, **options: Any) -> list[I.SynthItem]:
+    return list(iter_items(kind, n, seed, workers, **options))

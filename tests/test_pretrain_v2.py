@@ -1,0 +1,125 @@
+"""tiny-omni v2 pretraining data: open vocabulary, unheard words, multi-clip chats, text-only copying data,
+and the in-context probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sicl.data.synth import open_text as O
+from sicl.data.synth import text as T
+from sicl.episodes import prompts
+from sicl.models.processor import num_audio_tokens
+from sicl.testing import tone
+from sicl.train import pretrain_data as D
+from tests.test_tiny_omni import Item, build_tiny
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny()
+
+
+def test_lexicon_is_large_and_unheard_words_are_never_spoken():
+    assert len(O.words()) == 8000 and len(set(O.words())) == 8000
+    unheard, heard = set(O.unheard_words()), set(O.heard_words())
+    assert 600 <= len(unheard) <= 1200 and not unheard & heard
+    assert not (O.domain_words() & heard) and not (unheard & T.ADULT_VOCAB)
+    rng = np.random.default_rng(3)
+    spoken = {w for _ in range(3000) for w in O.open_sentence(rng).split()}
+    assert len(spoken) > 1500  # open vocabulary, not ~55 templates
+    assert not spoken & unheard and not spoken & O.domain_words()
+    # the probe set is made of unheard words only; text-only data may contain them (spellable)
+    assert set(O.unheard_sentence(rng).split()) <= unheard
+    text_words = set()
+    for _ in range(3000):
+        turns, doc = O.text_example(rng)
+        text_words |= set((doc or " ".join(a for _, a in turns)).replace(".", " ").split())
+    assert text_words & unheard and text_words & O.domain_words()
+
+
+def test_number_words():
+    assert O.number_words(0) == "zero" and O.number_words(40) == "forty"
+    assert O.number_words(105) == "one hundred and five"
+    assert O.number_words(2013) == "two thousand and thirteen" and O.number_words(1250) == "one thousand two hundred and fifty"
+
+
+def test_copy_probe_answer_follows_its_cue():
+    prompt, answer = O.copy_probe(np.random.default_rng(1))
+    listed = prompt.split("\n")[0].removeprefix("Words: ").rstrip(".").split()
+    cue = prompt.split("after ")[1].rstrip("?")
+    assert len(listed) == 5 and listed[listed.index(cue) + 1] == answer
+
+
+def _items():
+    return [Item("asr", "one two three", tone(1.0, freq=200)), Item("st", "zi zo", tone(0.7), target_lang="zx",
+                                                                     transcript="the dog"),
+            Item("sqa", "two", tone(1.2), question="how many", choices=["one", "two"], transcript="two dogs")]
+
+
+def test_composed_chat_equals_the_chat_template_and_labels_every_answer(tiny):
+    _, processor = tiny
+    tok = processor.tokenizer
+    items = _items()
+    singles = [D.featurize(it, tok) for it in items]
+    chat = D.compose_chat(singles, tok)
+    msgs = []
+    for it in items:
+        msgs += [{"role": "user", "content": prompts.user_content(prompts.example_instruction(it))},
+                 {"role": "assistant", "content": it.target}]
+    text = tok.apply_chat_template(msgs, tokenize=False)
+    parts = text.split(tok.audio_token)
+    text = parts[0] + "".join(tok.audio_token * num_audio_tokens(s.features[0].shape[1]) + p
+                              for s, p in zip(singles, parts[1:], strict=True))
+    ref = tok(text, add_special_tokens=False)["input_ids"]
+    assert chat.input_ids.tolist() == ref[: len(chat.input_ids)] and len(ref) == len(chat.input_ids) + 1
+    assert [tok.decode(chat.input_ids[a:b]) for a, b in chat.spans] == [f"{it.target}<|im_end|>" for it in items]
+    batch = D.collate([chat, singles[0]], tok.pad_token_id)
+    assert batch["input_features"].shape[0] == 4 and batch["ctc_lengths"].tolist() == [13, 7, 8, 13]
+    labelled = batch["labels"][0][batch["labels"][0] != -100].tolist()
+    assert tok.decode(labelled) == "".join(f"{it.target}<|im_end|>" for it in items)
+
+
+def test_text_only_examples_label_answers_or_the_whole_document(tiny):
+    model, processor = tiny
+    tok = processor.tokenizer
+    chat = D.featurize_text([("Say: a b", "a b"), ("Words: x y.\nWhich word comes after x?", "y")], None, tok)
+    assert [tok.decode(chat.input_ids[a:b]) for a, b in chat.spans] == ["a b<|im_end|>", "y<|im_end|>"]
+    doc = D.featurize_text([], "one two. one two.", tok)
+    assert doc.spans == [(1, len(doc.input_ids))] and not doc.features
+    batch = D.collate([chat, doc], tok.pad_token_id)
+    assert "input_features" not in batch
+    from sicl.train.pretrain import CtcHead, attach_frames_hook, losses
+
+    lm, ctc = losses(model, CtcHead(64), batch, attach_frames_hook(model))
+    assert torch.isfinite(lm) and ctc.item() == 0.0
+
+
+def test_probes_run_on_a_model(tiny):
+    from sicl.train.pretrain_eval import chat_prompt_ids, probe_copy, probe_icl
+
+    model, processor = tiny
+    tok = processor.tokenizer
+    items = _items()[:1] * 4
+    ids, feats = chat_prompt_ids(tok, [(items[0], "one two three"), (items[1], None)])
+    assert len(feats) == 2 and ids.count(tok.convert_tokens_to_ids(tok.audio_token)) == sum(
+        num_audio_tokens(f.shape[1]) for f in feats)
+    res = probe_icl(model, tok, items, k=2)
+    assert res["k"] == 2 and res["n"] == 4 and res["wer"] >= 0
+    copy = probe_copy(model, tok, n=4)
+    assert copy["n"] == 4 and 0.0 <= copy["acc"] <= 1.0
+
+
+def test_pretrain_items_kinds_and_voices():
+    from sicl.data.synth import pretrain_items as P
+    from sicl.data.synth import voices as V
+
+    pop = V.pretrain_population()
+    assert len(pop) == 1100 and any(v.shift > 1.0 for v in pop) and max(v.pitch for v in pop) > 85
+    a = P.generate_items("unheard", 3, seed=5)
+    b = P.generate_items("unheard", 3, seed=5)
+    assert [x.target for x in a] == [x.target for x in b] and all(np.array_equal(x.wav, y.wav) for x, y in zip(a, b))
+    assert all(set(x.target.split()) <= set(O.unheard_words()) and x.wav.size > 8000 for x in a)
+    with pytest.raises(ValueError, match="unknown kind"):
+        P.generate_items("nope", 1, seed=0)
