@@ -422,6 +422,10 @@ def run_study(out: str | Path, config: str | Path | None = None, overrides: Sequ
     cfg = load_study(config, overrides)
     out = Path(out)
     if fresh and out.exists():
-        shutil.rmtree(out)
+        from sicl.guard import LOCK_NAME
+
+        for p in out.iterdir():  # everything but the writer lock the CLI may hold on this folder
+            if p.name != LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return Study(cfg, out, workers=workers).run()

@@ -31,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"world_size={args.size}")
     if args.seed is not None:
         overrides.append(f"world_seed={args.seed}")
-    summary = run_study(args.out, args.config, overrides, fresh=args.fresh, workers=args.workers)
+    from sicl.guard import output_lock, stop_on_signals
+
+    with output_lock(args.out, "sicl demo"), stop_on_signals():
+        summary = run_study(args.out, args.config, overrides, fresh=args.fresh, workers=args.workers)
     for t in summary.get("targets", []):
         print(f"      {t['text']}")
     print(f"sicl demo: report in {args.out / 'report.md'} ({summary['wall_seconds']:.0f} s, "

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, limit=args.limit, method=args.method, eval_set=args.eval_set,
                      max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, preset=args.preset,
                      backend=args.backend, cache_dir=args.cache_dir, allow_download=args.allow_download)
-    out = evaluate(cfg, resume=args.resume, progress=True)
+    from sicl.guard import output_lock, stop_on_signals
+
+    with output_lock(args.out, "sicl eval"), stop_on_signals():
+        out = evaluate(cfg, resume=args.resume, progress=True)
     import os
 
     if os.environ.get("RANK", "0") == "0":

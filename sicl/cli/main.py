@@ -52,10 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from sicl.guard import Interrupted, disk_error
+
     try:
         return int(args._module.run(args) or 0)
+    except Interrupted as e:
+        print(f"sicl {args.command}: stopped: {e}", file=sys.stderr)
+        return e.exit_code
     except SiclError as e:
         print(f"sicl {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        err = disk_error(e)
+        if err is None:
+            raise
+        print(f"sicl {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"sicl {args.command}: interrupted", file=sys.stderr)

@@ -58,8 +58,18 @@ def run(args: argparse.Namespace) -> int:
                           exclude_same_speaker=args.exclude_same_speaker,
                           seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                           cache_dir=args.cache_dir, allow_download=args.allow_download)
+    from pathlib import Path
+
+    from sicl.guard import output_lock
+
     queries = read_manifest(args.queries)
     pool = read_manifest(args.pool, require_target=True)
+    out = Path(args.out)
+    with output_lock(out.parent, "sicl retrieve", name=f".{out.name}.lock"):
+        return _retrieve_and_write(args, cfg, queries, pool)
+
+
+def _retrieve_and_write(args: argparse.Namespace, cfg: RetrievalConfig, queries: list, pool: list) -> int:
     start = time.perf_counter()
     results = retrieve(queries, pool, config=cfg, progress=True)
 

@@ -26,10 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sicl.config import load_config
+    from sicl.guard import output_lock, stop_on_signals
     from sicl.train.sicl_at import train
     from sicl.train.sicl_at_config import TrainConfig
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    out = train(cfg, resume=args.resume)
+    with output_lock(cfg.output_dir, "sicl train"), stop_on_signals():
+        out = train(cfg, resume=args.resume)
     print(f"sicl train: adapter and logs in {out}")
     return 0

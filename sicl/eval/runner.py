@@ -44,6 +44,7 @@ from sicl.episodes.prompts import extract_answer
 from sicl.errors import SiclError
 from sicl.eval.backends import GenerationBackend, load_backend, task_limit
 from sicl.eval.io import PredictionWriter, load_predictions, write_csv, write_json, write_jsonl
+from sicl.guard import check_stop
 
 METHODS = ("zero-shot", "vanilla-icl", "sicl-at", "fine-tuned")
 #: metrics of score_rows that go into sweep.csv (counts and breakdowns stay in metrics.json)
@@ -438,6 +439,8 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
                 made += len(rows)
                 if bar is not None:
                     bar.update(len(rows))
+                check_stop(f"{already + made} of {total} predictions at k={k} saved in {own}; "
+                           f"continue with --resume")
         if bar is not None:
             bar.close()
         stats = {"rank": dist.rank, "seconds": time.perf_counter() - t0, "predicted": made,

@@ -27,6 +27,7 @@ from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.manifest import Example, read_manifest
 from sicl.errors import SiclError
+from sicl.guard import check_stop, stop_requested
 from sicl.models.backbone import IGNORE_INDEX, Backbone, load_backbone, sequence_losses
 from sicl.models.chat_audio import positions
 from sicl.models.lora import apply_lora, merged_lora_forward, trainable_parameters_by_group
@@ -77,7 +78,8 @@ class EpisodeCollator:
         if self.cache is not None:
             self.cache.fill([ex for ep in episodes for ex in ep.examples])
         b = self.backbone.render(episodes, with_labels=True, padding_side="right", tower_outputs=self.cache)
-        out: dict[str, Any] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "labels": b.labels}
+        out: dict[str, Any] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "labels": b.labels,
+                               "episode_ids": [ep.id for ep in episodes]}
         if b.audio_embeds is not None:
             out["audio_embeds"] = b.audio_embeds
         else:
@@ -129,7 +131,31 @@ class EpisodeTrainer(Trainer):
             loss = picked.losses(out.logits, labels.shape[0]).mean()
         else:
             loss = sequence_losses(out.logits, labels).mean()
+        if not bool(torch.isfinite(loss.detach())):
+            raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach()), inputs.get("episode_ids") or [],
+                                last_checkpoint(self.args.output_dir))
         return (loss, out) if return_outputs else loss
+
+
+class NonFiniteLoss(SiclError):
+    """Training stopped because a loss was NaN or infinite; the checkpoints already written are untouched."""
+
+    def __init__(self, step: int, value: float, episode_ids: Sequence[str], last_good: Path | None) -> None:
+        ids = ", ".join(episode_ids[:8]) + (" ..." if len(episode_ids) > 8 else "")
+        keep = f"the last good checkpoint is {last_good.name} (--resume continues from it)" if last_good \
+            else "no checkpoint was written yet"
+        super().__init__(f"loss is {value} at step {step} (episodes {ids}); stopped, {keep}; lower learning_rate "
+                         f"or check those episodes' audio and targets")
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGTERM/SIGINT (see :mod:`sicl.guard`): finish the current step, save a checkpoint, stop."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if stop_requested() is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
 
 
 def _right_padded(am: torch.Tensor) -> bool:
@@ -304,15 +330,73 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     dataset = EpisodeDataset(sampler, n, cfg.per_device_train_batch_size, cfg.group_batches)
     cache = TowerCache(backbone) if cfg.cache_tower_outputs else None
     trainer = EpisodeTrainer(model=backbone.model, args=args, train_dataset=dataset,
-                             data_collator=EpisodeCollator(backbone, cache), callbacks=list(callbacks),
+                             data_collator=EpisodeCollator(backbone, cache),
+                             callbacks=[*callbacks, StopOnSignal()],
                              backbone=backbone, merged_lora=cfg.merged_lora,
                              answer_logits_only=cfg.answer_logits_only)
     return trainer
 
 
-def last_checkpoint(output_dir: str | Path) -> Path | None:
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders, newest (highest N) first."""
     ckpts = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+    return sorted(ckpts, key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    ckpts = checkpoints(output_dir)
+    return ckpts[0] if ckpts else None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed from (None when it can): a missing or truncated file. Safetensors files
+    are opened (their header must match the file size), torch's zip files have every member's CRC checked,
+    and ``trainer_state.json`` must parse."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    state = ckpt / "trainer_state.json"
+    try:
+        if int(json.loads(state.read_text(encoding="utf-8"))["global_step"]) < 0:
+            return "trainer_state.json: negative global_step"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"trainer_state.json: {type(e).__name__}: {e}" if not isinstance(e, FileNotFoundError) \
+            else "trainer_state.json is missing"
+    weights = list(ckpt.glob("*.safetensors"))
+    if not weights:
+        return "no adapter weights (*.safetensors)"
+    for f in weights:
+        try:
+            with safe_open(str(f), "pt") as fh:
+                for key in fh.keys():
+                    fh.get_slice(key)
+        except Exception as e:  # noqa: BLE001 - any failure to read means unusable
+            return f"{f.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    for f in [*ckpt.glob("*.pt"), *ckpt.glob("*.pth"), *ckpt.glob("*.bin")]:
+        try:
+            with zipfile.ZipFile(f) as z:
+                bad = z.testzip()
+            if bad is not None:
+                return f"{f.name}: member {bad} is corrupt"
+        except (OSError, zipfile.BadZipFile) as e:
+            return f"{f.name}: {e}"
+    return None
+
+
+def resumable_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint that passes :func:`checkpoint_problem`; each newer broken one is reported in one
+    line. None when there is no checkpoint; a one-line error when every one is broken."""
+    found = checkpoints(output_dir)
+    for ckpt in found:
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        print(f"sicl train: warning: {ckpt} is unusable ({problem}); trying the one before it", file=sys.stderr)
+    if found:
+        raise SiclError(f"no usable checkpoint in {output_dir} (all {len(found)} are broken, see above); "
+                        f"delete them to start over")
+    return None
 
 
 def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> Path:
@@ -328,12 +412,15 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCal
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[TrainerCallback]) -> Path:
+    ckpt = resumable_checkpoint(out) if resume else None
     trainer = build_trainer(cfg, callbacks)
-    ckpt = last_checkpoint(out) if resume else None
     if resume and ckpt is None:
         print(f"sicl train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+    check_stop(f"nothing trained yet in {out}")
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     if trainer.state.global_step < cfg.max_steps:
+        saved = last_checkpoint(out)
+        check_stop(f"saved {saved} at step {trainer.state.global_step}; continue with --resume")
         return out  # stopped early by a callback: the checkpoint is what --resume continues from
     trainer.save_model(str(out))  # PEFT model: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
