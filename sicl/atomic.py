@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _temp_next_to(path: Path) -> tuple[int, str]:
+    """A temp file next to ``path`` with the permissions a plain ``open`` would give (``0666 & ~umask``):
+    ``mkstemp`` makes it 0600, which would leave results unreadable to colleagues on shared storage."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
 
 
 @contextmanager

@@ -7,6 +7,7 @@ name the key. Nested dataclasses are addressed with dots (``lora.r=16``).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import types
 import typing
@@ -36,16 +37,39 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    cli: set[str] = set()
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value")
+            raise ConfigError(f"command line: {item!r} is not key=value")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
-    return _build(cls, data, where=str(path) if path else "config")
+        cli.add(key.strip())
+    where = str(path) if path else "config"
+    for key, why in getattr(cls, "IGNORED_KEYS", {}).items():
+        if _has_dotted(data, key):
+            raise ConfigError(f"{'command line' if key in cli else where}: {key} is not used here ({why})")
+    token = _CLI_KEYS.set(frozenset(cli))
+    try:
+        return _build(cls, data, where=where)
+    finally:
+        _CLI_KEYS.reset(token)
+
+
+# Keys given on the command line while a config is built, so an error names the right source.
+_CLI_KEYS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("sicl_cli_keys", default=frozenset())
+
+
+def _has_dotted(data: dict[str, Any], key: str) -> bool:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -76,7 +100,10 @@ def _build(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} for "
+        cli = _CLI_KEYS.get()
+        source = "command line" if any(prefix + k in cli or any(c.startswith(prefix + k + ".") for c in cli)
+                                       for k in unknown) else where
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} for "
                           f"{cls.__name__} (known: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
     kwargs = {}

@@ -96,7 +96,7 @@ def output_lock(folder: str | Path, command: str, name: str = LOCK_NAME) -> Iter
     import fcntl
 
     folder = Path(folder)
-    created = not folder.exists()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if left empty
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     while True:
@@ -132,11 +132,11 @@ def output_lock(folder: str | Path, command: str, name: str = LOCK_NAME) -> Iter
         except OSError:
             pass
         os.close(fd)  # releases the flock
-        if created:
+        for p in created:  # deepest first; rmdir only removes empty folders
             try:
-                folder.rmdir()  # only if empty
+                p.rmdir()
             except OSError:
-                pass
+                break
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

@@ -186,6 +186,11 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
         raise SiclError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     if cfg.limit is not None and cfg.limit < 1:
         raise SiclError(f"--limit must be >= 1, got {cfg.limit}")
+    if cfg.adapter is not None:  # checked before anything is loaded or written
+        adapter = Path(cfg.adapter)
+        if not (adapter / "adapter_config.json").is_file():
+            what = "does not exist" if not adapter.exists() else "holds no adapter_config.json (not a PEFT adapter)"
+            raise SiclError(f"--adapter {cfg.adapter}: {what}")
     queries = read_manifest(cfg.data, require_target=True)
     if cfg.limit is not None:
         queries = queries[:cfg.limit]

@@ -297,6 +297,18 @@ def example_lengths(backbone: Backbone, tasks: Sequence[TaskData]) -> dict[str, 
     return lengths
 
 
+def _loggers(report_to: Sequence[str]) -> list[str]:
+    """``report_to`` without TensorBoard when it is not installed (a warning, not a traceback at the end)."""
+    import importlib.util
+
+    out = list(report_to)
+    if "tensorboard" in out and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        print("sicl train: warning: tensorboard is not installed (pip install 'sicl[train]'); training logs go to "
+              "log_history.jsonl only", file=sys.stderr)
+        out.remove("tensorboard")
+    return out or ["none"]
+
+
 def training_arguments(cfg: TrainConfig) -> TrainingArguments:
     return TrainingArguments(
         output_dir=cfg.output_dir, max_steps=cfg.max_steps,
@@ -305,7 +317,7 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed, save_strategy="steps",
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps,
-        bf16=cfg.bf16, report_to=list(cfg.report_to), use_cpu=not torch.cuda.is_available(),
+        bf16=cfg.bf16, report_to=_loggers(cfg.report_to), use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,  # the collator holds the tower cache: it must live in the main process
         remove_unused_columns=False, ddp_find_unused_parameters=False,
         disable_tqdm=not sys.stderr.isatty(),
@@ -317,10 +329,10 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)  # LoRA initialisation
+    tasks = load_tasks(cfg, max(k))  # bad manifests fail here, before a model is loaded
     backbone = load_backbone(cfg.model, dtype=cfg.dtype, preset=cfg.preset,
                              allow_download=cfg.allow_download)
     backbone.model = apply_lora(backbone.model, cfg.lora)
-    tasks = load_tasks(cfg, max(k))
     lengths = example_lengths(backbone, tasks)
     sampler = EpisodeSampler(tasks, k, cfg.seed, cfg.shuffle_demos, cfg.max_prompt_tokens,
                              length_of=lambda ex: lengths[ex.id])

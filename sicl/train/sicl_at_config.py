@@ -8,6 +8,7 @@ targets, demo order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from sicl.models.lora import LoraSettings
 from sicl.retrieval import RetrievalConfig
@@ -29,6 +30,12 @@ def _training_retrieval() -> RetrievalConfig:
 
 @dataclass
 class TrainConfig:
+    #: keys a user may reasonably write that training does not read (an error, never silently dropped)
+    IGNORED_KEYS: ClassVar[dict[str, str]] = {
+        "retrieval.k": "demonstrations per training episode are the top-level `k`",
+        "retrieval.model": "training queries are labelled by `retrieval.pseudo_labeler`; the backbone is `model`",
+    }
+
     model: str = field(default="tiny-omni", metadata={"help": "built-in model name, local folder or hub id"})
     allow_download: bool = field(default=False, metadata={"help": "allow a hub download of `model`"})
     output_dir: str = field(default="runs/train/sicl-at1", metadata={"help": "adapter, config, logs, checkpoints"})
