@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("sicl.cli.retrieve", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),
     "train": ("sicl.cli.train", "SICL-AT episodic training or direct fine-tuning (LoRA)"),
     "eval": ("sicl.cli.eval", "zero-shot / ICL / adapter evaluation with k-sweeps"),
+    "export": ("sicl.cli.export", "share an adapter: PEFT folder + model card, or merged into the base model"),
     "score": ("sicl.cli.score", "score a predictions file (WER/CER, BLEU, accuracy)"),
     "report": ("sicl.cli.report", "tables and plots from evaluation runs"),
     "demo": ("sicl.cli.demo", "the whole study on the embedded world"),

@@ -1,0 +1,194 @@
+"""Share a trained adapter: a clean PEFT folder with a model card, or a merged full model (``sicl export``).
+
+What leaves the machine: the adapter weights and config with ``base_model_name_or_path`` set to the base model *as the
+user named it* (a built-in name or hub id; for a local folder only its name, plus the SHA-256 of its weights so the
+exact base can be checked), the training config with machine paths reduced to file names, and the evaluation numbers
+found next to the adapter (``metrics.json`` files of ``sicl eval`` runs whose ``--adapter`` was this folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sicl.atomic import atomic_write_text
+from sicl.errors import SiclError
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+#: files of a base model folder that a merged export replaces or must not carry over
+_NOT_COPIED = {"README.md", "metrics.json", "config.json", "model.safetensors", "model.safetensors.index.json",
+               "pytorch_model.bin", "pytorch_model.bin.index.json"}
+
+
+def check_adapter(adapter: str | Path) -> Path:
+    adapter = Path(adapter)
+    missing = [f for f in ADAPTER_FILES if not (adapter / f).is_file()]
+    if missing:
+        what = "does not exist" if not adapter.exists() else f"is not a PEFT adapter (no {', '.join(missing)})"
+        raise SiclError(f"--adapter {adapter}: {what}")
+    return adapter
+
+
+def weights_sha256(folder: Path) -> str:
+    """SHA-256 over the folder's weight files (sorted by name; each file's name and bytes)."""
+    h = hashlib.sha256()
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    if not files:
+        raise SiclError(f"{folder}: no weight files to fingerprint")
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _public_name(model: str) -> str:
+    """The base model as a reader elsewhere can find it: a built-in name or hub id as given, a local
+    folder by its name only."""
+    from sicl.models.zoo import BUILTINS
+
+    if model in BUILTINS or (not Path(model).exists() and "/" in model and not model.startswith(("/", "."))):
+        return model
+    return Path(model).resolve().name
+
+
+def _scrub(value: Any) -> Any:
+    """Config values with absolute or relative file paths reduced to file names."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str) and ("/" in value or "\\" in value) and Path(value).suffix in (
+            ".jsonl", ".json", ".yaml", ".yml", ".csv", ".tsv", ""):
+        from sicl.models.zoo import BUILTINS
+
+        if value in BUILTINS or (Path(value).suffix == "" and not Path(value).exists() and value.count("/") == 1):
+            return value  # a hub id
+        return Path(value).name
+    return value
+
+
+def find_evaluations(adapter: Path, depth: int = 4) -> list[dict[str, Any]]:
+    """Metrics of ``sicl eval`` runs near the adapter (up to two folders above it) that used this adapter."""
+    me = adapter.resolve()
+    found: list[dict[str, Any]] = []
+    roots = [me.parent, me.parent.parent]
+    seen: set[Path] = set()
+    for root in roots:
+        for metrics in sorted(root.rglob("metrics.json")):
+            if metrics in seen or len(metrics.relative_to(root).parts) > depth + 1:
+                continue
+            seen.add(metrics)
+            run = metrics.parent / "run.json"
+            try:
+                info = json.loads(run.read_text()) if run.is_file() else {}
+                used = info.get("adapter") or json.loads((metrics.parent / "settings.json").read_text()).get("adapter")
+            except (OSError, ValueError):
+                continue
+            if not used or Path(used).resolve() != me:
+                continue
+            try:
+                m = json.loads(metrics.read_text())
+            except (OSError, ValueError):
+                continue
+            found.append({"eval_set": info.get("eval_set") or metrics.parent.name, "k": info.get("k", m.get("k")),
+                          "metrics": {k: v for k, v in m.items() if isinstance(v, (int, float, dict))}})
+    return found
+
+
+def _card(base: str, sha: str, cfg: dict[str, Any] | None, evals: list[dict[str, Any]], merged: bool) -> str:
+    lines = [f"# {'Merged model' if merged else 'LoRA adapter'} trained with sicl", "",
+             f"- Base model: `{base}` (weights SHA-256 `{sha}`)",
+             "- Method: SICL-AT episodic training (or direct fine-tuning when k = 0) with LoRA on the language model "
+             "only; see https://arxiv.org/abs/2601.18904 and sicl's docs/training.md."]
+    if merged:
+        lines.append("- The LoRA weights are merged into the base weights: load with plain transformers.")
+    else:
+        lines.append("- Load: `peft.PeftModel.from_pretrained(base_model, THIS_FOLDER)`, or `sicl eval --model "
+                     f"{base} --adapter THIS_FOLDER`.")
+    if cfg:
+        lines += ["", "## Training config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```"]
+    if evals:
+        lines += ["", "## Evaluations found beside the adapter", "", "| eval set | k | metrics |", "|---|---:|---|"]
+        for e in evals:
+            flat = {}
+            for k, v in e["metrics"].items():
+                if isinstance(v, dict):
+                    flat.update({f"{k}.{kk}": vv for kk, vv in v.items() if isinstance(vv, (int, float))})
+                else:
+                    flat[k] = v
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(flat.items())[:8])
+            lines.append(f"| {e['eval_set']} | {e['k']} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def export_adapter(adapter: str | Path, out: str | Path, merge: bool = False, model: str | None = None,
+                   dtype: str = "float32") -> Path:
+    """Write ``out``: the adapter (or with ``merge`` the base model with the adapter merged) and a model card.
+    ``model`` overrides the base model recorded in the adapter's training config."""
+    adapter = check_adapter(adapter)
+    out = Path(out)
+    if out.resolve() == adapter.resolve():
+        raise SiclError(f"--out {out}: must differ from the adapter folder")
+    if out.exists() and any(out.iterdir()):
+        raise SiclError(f"--out {out}: folder exists and is not empty")
+    cfg_path = adapter / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
+    base = model or (cfg or {}).get("model") or json.loads(
+        (adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise SiclError(f"{adapter}: no base model recorded (no config.yaml); pass --model")
+    from sicl.models.zoo import resolve_model
+
+    base_dir = resolve_model(base)
+    sha = weights_sha256(base_dir)
+    public = _public_name(str(base))
+    evals = find_evaluations(adapter)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if merge:
+            _write_merged(base_dir, adapter, tmp, dtype)
+        else:
+            shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+            acfg = json.loads((adapter / "adapter_config.json").read_text())
+            acfg["base_model_name_or_path"] = public
+            atomic_write_text(tmp / "adapter_config.json", json.dumps(acfg, indent=2, sort_keys=True) + "\n")
+        if cfg:
+            atomic_write_text(tmp / "training_config.yaml", yaml.safe_dump(_scrub(cfg), sort_keys=False))
+        atomic_write_text(tmp / "sicl_export.json", json.dumps(
+            {"base_model": public, "base_weights_sha256": sha, "merged": merge, "evaluations": evals},
+            indent=2) + "\n")
+        atomic_write_text(tmp / "README.md", _card(public, sha, _scrub(cfg) if cfg else None, evals, merge))
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_merged(base_dir: Path, adapter: Path, out: Path, dtype: str) -> None:
+    import torch
+
+    from sicl.models.backbone import load_backbone
+
+    bb = load_backbone(str(base_dir), adapter=str(adapter), dtype=getattr(torch, dtype))
+    model = bb.model
+    if not hasattr(model, "merge_and_unload"):
+        raise SiclError(f"{adapter}: not a PEFT adapter on this model")
+    merged = model.merge_and_unload()
+    if not hasattr(merged, "save_pretrained"):
+        raise SiclError(f"{base_dir}: this model family cannot be saved as a merged transformers folder")
+    for f in base_dir.iterdir():  # tokenizer, processor, chat template, generation config ...
+        if f.is_file() and f.name not in _NOT_COPIED and not f.name.endswith((".safetensors", ".bin")):
+            shutil.copy2(f, out / f.name)
+    merged.save_pretrained(str(out), safe_serialization=True)
