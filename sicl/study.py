@@ -177,9 +177,8 @@ class Study:
         self.log(f"      {name}: {self.timings[name]:.0f} s")
 
     def build_world(self) -> None:
-        from tqdm import tqdm
-
         from sicl.data.synth.world import SIZES, build_world
+        from sicl.progress import progress as tqdm
 
         size = self.cfg.world_size
         if size not in SIZES:

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise SiclError(f"{args.from_dir}: --from-dir is not a folder")
     encode = _Tokenizer(args.tokenizer, args.device) if args.tokenizer is not None else None
 
-    from tqdm import tqdm
+    from sicl.progress import progress as tqdm
 
     written = present = 0
     bad: list[str] = []

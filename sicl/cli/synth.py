@@ -16,9 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from sicl.data.synth.world import SIZES, build_world, format_summary
+    from sicl.progress import progress as tqdm
 
     total = sum(sum(c) for c in SIZES[args.size].values())
     with tqdm(total=total, unit="clip", desc="synth", dynamic_ncols=True) as bar:

@@ -44,7 +44,7 @@ def validate_manifest(path: str | Path, max_seconds: float | None = DEFAULT_MAX_
     rows = 0
     lines: Iterator = iter_lines(path)
     if progress:
-        from tqdm import tqdm
+        from sicl.progress import progress as tqdm
         lines = tqdm(lines, desc="validate", unit="row", leave=False)
     for line_no, obj, err in lines:
         rows += 1

@@ -425,7 +425,7 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
         already = sum(episodes[i].query.id in done for b in mine for i in b)
         bar = None
         if progress:
-            from tqdm import tqdm
+            from sicl.progress import progress as tqdm
 
             bar = tqdm(total=total, initial=already, desc=f"eval k={k}", unit="query", disable=None,
                        position=dist.rank if dist.world > 1 else None)

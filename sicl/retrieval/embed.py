@@ -142,6 +142,6 @@ def _blocks(n: int, size: int, progress: bool, desc: str):
     starts = range(0, n, size)
     if not progress or n == 0:
         return starts
-    from tqdm import tqdm
+    from sicl.progress import progress as tqdm
 
     return tqdm(starts, desc=desc, unit=f"x{size}", leave=False, disable=None)

@@ -72,6 +72,6 @@ def _file_key(path: str) -> str:
 def _progress(items: list, enabled: bool, desc: str):
     if not enabled or not items:
         return items
-    from tqdm import tqdm
+    from sicl.progress import progress as tqdm
 
     return tqdm(items, desc=desc, unit="clip", leave=False, disable=None)

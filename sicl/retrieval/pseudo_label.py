@@ -176,7 +176,7 @@ def pseudo_labels(examples: Sequence[Example], hashes: Sequence[str], labeler: P
     items = list(todo.items())
     bar = None
     if progress and items:
-        from tqdm import tqdm
+        from sicl.progress import progress as tqdm
 
         bar = tqdm(total=len(items), desc="pseudo-labelling", unit="clip", leave=False, disable=None)
     for start in range(0, len(items), batch_size):

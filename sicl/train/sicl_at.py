@@ -158,6 +158,33 @@ class StopOnSignal(TrainerCallback):
         return control
 
 
+class LogLines(TrainerCallback):
+    """Training progress as occasional whole lines where stderr is not a terminal (Trainer's own bar is off
+    there): step, loss, rate and time left (:mod:`sicl.progress`)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        from sicl.progress import LogProgress
+
+        if not sys.stderr.isatty() and state.is_world_process_zero:
+            self.bar = LogProgress(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> Any:
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _right_padded(am: torch.Tensor) -> bool:
     """Every row is real tokens then padding (so a causal mask alone hides the padding)."""
     lengths = am.sum(1, keepdim=True)
@@ -343,7 +370,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     cache = TowerCache(backbone) if cfg.cache_tower_outputs else None
     trainer = EpisodeTrainer(model=backbone.model, args=args, train_dataset=dataset,
                              data_collator=EpisodeCollator(backbone, cache),
-                             callbacks=[*callbacks, StopOnSignal()],
+                             callbacks=[*callbacks, StopOnSignal(), LogLines()],
                              backbone=backbone, merged_lora=cfg.merged_lora,
                              answer_logits_only=cfg.answer_logits_only)
     return trainer

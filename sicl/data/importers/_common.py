@@ -247,7 +247,7 @@ def decode_all(scan: Scan, max_seconds: float, strict: bool, jobs: int = 1
 
     Under ``strict`` the first bad clip raises (naming the file and the source line).
     """
-    from tqdm import tqdm  # imported here: only needed when something is decoded
+    from sicl.progress import progress as tqdm  # imported here: only needed when something is decoded
 
     def check(c: Candidate) -> float | str:
         try:
