@@ -32,7 +32,9 @@ from sicl.errors import ConfigError, SiclError
 from sicl.report.reading import Target
 
 BASE_METHODS = ("zero-shot", "vanilla-icl")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo" / "study.yaml"
+# The configs ship inside the package (sicl/configs; the repository's configs/ is a link to it), so an installed
+# wheel runs the demo from any folder; config paths inside the study are relative to the package folder.
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo" / "study.yaml"
 
 
 @dataclass
