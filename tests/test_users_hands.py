@@ -86,3 +86,21 @@ def test_missing_tensorboard_is_a_warning_not_a_traceback(monkeypatch, capsys):
                         lambda name, *a: None if name.startswith("tensorboard") else real(name, *a))
     assert _loggers(["tensorboard"]) == ["none"] and _loggers(["tensorboard", "wandb"]) == ["wandb"]
     assert "tensorboard is not installed" in capsys.readouterr().err
+
+
+def test_devices_resolve_and_a_missing_gpu_is_one_line(data, tmp_path):
+    import torch
+
+    from sicl.device import helper_dtype, resolve_device
+    from sicl.errors import SiclError
+    from sicl.retrieval.embed import TextEmbedder
+
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == "cpu" and TextEmbedder().device == "cpu"
+        with pytest.raises(SiclError, match="no CUDA device"):
+            resolve_device("cuda:0")
+        res = _sicl("retrieve", "--queries", data["queries"], "--pool", data["pool"], "--k", "2", "--device", "cuda",
+                    "--pseudo-labeler", "gold", "--out", tmp_path / "r.jsonl")
+        assert res.returncode == 1 and "Traceback" not in res.stderr and "no CUDA device" in res.stderr
+        assert not (tmp_path / "r.jsonl").exists()
+    assert helper_dtype("cuda:1") == "bfloat16" and helper_dtype("cpu") == "float32"

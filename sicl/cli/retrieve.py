@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pseudo-label length limit in tokens (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="clips per model batch (default: %(default)s)")
+    parser.add_argument("--device", default=d.device,
+                        help="where the pseudo-labeler and embedders run: auto (CUDA when present, bf16) | cpu | "
+                             "cuda:N (default: %(default)s)")
     parser.add_argument("--cache-dir", default=None, help="cache root (default: $SICL_CACHE or ~/.cache/sicl)")
     parser.add_argument("--allow-download", action="store_true", help="allow hub downloads of named models")
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                           rerank_factor=args.rerank_factor, rerank_depth=args.rerank_depth,
                           exclude_same_speaker=args.exclude_same_speaker,
                           seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          cache_dir=args.cache_dir, allow_download=args.allow_download)
+                          cache_dir=args.cache_dir, allow_download=args.allow_download, device=args.device)
     from pathlib import Path
 
     from sicl.guard import output_lock

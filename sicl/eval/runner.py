@@ -370,7 +370,8 @@ def _retrieval(cfg: EvalConfig, queries: list[Example], pool: list[Example], kma
     rcfg = RetrievalConfig(retriever=cfg.retriever, k=kmax, pseudo_labeler=cfg.pseudo_labeler, model=cfg.model,
                            embedder=cfg.embedder, index=cfg.index, exclude_same_speaker=cfg.exclude_same_speaker,
                            seed=cfg.seed, max_new_tokens=task_limit(cfg.max_new_tokens, "asr"),
-                           batch_size=cfg.batch_size, cache_dir=cfg.cache_dir, allow_download=cfg.allow_download)
+                           batch_size=cfg.batch_size, cache_dir=cfg.cache_dir, allow_download=cfg.allow_download,
+                           device=cfg.device or "auto")
 
     def usable() -> bool:
         if not (resume and path.exists() and meta_path(path).exists()):

@@ -33,12 +33,14 @@ class TextEmbedder:
     loaded on the first :meth:`encode`, so a run whose texts are all cached never loads it."""
 
     def __init__(self, name_or_path: str | None = None, batch_size: int = 64, allow_download: bool = False,
-                 device: str = "cpu") -> None:
+                 device: str = "auto") -> None:
+        from sicl.device import resolve_device
+
         self.name = name_or_path or DEFAULT_EMBEDDER
         self.source, self.local = _locate_embedder(self.name)
         self.batch_size = batch_size
         self.allow_download = allow_download
-        self.device = device
+        self.device = resolve_device(device)
         self._model: Any = None
         self.id = f"st:{self.name}:{model_fingerprint(self.source) if self.local else self.source}"
 
@@ -92,11 +94,13 @@ def embed_texts(texts: Sequence[str], embedder: Any, cache_dir: str | Path | Non
 
 # ------------------------------------------------------------------------------------------------ audio
 @functools.lru_cache(maxsize=2)
-def load_shared_backbone(model: str, allow_download: bool = False) -> Any:
-    """One loaded backbone per model, shared by the pseudo-labeler and the audio embedder."""
+def load_shared_backbone(model: str, allow_download: bool = False, device: str = "auto") -> Any:
+    """One loaded backbone per model, shared by the pseudo-labeler and the audio embedder (bf16 on a GPU)."""
+    from sicl.device import helper_dtype, resolve_device
     from sicl.models.backbone import load_backbone
 
-    return load_backbone(model, allow_download=allow_download)
+    dev = resolve_device(device)
+    return load_backbone(model, allow_download=allow_download, device=dev, dtype=helper_dtype(dev))
 
 
 def backbone_id(model: str, allow_download: bool = False) -> str:
@@ -108,14 +112,15 @@ def backbone_id(model: str, allow_download: bool = False) -> str:
 class AudioEmbedder:
     """Mean over frames of the backbone's frozen audio-tower output (the TICL+ and ``audio`` vectors)."""
 
-    def __init__(self, model: str = "tiny-omni", allow_download: bool = False, backbone: Any = None) -> None:
-        self.model, self.allow_download, self._backbone = model, allow_download, backbone
+    def __init__(self, model: str = "tiny-omni", allow_download: bool = False, backbone: Any = None,
+                 device: str = "auto") -> None:
+        self.model, self.allow_download, self._backbone, self.device = model, allow_download, backbone, device
         self.id = f"tower-mean:{backbone_id(model, allow_download)}"
 
     @property
     def backbone(self) -> Any:  # loaded on first use: cached vectors need no model
         if self._backbone is None:
-            self._backbone = load_shared_backbone(self.model, self.allow_download)
+            self._backbone = load_shared_backbone(self.model, self.allow_download, self.device)
         return self._backbone
 
     def encode(self, wavs: Sequence[np.ndarray]) -> np.ndarray:

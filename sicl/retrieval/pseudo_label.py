@@ -92,10 +92,10 @@ class BackboneLabeler:
     matches what was said, in the source language)."""
 
     def __init__(self, model: str = "tiny-omni", max_new_tokens: int = 128, allow_download: bool = False,
-                 backbone: Any = None) -> None:
+                 backbone: Any = None, device: str = "auto") -> None:
         from sicl.retrieval.embed import backbone_id
 
-        self.model, self.allow_download, self._backbone = model, allow_download, backbone
+        self.model, self.allow_download, self._backbone, self.device = model, allow_download, backbone, device
         self.max_new_tokens = max_new_tokens
         # The prompt preset changes the output, so it is part of the cache identity ("plain" when loaded here).
         preset = backbone.preset if backbone is not None else "plain"
@@ -106,7 +106,7 @@ class BackboneLabeler:
         if self._backbone is None:
             from sicl.retrieval.embed import load_shared_backbone
 
-            self._backbone = load_shared_backbone(self.model, self.allow_download)
+            self._backbone = load_shared_backbone(self.model, self.allow_download, self.device)
         return self._backbone
 
     def label(self, examples: Sequence[Example], wavs: Sequence[np.ndarray]) -> list[str]:
@@ -125,14 +125,18 @@ class HFASRLabeler:
     """Any transformers ASR checkpoint through ``pipeline("automatic-speech-recognition")``."""
 
     def __init__(self, model: str, max_new_tokens: int = 128, allow_download: bool = False,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, device: str = "auto") -> None:
+        import torch
         from transformers import pipeline
 
+        from sicl.device import helper_dtype, resolve_device
         from sicl.models.zoo import resolve_model
 
         path = resolve_model(model, allow_download=allow_download)
+        dev = resolve_device(device)
         try:
-            self.pipe = pipeline("automatic-speech-recognition", model=str(path), device="cpu")
+            self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=dev,
+                                 dtype=getattr(torch, helper_dtype(dev)))
         except Exception as e:  # unknown architecture, missing processor files: the user picked a bad model
             raise SiclError(f"{model}: cannot load as an ASR pipeline ({str(e).splitlines()[0][:200]})") from None
         self.max_new_tokens = max_new_tokens
@@ -149,16 +153,16 @@ class HFASRLabeler:
 
 
 def make_labeler(spec: str, model: str = "tiny-omni", max_new_tokens: int = 128,
-                 allow_download: bool = False) -> PseudoLabeler:
+                 allow_download: bool = False, device: str = "auto") -> PseudoLabeler:
     """``backbone`` | ``gold`` | ``hf-asr:<name-or-folder>`` | ``file:<predictions.jsonl>``."""
     if spec == "gold":
         return GoldLabeler()
     if spec.startswith("file:") and len(spec) > len("file:"):
         return FileLabeler(spec.split(":", 1)[1])
     if spec == "backbone":
-        return BackboneLabeler(model, max_new_tokens, allow_download)
+        return BackboneLabeler(model, max_new_tokens, allow_download, device=device)
     if spec.startswith("hf-asr:") and len(spec) > len("hf-asr:"):
-        return HFASRLabeler(spec.split(":", 1)[1], max_new_tokens, allow_download)
+        return HFASRLabeler(spec.split(":", 1)[1], max_new_tokens, allow_download, device=device)
     raise SiclError(f"unknown pseudo-labeler {spec!r} (expected backbone, gold, hf-asr:<model> "
                     "or file:<predictions.jsonl>)")
 

@@ -51,6 +51,8 @@ class RetrievalConfig:
     rerank_depth: int | None = field(default=None, metadata={"help": "ticl+: fixed candidate count instead"})
     exclude_same_speaker: bool = field(default=False, metadata={"help": "never use the query's speaker"})
     seed: int = field(default=0, metadata={"help": "random retriever seed"})
+    device: str = field(default="auto", metadata={
+        "help": "where the pseudo-labeler, text and audio embedders run: auto (CUDA when present) | cpu | cuda:N"})
     max_new_tokens: int = field(default=128, metadata={"help": "pseudo-label length limit (tokens)"})
     batch_size: int = field(default=8, metadata={"help": "clips per pseudo-label / audio-vector batch"})
     cache_dir: str | None = field(default=None, metadata={"help": "cache root (default $SICL_CACHE or ~/.cache/sicl)"})
@@ -162,12 +164,13 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
     if missing_q:
         raise SiclError(f"query {missing_q[0]!r} has no question to retrieve by")
     if speech:
-        labeler = labeler or make_labeler(cfg.pseudo_labeler, cfg.model, cfg.max_new_tokens, cfg.allow_download)
+        labeler = labeler or make_labeler(cfg.pseudo_labeler, cfg.model, cfg.max_new_tokens, cfg.allow_download,
+                                        cfg.device)
         labels = pseudo_labels([queries[i] for i in speech], [q_hash[i] for i in speech], labeler,
                                cfg.cache_dir, cfg.batch_size, progress)
         for i, text in zip(speech, labels, strict=True):
             q_text[i] = text
-    embedder = embedder or TextEmbedder(cfg.embedder, allow_download=cfg.allow_download)
+    embedder = embedder or TextEmbedder(cfg.embedder, allow_download=cfg.allow_download, device=cfg.device)
     p_vec = embed_texts([retrieval_text(ex) or "" for ex in pool], embedder, cfg.cache_dir, progress=progress)
     q_vec = embed_texts([t or "" for t in q_text], embedder, cfg.cache_dir, progress=progress)
     return q_vec, p_vec
@@ -176,7 +179,7 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
 def _audio_embedder(cfg: RetrievalConfig, audio_embedder: Any) -> Any:
     from sicl.retrieval.embed import AudioEmbedder
 
-    return audio_embedder or AudioEmbedder(cfg.model, cfg.allow_download)
+    return audio_embedder or AudioEmbedder(cfg.model, cfg.allow_download, device=cfg.device)
 
 
 def _audio_vectors(queries, q_hash, pool, p_hash, cfg, audio_embedder, progress) -> tuple[np.ndarray, np.ndarray]:
