@@ -30,8 +30,15 @@ from typing import Any
 MIMO_CODEBOOK_SIZES = (1024, 1024, 128, 128, 128, 128, 128, 128)
 
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl codes --data runs/world/adult/test.jsonl --out MODEL/sicl_codes --tokenizer TOKENIZER_DIR',
+]
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest", required=True, help="JSON Lines manifest of the clips to encode")
+    parser.add_argument("--data", "--manifest", dest="manifest", required=True, metavar="M.jsonl",
+                        help="JSON Lines manifest of the clips to encode (--manifest is the old name)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for --tokenizer (0: default)")
     parser.add_argument("--out", default=None,
                         help="code cache folder (default: $SICL_MIMO_CODES; the backbone's default is "
                              "<model folder>/sicl_codes)")
@@ -116,6 +123,10 @@ class _Tokenizer:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from sicl.data.audio import audio_hash, load_audio
     from sicl.data.manifest import read_manifest
     from sicl.errors import SiclError

@@ -9,6 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl demo --out runs/demo',
+    'sicl demo --out runs/demo-small --size small eval_limit=20',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)")
@@ -18,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic world size (default: the config's; small: seconds, for tests)")
     parser.add_argument("--seed", type=int, default=None, help="world seed (default: the config's)")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (same as the key threads=N)")
     parser.add_argument("--fresh", action="store_true", help="delete previous results in --out first")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="study config overrides, values as YAML (e.g. eval_limit=20 train_overrides=[max_steps=5])")
@@ -27,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from sicl.study import run_study
 
     overrides = list(args.overrides)
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
     if args.size:
         overrides.append(f"world_size={args.size}")
     if args.seed is not None:

@@ -14,6 +14,11 @@ import sys
 from sicl.retrieval.index import INDEX_KINDS
 from sicl.retrieval.retrievers import RETRIEVERS
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl eval --data runs/world/child-science/test.jsonl --out runs/eval/zs',
+    'sicl eval --data runs/world/child-science/test.jsonl --pool runs/world/child-science/pool.jsonl --k 0,1,3 --adapter runs/train/sicl-at1 --out runs/eval/at1',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny-omni", metavar="M",

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl export --adapter runs/demo/models/sicl-at1 --out share/sicl-at1',
+    'sicl export --adapter runs/demo/models/sicl-at1 --out share/sicl-at1-merged --merge',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "example:\n  " + "\n  ".join(__doc__.split("Example:\n")[1].strip().splitlines())
     parser.add_argument("--adapter", required=True, metavar="DIR", help="adapter folder written by sicl train")
     parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder to write")
     parser.add_argument("--merge", action="store_true", help="write the base model with the adapter merged in")

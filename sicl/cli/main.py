@@ -41,6 +41,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
+            examples = getattr(mod, "EXAMPLES", ())
+            if examples:
+                p.formatter_class = argparse.RawDescriptionHelpFormatter
+                p.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
             p.set_defaults(_module=mod)
     return parser
 

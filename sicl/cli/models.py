@@ -6,6 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl models',
+    'sicl models --install runs/pretrain-tiny-omni/final',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--install", metavar="DIR", help="copy a trained model folder into the zoo as --name")

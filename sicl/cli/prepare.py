@@ -10,6 +10,11 @@ import argparse
 
 from sicl.data.importers import IMPORTERS, build_parser, get_importer, run_import
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl prepare commonvoice ~/cv-corpus/en --split test --out data/cv-test.jsonl',
+    'sicl prepare myst ~/myst --split development --out data/myst-dev.jsonl',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="corpus", metavar="CORPUS", required=True,

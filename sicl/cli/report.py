@@ -15,6 +15,10 @@ from sicl.report.build import DEFAULT_TITLE, build_report
 from sicl.report.collect import ReportError
 from sicl.report.reading import DEFAULT_MAIN_K, Target
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl report runs/eval/* --out runs/report',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",

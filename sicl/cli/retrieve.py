@@ -17,10 +17,15 @@ from sicl.data.manifest import read_manifest
 from sicl.retrieval.index import INDEX_KINDS
 from sicl.retrieval.retrievers import RETRIEVERS, RetrievalConfig, retrieve
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl retrieve --data runs/world/child-science/test.jsonl --pool runs/world/child-science/pool.jsonl --k 3 --out runs/ret.jsonl',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = RetrievalConfig()
-    parser.add_argument("--queries", required=True, metavar="M.jsonl", help="manifest of queries")
+    parser.add_argument("--data", "--queries", dest="queries", required=True, metavar="M.jsonl",
+                        help="manifest of queries (--queries is the old name)")
     parser.add_argument("--pool", required=True, metavar="M.jsonl",
                         help="manifest of demonstration candidates (every row needs a target); may be the "
                              "queries file: a query is never its own demonstration")
@@ -50,11 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=d.device,
                         help="where the pseudo-labeler and embedders run: auto (CUDA when present, bf16) | cpu | "
                              "cuda:N (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--cache-dir", default=None, help="cache root (default: $SICL_CACHE or ~/.cache/sicl)")
     parser.add_argument("--allow-download", action="store_true", help="allow hub downloads of named models")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cfg = RetrievalConfig(retriever=args.retriever, k=args.k, pseudo_labeler=args.pseudo_labeler,
                           model=args.model, embedder=args.embedder, index=args.index,
                           rerank_factor=args.rerank_factor, rerank_depth=args.rerank_depth,

@@ -7,6 +7,10 @@ import argparse
 from sicl.data.manifest import TASKS
 from sicl.errors import SiclError
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl score runs/eval/zs/predictions.jsonl',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", nargs="+", metavar="PREDICTIONS.jsonl",

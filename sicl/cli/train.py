@@ -12,6 +12,11 @@ import argparse
 
 from sicl.config import field_help
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl train configs/demo/sicl-at1.yaml',
+    'sicl train configs/demo/sicl-at1.yaml max_steps=50 output_dir=runs/train/a --resume',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sicl.train.sicl_at_config import TrainConfig
@@ -20,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG.yaml", help="training config (configs/demo, configs/paper)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help=f"config overrides, values as YAML (keys: {keys}; nested: lora.r=16)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads while training (same as the key threads=N)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint-N in output_dir (same config)")
 
@@ -30,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from sicl.train.sicl_at import train
     from sicl.train.sicl_at_config import TrainConfig
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    extra = [f"threads={args.threads}"] if args.threads is not None else []
+    cfg = load_config(TrainConfig, args.config, [*args.overrides, *extra])
     with output_lock(cfg.output_dir, "sicl train"), stop_on_signals():
         out = train(cfg, resume=args.resume)
     print(f"sicl train: adapter and logs in {out}")

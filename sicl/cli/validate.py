@@ -8,9 +8,14 @@ import sys
 from sicl.data.audio import DEFAULT_MAX_SECONDS
 from sicl.data.validate import validate_manifest
 
+#: shown at the end of --help
+EXAMPLES = [
+    'sicl validate data/cv-test.jsonl --require-target',
+]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", help="JSON Lines manifest to check")
+    parser.add_argument("manifest", nargs="?", default=None, metavar="MANIFEST", help="JSON Lines manifest to check")
+    parser.add_argument("--data", default=None, metavar="M.jsonl", help="the manifest, as in the other commands")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
                         help="longest allowed clip in seconds (default: %(default)s, the Qwen2.5-Omni window)")
     parser.add_argument("--no-audio", action="store_true", help="check rows only, do not decode audio")
@@ -19,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sicl.errors import SiclError
+
+    if (args.manifest is None) == (args.data is None):
+        raise SiclError("give the manifest once: sicl validate M.jsonl (or --data M.jsonl)")
+    args.manifest = args.manifest or args.data
     report = validate_manifest(args.manifest, max_seconds=args.max_seconds, check_audio=not args.no_audio,
                                require_target=args.require_target, progress=sys.stderr.isatty())
     for p in report.problems:
