@@ -140,3 +140,34 @@ def test_cli_small_world(tmp_path, monkeypatch, capsys):
     assert main(["synth", "--out", str(tmp_path / "w"), "--size", "small", "--workers", "2"]) == 0
     assert "child-science" in capsys.readouterr().out
     assert (tmp_path / "w" / "world.json").is_file()
+
+
+def test_world_v2_text_rare_topics_and_child_sentences():
+    from sicl.data.synth import open_text as O
+
+    heard = set(O.heard_words()) | T.ADULT_VOCAB
+    rng = np.random.default_rng(5)
+    rare = {w for _, r in O.rare_topics() for w in r}
+    adult = [O.world_adult_sentence(rng) for _ in range(400)]
+    with_rare = [s for s in adult if s.topic]
+    assert 0.35 < len(with_rare) / len(adult) < 0.65
+    for s in with_rare:  # one topic's anchor and rare word, every word heard in pretraining, no domain word
+        anchors, words = O.rare_topics()[int(s.topic.split("-")[1])]
+        toks = set(s.text.split())
+        assert toks & set(anchors) and toks & set(words) and toks <= heard and not toks & O.domain_words()
+    assert rare <= set(O.heard_words())
+    for kind, make, dom in (("science", T.science_sentence, T.SCIENCE_WORDS),
+                            ("reading", T.reading_sentence, T.READING_WORDS)):
+        sents = [make(rng, version=2).text.split() for _ in range(300)]
+        share = sum(w in dom for s in sents for w in s) / sum(len(s) for s in sents)
+        assert 0.12 < share < 0.45, (kind, share)
+        assert all(w in heard or w in dom for s in sents for w in s), kind
+        v1 = [make(np.random.default_rng(9)).text for _ in range(5)]
+        assert v1 == [make(np.random.default_rng(9), version=1).text for _ in range(5)]  # v1 unchanged
+
+
+def test_children_are_a_moderate_step_beyond_the_pretraining_voices():
+    kids = V.classroom("science")
+    wide = V.pretrain_population()
+    assert max(v.shift for v in wide) < min(k.shift for k in kids) + 0.05
+    assert max(k.shift for k in kids) <= 1.22 and all(k.child for k in kids)

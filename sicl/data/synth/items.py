@@ -115,7 +115,7 @@ def _aqa_plan(i: int, rng: np.random.Generator, cats: list[str], adults: list[V.
 
 
 def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.VoiceSpec] | None,
-          topics: list[str] | None) -> list[tuple[dict, V.VoiceSpec, float | None]]:
+          topics: list[str] | None, version: int = 1) -> list[tuple[dict, V.VoiceSpec, float | None]]:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     rng = np.random.default_rng(np.random.SeedSequence([seed, _kind_code(kind)]))
@@ -142,8 +142,13 @@ def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.Voic
                 fields = dict(target=answer, question=q, choices=choices, transcript=sent.text)
             elif child:
                 topic = topics[i % len(topics)] if topics else None
-                sent = (T.science_sentence if domain == "science" else T.reading_sentence)(rng, topic)
+                sent = (T.science_sentence if domain == "science" else T.reading_sentence)(rng, topic, version)
                 fields = dict(target=sent.text, meta={"topic": sent.topic})
+            elif kind == "adult" and version >= 2:
+                from sicl.data.synth.open_text import world_adult_sentence
+
+                sent = world_adult_sentence(rng)
+                fields = dict(target=sent.text, **({"meta": {"topic": sent.topic}} if sent.topic else {}))
             else:
                 sent = T.adult_sentence(rng)
                 fields = dict(target=sent.text)
@@ -187,15 +192,17 @@ def _pool(workers: int):
 
 def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,
                speakers: list[V.VoiceSpec] | None = None, topics: list[str] | None = None,
-               ids: list[str] | None = None, audio_dir: str | Path | None = None) -> Iterator[SynthItem]:
+               ids: list[str] | None = None, audio_dir: str | Path | None = None,
+               version: int = 1) -> Iterator[SynthItem]:
     """Yield the items of ``generate_items`` in order, as chunks finish (keeps memory flat).
 
     ``exclude``: spoken sentences never to produce. ``speakers``: voices to draw from (default: the adult
     population, or the domain's classroom for child kinds). ``topics``: child topics, cycled. ``ids``: item
     ids (default ``<kind>-<i>``). ``audio_dir``: write ``<id>.flac`` there from the workers instead of
-    returning waveforms.
+    returning waveforms. ``version``: the text of that world version (2: rare-word topics in adult speech and
+    longer child sentences; 1: the original grammars). Child voices are always the current classrooms.
     """
-    plan = _plan(kind, n, seed, exclude or set(), speakers, topics)
+    plan = _plan(kind, n, seed, exclude or set(), speakers, topics, version)
     ids = ids or [f"{kind}-{i:06d}" for i in range(n)]
     if len(ids) != n:
         raise ValueError("ids must hold n entries")

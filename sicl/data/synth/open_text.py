@@ -215,3 +215,53 @@ def text_example(rng: np.random.Generator) -> tuple[list[tuple[str, str]], str |
     pool = [text_sentence(rng) for _ in range(int(rng.integers(2, 5)))]
     doc = [pool[int(rng.integers(len(pool)))] for _ in range(int(rng.integers(4, 9)))]
     return [], ". ".join(doc) + "."
+
+
+# ------------------------------------------------------------------------------- world v2: rare-word topics
+_NOUN_SLOTS = ("object", "place", "animal", "food", "vehicle", "object2", "food2")
+N_TOPICS = 100
+
+
+@lru_cache(maxsize=1)
+def rare_topics() -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """World v2's long tail: ``N_TOPICS`` topics of (2 anchor words, 3 rare words), all heard in pretraining but
+    the rare ones seldom (frequency ranks past 5,000 of 8,000, where Zipf sampling makes each a handful of clips).
+    Sentences of a topic share its anchors, so text retrieval (TICL) finds same-topic demonstrations, which
+    carry the rare words, as Common Voice's rare names recur in related sentences."""
+    protected = T.ADULT_VOCAB | T.QUESTION_VOCAB | T.AQA_VOCAB | NUMBER_WORDS
+    rank = {w: i for i, w in enumerate(words())}
+    heard = [w for w in heard_words() if w not in protected and len(w) >= 4]
+    anchors = [w for w in heard if 800 <= rank[w] < 3000]
+    rare = [w for w in heard if rank[w] >= 5000]
+    rng = np.random.default_rng(20261130)
+    a = [anchors[int(i)] for i in rng.permutation(len(anchors))[: 2 * N_TOPICS]]
+    r = [rare[int(i)] for i in rng.permutation(len(rare))[: 3 * N_TOPICS]]
+    return tuple((tuple(a[2 * t: 2 * t + 2]), tuple(r[3 * t: 3 * t + 3])) for t in range(N_TOPICS))
+
+
+@lru_cache(maxsize=1)
+def _rare_templates() -> tuple[str, ...]:
+    out = []
+    for template, _, _ in T.ADULT_TEMPLATES:
+        slots = [m.group(1) + m.group(2) for m in _SLOT_RE.finditer(template)]
+        if sum(s in _NOUN_SLOTS for s in slots) >= 2 and not {"animals", "objects"} & set(slots):
+            out.append(template)
+    return tuple(out)
+
+
+def rare_word_sentence(rng: np.random.Generator) -> T.Sentence:
+    """An adult template sentence with two of its noun slots filled by one topic's anchor and rare word
+    (``topic`` holds the topic index)."""
+    t = int(rng.integers(N_TOPICS))
+    anchors, rare = rare_topics()[t]
+    template = _rare_templates()[int(rng.integers(len(_rare_templates())))]
+    slots = [m.group(1) + m.group(2) for m in _SLOT_RE.finditer(template) if m.group(1) + m.group(2) in _NOUN_SLOTS]
+    i, j = rng.choice(len(slots), size=2, replace=False)
+    preset = {slots[int(i)]: anchors[int(rng.integers(2))], slots[int(j)]: rare[int(rng.integers(3))]}
+    sent = T._fill(template, rng, preset)
+    return T.Sentence(sent.text, sent.slots, f"rare-{t:03d}")
+
+
+def world_adult_sentence(rng: np.random.Generator, rare_share: float = 0.5) -> T.Sentence:
+    """World v2's adult sentences: ``rare_share`` of them carry a rare-word topic, the rest are v1's."""
+    return rare_word_sentence(rng) if rng.random() < rare_share else T.adult_sentence(rng)

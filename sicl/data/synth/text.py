@@ -164,6 +164,21 @@ _READ_BODY = ["{hero} the {creature} lived in a {adj} {place}", "one day {hero} 
               "once upon a time there was a {adj} {creature}", "the {thing} was {color} and very {adj}",
               "{hero} picked up the {thing} and put it in a {object}", "the {creature} {vm} to the {place} {time}",
               "{hero} saw a {color} {thing} in the {place}", "the {adj} {creature} {vt} the {thing}"]
+# World v2: longer sentences that carry the domain words among everyday ones (about a quarter to a third of the
+# words are domain words instead of half or more), as children's science talk and read-aloud stories do. Their
+# everyday words are all heard in tiny-omni v2's pretraining (tested); domain words come only from the topics.
+_SCI_BODY_V2 = ["i think that the {n1} {p} because we saw it in the class", "my teacher told us that the {n1} {p}",
+                "when we put the {n1} next to the {n2} it {p} and that was really cool",
+                "so the {n1} {p} and then we wrote it down in our notebook",
+                "we learned that the {n1} {p} when you watch it very carefully",
+                "the {n1} {p} i think but i am not really certain about the {n2}",
+                "first we looked at the {n1} and then we saw that it {p}"]
+_READ_BODY_V2 = ["one day {hero} went to the {place} to search for a {thing} with a friend",
+                 "{hero} and the little {creature} walked all the way to the {place} before dinner",
+                 "the {creature} was very happy because it found a {thing} near the {place}",
+                 "after a long day {hero} sat down next to the {creature} and told a story",
+                 "then the {adj} {creature} picked up the {thing} and ran back to the {place}",
+                 "{hero} looked at the {thing} for a long time and smiled at the {creature}"]
 SCIENCE_TOPICS = sorted(L.SCIENCE)
 READING_TOPICS = sorted(L.READING)
 
@@ -175,23 +190,28 @@ def _choice(rng: np.random.Generator, items: list[str], avoid: str | None = None
             return v
 
 
-def science_sentence(rng: np.random.Generator, topic: str | None = None) -> Sentence:
+def science_sentence(rng: np.random.Generator, topic: str | None = None, version: int = 1) -> Sentence:
+    """A child explaining science; ``version`` 2 (world v2) mostly uses the longer carrier frames."""
     topic = topic or _choice(rng, SCIENCE_TOPICS)
     t = L.SCIENCE[topic]
     n1 = _choice(rng, t["nouns"])
     n2 = _choice(rng, t["nouns"], n1)
     preds = [p.replace("{n}", _choice(rng, t["nouns"], n1)) for p in t["preds"]]
     p = _choice(rng, preds)
+    if version >= 2 and rng.random() < 0.7:
+        body = _choice(rng, _SCI_BODY_V2).format(n1=n1, n2=n2, p=p)
+        return Sentence(" ".join(body.split()), {}, topic)
     body = _choice(rng, _SCI_BODY).format(n1=n1, n2=n2, p=p, p2=_choice(rng, preds, p))
     return Sentence(" ".join(f"{_choice(rng, _SCI_PREFIX)} {body}".split()), {}, topic)
 
 
-def reading_sentence(rng: np.random.Generator, topic: str | None = None) -> Sentence:
+def reading_sentence(rng: np.random.Generator, topic: str | None = None, version: int = 1) -> Sentence:
+    """A read-aloud story sentence; ``version`` 2 (world v2) mostly uses the longer carrier frames."""
     topic = topic or _choice(rng, READING_TOPICS)
     t = L.READING[topic]
     parts = {"hero": _choice(rng, t["heroes"]), "creature": _choice(rng, t["creatures"]),
              "thing": _choice(rng, t["things"]), "place": _choice(rng, t["places"])}
-    tmpl = _choice(rng, _READ_BODY)
+    tmpl = _choice(rng, _READ_BODY_V2) if version >= 2 and rng.random() < 0.7 else _choice(rng, _READ_BODY)
     common = _fill(re.sub(r"\{(hero|creature|thing|place)\}", "", tmpl), rng).slots
     return Sentence(" ".join(tmpl.format(**parts, **common).split()), {}, topic)
 

@@ -25,6 +25,9 @@ from sicl.data.synth.items import SynthItem, iter_items, split_seed
 from sicl.errors import SiclError
 
 SPLITS = ("train", "pool", "test")
+#: 2 (2026-11-30): children a moderate step beyond tiny-omni v2's voices, longer child sentences carrying the domain
+#: words among everyday ones, and adult speech with a long tail of rare-word topics (docs/synthetic-world.md)
+WORLD_VERSION = 2
 SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
     "default": {"adult": (1500, 1500, 300), "translate": (1000, 1000, 200), "sqa": (800, 800, 200),
                 "child-science": (150, 500, 200), "child-reading": (150, 500, 200), "aqa": (300, 300, 300)},
@@ -61,9 +64,10 @@ def _is_complete(out: Path, seed: int, size: str) -> bool:
     if not info.is_file():
         return False
     meta = json.loads(info.read_text())
-    if (meta.get("seed"), meta.get("size")) != (seed, size):
-        raise SiclError(f"{out} holds a world with seed={meta.get('seed')} size={meta.get('size')}; "
-                        f"pass --force to rebuild it with seed={seed} size={size}")
+    if (meta.get("seed"), meta.get("size"), meta.get("version", 1)) != (seed, size, WORLD_VERSION):
+        raise SiclError(f"{out} holds a world with seed={meta.get('seed')} size={meta.get('size')} version="
+                        f"{meta.get('version', 1)}; rebuild it with seed={seed} size={size} version={WORLD_VERSION} "
+                        f"(sicl synth --force, or sicl demo --fresh)")
     return all((out / d / f"{s}.jsonl").is_file() for d in SIZES[size] for s in SPLITS)
 
 
@@ -100,7 +104,7 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
             ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
             examples = []
             for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
-                                   ids=ids, audio_dir=ddir / "audio", **opts):
+                                   ids=ids, audio_dir=ddir / "audio", version=WORLD_VERSION, **opts):
                 examples.append(_to_example(item, (ddir / "audio" / f"{item.id}.flac").resolve()))
                 hours += (item.duration or 0.0) / 3600
                 if progress:
@@ -130,14 +134,22 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
             "test_token_oov_vs_adult": round(sum(w not in adult_words for w in test_tokens)
                                              / max(1, len(test_tokens)), 4),
         }
+    from sicl.data.synth.open_text import rare_topics
+
+    rare_words = {w for _, rare in rare_topics() for w in rare}
+    adult_test = [w for s in texts["adult"]["test"] for w in s.split() if w in rare_words]
+    adult_pool = {w for s in texts["adult"]["pool"] for w in s.split()}
+    adult = {"test_rare_word_tokens": len(adult_test),
+             "test_rare_words_covered_by_pool": round(sum(w in adult_pool for w in adult_test)
+                                                      / max(1, len(adult_test)), 4)}
     disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return {
-        "seed": seed, "size": size, "counts": counts,
+        "version": WORLD_VERSION, "seed": seed, "size": size, "counts": counts,
         "clips": sum(sum(c.values()) for c in counts.values()), "audio_hours": round(hours, 4),
         "disk_mb": round(disk / 2**20, 1),
         "vocab": {"adult": len(T.ADULT_VOCAB), "science_domain": len(T.SCIENCE_WORDS),
                   "reading_domain": len(T.READING_WORDS), "zx_lexicon": len(T.ZX_LEXICON)},
-        "adult_text_words_used": len(adult_words), "child": child, "target_lang": T.TARGET_LANG,
+        "adult_text_words_used": len(adult_words), "adult": adult, "child": child, "target_lang": T.TARGET_LANG,
     }
 
 
