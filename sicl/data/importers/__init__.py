@@ -25,6 +25,8 @@ IMPORTERS: dict[str, str] = {
     "mmar": "sicl.data.importers.mmar",
     "myst": "sicl.data.importers.myst",
     "folder": "sicl.data.importers.folder",
+    "hf": "sicl.data.importers.hf",
+    "lhotse": "sicl.data.importers.lhotse_cuts",
 }
 
 
