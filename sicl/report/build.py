@@ -416,7 +416,8 @@ def _make_plots(res: Results, folder: Path) -> dict[tuple, Path]:
 def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE, main_k: int | None = None,
                  notes: list[str] | None = None, targets: Iterable[Target | dict] | None = None,
                  warn=None) -> dict:
-    """Write ``out/results.csv``, ``out/report.md`` and ``out/plots/*.png`` from the runs below ``run_dirs``.
+    """Write ``out/results.csv``, ``out/report.md``, ``out/report.html`` (self-contained, with audio examples) and
+    ``out/plots/*.png`` from the runs below ``run_dirs``.
 
     Everything is built in a hidden staging folder inside ``out`` first and moved into place only when all of it
     succeeded; ``out/plots/`` is replaced as a whole. Raises :class:`sicl.report.collect.ReportError` (nothing
@@ -444,9 +445,13 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
         (stage / "results.csv").write_text(results_csv(sort_rows(rows)), encoding="utf-8")
         made = _make_plots(res, stage / "plots")
         rel = {key: f"plots/{p.name}" for key, p in made.items()}
-        (stage / "report.md").write_text(
-            render_markdown(runs, res, title, list(notes or []), sentences, rel, target_results=target_results,
-                            warnings=warnings, out_dir=out), encoding="utf-8")
+        md = render_markdown(runs, res, title, list(notes or []), sentences, rel, target_results=target_results,
+                             warnings=warnings, out_dir=out)
+        (stage / "report.md").write_text(md, encoding="utf-8")
+        from sicl.report.html import examples_section, render_html
+
+        (stage / "report.html").write_text(render_html(md, stage, title, examples_section(runs, res)),
+                                           encoding="utf-8")
         old = out / "plots"
         if old.exists():
             os.replace(old, stage / "old-plots")
@@ -454,11 +459,12 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
             os.replace(stage / "plots", old)
         os.replace(stage / "results.csv", out / "results.csv")
         os.replace(stage / "report.md", out / "report.md")
+        os.replace(stage / "report.html", out / "report.html")
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(stage, ignore_errors=True)
-    return {"report": out / "report.md", "results": out / "results.csv",
+    return {"report": out / "report.md", "html": out / "report.html", "results": out / "results.csv",
             "plots": sorted(out / "plots" / p.name for p in made.values()), "warnings": warnings}
