@@ -41,7 +41,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"command line: {item!r} is not key=value")
+            raise ConfigError(f"command line: {item!r}: expected key=value")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -50,7 +50,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         cli.add(key.strip())
     where = str(path) if path else "config"
     for key, why in getattr(cls, "IGNORED_KEYS", {}).items():
-        if _has_dotted(data, key):
+        # a value other than the default would be silently ignored (a saved, resolved config holds the default)
+        if _has_dotted(data, key) and _get_dotted(data, key) != _default_of(cls, key):
             raise ConfigError(f"{'command line' if key in cli else where}: {key} is not used here ({why})")
     token = _CLI_KEYS.set(frozenset(cli))
     try:
@@ -61,6 +62,20 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 # Keys given on the command line while a config is built, so an error names the right source.
 _CLI_KEYS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("sicl_cli_keys", default=frozenset())
+
+
+def _get_dotted(data: dict[str, Any], key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _default_of(cls: type, key: str) -> Any:
+    node: Any = cls()
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def _has_dotted(data: dict[str, Any], key: str) -> bool:

@@ -96,6 +96,10 @@ def output_lock(folder: str | Path, command: str, name: str = LOCK_NAME) -> Iter
     import fcntl
 
     folder = Path(folder)
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # a distributed job (torchrun / accelerate): rank 0 holds it
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if left empty
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

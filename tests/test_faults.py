@@ -36,7 +36,7 @@ def _eval(data, out, *extra):
 
 def _train(data, out, *extra):
     return [sys.executable, "-m", "sicl", "train", "configs/demo/sicl-at1.yaml",
-            *overrides(data, out, max_steps=40, save_steps=4, save_total_limit=3), *extra]
+            *overrides(data, out, max_steps=16, save_steps=4, save_total_limit=3), *extra]
 
 
 def _run(cmd, **kw):
@@ -128,7 +128,7 @@ def test_train_sigterm_saves_a_checkpoint_and_resume_after_a_corrupt_one_equals_
     line = _one_line(err)
     assert "SIGTERM received: saved" in line and "--resume" in line
     steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
-    assert steps and steps[-1] < 40 and not (out / "adapter_model.safetensors").exists()
+    assert steps and steps[-1] < 16 and not (out / "adapter_model.safetensors").exists()
     # a crash while writing the newest checkpoint: --resume reports it and continues from the one before
     newest = out / f"checkpoint-{steps[-1]}" / "adapter_model.safetensors"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])

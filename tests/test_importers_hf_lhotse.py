@@ -28,7 +28,7 @@ def clips(tmp_path_factory):
 
 
 def test_hf_save_to_disk_paths_bytes_splits_and_parquet(clips, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datasets")
     from datasets import Audio, Dataset, DatasetDict
 
     by_path = Dataset.from_dict({"audio": [str(c) for c in clips], "sentence": ["one two", "three", "", "four five"],

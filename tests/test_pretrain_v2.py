@@ -119,7 +119,7 @@ def test_pretrain_items_kinds_and_voices():
     assert len(pop) == 1100 and any(v.shift > 1.0 for v in pop) and max(v.pitch for v in pop) > 85
     a = P.generate_items("unheard", 3, seed=5)
     b = P.generate_items("unheard", 3, seed=5)
-    assert [x.target for x in a] == [x.target for x in b] and all(np.array_equal(x.wav, y.wav) for x, y in zip(a, b))
+    assert [x.target for x in a] == [x.target for x in b] and all(np.array_equal(x.wav, y.wav) for x, y in zip(a, b, strict=True))
     assert all(set(x.target.split()) <= set(O.unheard_words()) and x.wav.size > 8000 for x in a)
     with pytest.raises(ValueError, match="unknown kind"):
         P.generate_items("nope", 1, seed=0)

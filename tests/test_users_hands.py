@@ -65,6 +65,9 @@ def test_eval_with_a_missing_adapter_is_one_line_and_writes_nothing(data, tmp_pa
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == f"sicl eval: error: --adapter {tmp_path / 'nope'}: does not exist"
     assert not (tmp_path / "nested").exists()
+    res = _sicl("eval", "--model", tmp_path / "no-model", "--data", data["queries"], "--out", out)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "no-model" in res.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "nested").exists()
 
 
 def test_train_with_a_missing_manifest_fails_before_the_model_and_leaves_no_folder(data, tmp_path):

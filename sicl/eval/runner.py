@@ -186,6 +186,9 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
         raise SiclError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     if cfg.limit is not None and cfg.limit < 1:
         raise SiclError(f"--limit must be >= 1, got {cfg.limit}")
+    from sicl.models.zoo import resolve_model
+
+    resolve_model(cfg.model, allow_download=cfg.allow_download)  # a bad --model fails before anything is written
     if cfg.adapter is not None:  # checked before anything is loaded or written
         adapter = Path(cfg.adapter)
         if not (adapter / "adapter_config.json").is_file():

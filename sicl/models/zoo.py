@@ -99,10 +99,17 @@ def install_model(src: Path, dest: Path, metrics: dict[str, Any] | None = None) 
 
 
 def _card(dest: Path, metrics: dict[str, Any]) -> str:
-    lines = ["# tiny-omni", "",
-             "A tiny `Qwen2_5OmniThinkerForConditionalGeneration` pretrained from scratch by "
-             "`python -m sicl.train.pretrain` on synthetic adult speech (ASR, ST into the constructed "
-             "language Zexi, SQA, AQA). Child domains were never seen. See docs/tiny-omni.md.", "",
+    cfg = metrics.get("config") or {}
+    v2 = cfg.get("source") == "sicl.data.synth.pretrain_items"
+    what = ("continued from tiny-omni v1 on open-vocabulary synthetic speech (8,000 everyday words, about 12 % "
+            "of them never spoken, to measure open-vocabulary transcription), multi-turn chats with several "
+            "unrelated clips, and text-only copying data, with a wide voice population; child speech and the "
+            "child domains' words never spoken" if v2 else
+            "pretrained from scratch on synthetic adult speech (ASR, ST into the constructed language Zexi, "
+            "SQA, AQA); child domains never seen")
+    lines = [f"# tiny-omni{' v2' if v2 else ''}", "",
+             f"A tiny `Qwen2_5OmniThinkerForConditionalGeneration` trained by `python -m sicl.train.pretrain`: {what}. "
+             "See docs/tiny-omni.md.", "",
              f"Parameters: {_param_count(dest) or 'unknown'}", ""]
     train = metrics.get("train")
     if train:
@@ -114,6 +121,7 @@ def _card(dest: Path, metrics: dict[str, Any]) -> str:
             for m in ("wer", "bleu", "acc"):
                 if m in res:
                     extra = f" (chance {res['chance']})" if "chance" in res else ""
+                    extra += f" (k={res['k']} random demonstrations)" if "k" in res else ""
                     lines.append(f"| {name} | {m} | {res[m]}{extra} | {res['n']} |")
     return "\n".join(lines) + "\n"
 

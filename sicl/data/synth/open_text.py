@@ -191,11 +191,11 @@ def text_example(rng: np.random.Generator) -> tuple[list[tuple[str, str]], str |
     """One text-only training example: ``(turns, None)`` for a chat of (user, assistant) turns whose
     assistant turns are the loss, or ``([], document)`` for a raw document (loss on every token)."""
     r = rng.random()
-    if r < 0.3:  # induction: find the cue in the list, copy what follows it
+    if r < 0.5:  # induction: find the cue in the list, copy what follows it
         ws = list(dict.fromkeys(_any_words(rng, int(rng.integers(4, 9)))))
         if len(ws) < 2:
             ws = [nonce_word(rng), nonce_word(rng) + "s"]
-        q = int(rng.integers(3))
+        q = int(rng.choice(3, p=[0.5, 0.2, 0.3]))
         if q == 0:
             i = int(rng.integers(len(ws) - 1))
             return [(COPY_AFTER.format(words=" ".join(ws), cue=ws[i]), ws[i + 1])], None
@@ -203,7 +203,7 @@ def text_example(rng: np.random.Generator) -> tuple[list[tuple[str, str]], str |
             return [(f"Words: {' '.join(ws)}.\nRepeat the words.", " ".join(ws))], None
         i = int(rng.integers(1, len(ws)))
         return [(f"Words: {' '.join(ws)}.\nWhich word comes before {ws[i]}?", ws[i - 1])], None
-    if r < 0.6:  # repeat sentences back, several turns (later turns may repeat earlier ones)
+    if r < 0.75:  # repeat sentences back, several turns (later turns may repeat earlier ones)
         turns: list[tuple[str, str]] = []
         said: list[str] = []
         for _ in range(int(rng.integers(1, 5))):
