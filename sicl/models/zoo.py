@@ -19,7 +19,8 @@ from sicl.errors import SiclError
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 BUILTINS: dict[str, str] = {
-    "tiny-omni": "a ~8 M-parameter Qwen2.5-Omni thinker pretrained from scratch on the synthetic world",
+    "tiny-omni": "a ~8 M-parameter Qwen2.5-Omni thinker pretrained on the synthetic world (v2: open vocabulary, "
+                 "several clips per prompt)",
 }
 ENV_ALLOW = "SICL_ALLOW_DOWNLOAD"
 
