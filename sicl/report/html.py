@@ -150,7 +150,7 @@ def examples_section(runs: list[Run], res: Results, per_set: int = 3) -> str:
         return ""
     legend = ('<p class="legend">Word errors against the reference (Whisper-normalised): <span class="sub">'
               'substituted</span><span class="ins">inserted</span><span class="del">deleted</span></p>')
-    return "<h2>Listen: example queries</h2>" + legend + "".join(blocks)
+    return "<h2 id=\"listen\">Listen: example queries</h2>" + legend + "".join(blocks)
 
 
 def render_html(markdown_text: str, folder: Path, title: str, listen: str) -> str:
