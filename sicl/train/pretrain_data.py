@@ -13,6 +13,7 @@ Batch keys (``collate``): ``input_ids``/``attention_mask``/``labels`` ``(B, T)``
 
 from __future__ import annotations
 
+import functools
 import importlib
 import multiprocessing as mp
 import os
@@ -45,11 +46,6 @@ class Sample:
     spans: list[tuple[int, int]]  # [start, end) token ranges that carry the loss
     ctc: list[np.ndarray]  # one (C,) int16 array of character ids per clip, empty when no transcript
     kind: str
-
-    @property
-    def n_prompt(self) -> int:
-        """Tokens before the first labelled one."""
-        return self.spans[0][0] if self.spans else len(self.input_ids)
 
 
 def ctc_encode(text: str | None) -> np.ndarray:
@@ -98,18 +94,20 @@ def featurize(item: Any, tokenizer: Any, extractor: Any = None, preset: str = "p
                   [ctc_encode(transcript)], item.kind if hasattr(item, "kind") else item.task)
 
 
-def _system_ids(tokenizer: Any) -> list[int]:
-    """Token ids of the chat's opening system turn (``<|im_start|>system ... <|im_end|>\n``)."""
+@functools.lru_cache(maxsize=4)
+def _chat_pieces(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """Token ids of the chat's opening system turn (``<|im_start|>system ... <|im_end|>\n``) and of the
+    newline between turns; computed once per tokenizer (they are asked for on every chat built)."""
     text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
-    return tokenizer(text[: text.index("<|im_start|>user")], add_special_tokens=False)["input_ids"]
+    sys_ids = tokenizer(text[: text.index("<|im_start|>user")], add_special_tokens=False)["input_ids"]
+    return sys_ids, tokenizer("\n", add_special_tokens=False)["input_ids"]
 
 
 def compose_chat(samples: list[Sample], tokenizer: Any) -> Sample:
     """One multi-turn chat from single-turn samples (several unrelated clips in one prompt, as in real omni
     models' instruction data); every assistant turn carries the loss. Token ids equal those of the
     chat template's rendering of the same turns (tested)."""
-    sys_ids = _system_ids(tokenizer)
-    nl = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    sys_ids, nl = _chat_pieces(tokenizer)
     ids: list[int] = []
     spans: list[tuple[int, int]] = []
     for i, s in enumerate(samples):
@@ -133,8 +131,7 @@ def featurize_text(turns: list[tuple[str, str]], document: str | None, tokenizer
     if document is not None:
         ids = tokenizer(document, add_special_tokens=False)["input_ids"]
         return Sample([], np.array(ids, np.int32), [(1, len(ids))], [], "text")
-    sys_ids = _system_ids(tokenizer)
-    nl = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    sys_ids, nl = _chat_pieces(tokenizer)
     ids, spans = list(sys_ids), []
     for i, (user, answer) in enumerate(turns):
         if i:

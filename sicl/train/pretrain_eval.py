@@ -14,7 +14,6 @@ import torch
 
 from sicl.episodes import prompts
 from sicl.models.processor import log_mel, num_audio_tokens
-from sicl.train.pretrain_data import prompt_text
 
 #: eval set name -> (generate_items kind, metric)
 EVAL_SETS = {"adult": ("adult", "wer"), "child-science": ("child-science", "wer"),
@@ -38,36 +37,12 @@ def make_eval_items(source: Any, n: int, sets: list[str] | None = None, seed: in
                                         **options) for name in names}
 
 
-@torch.no_grad()
 def generate(model: Any, tokenizer: Any, items: list[Any], batch_size: int = 32, max_new_tokens: int = 48,
              device: str = "cpu", preset: str = "plain", bf16: bool = False) -> list[str]:
-    """Greedy answers for items (left-padded batches, as batched generation requires)."""
-    model.eval()
-    pad = tokenizer.pad_token_id
-    outs: list[str] = []
-    for i in range(0, len(items), batch_size):
-        chunk = items[i:i + batch_size]
-        feats = [log_mel(it.wav) for it in chunk]
-        ids = [tokenizer(prompt_text(tokenizer, it, num_audio_tokens(f.shape[1]), preset),
-                         add_special_tokens=False)["input_ids"] for it, f in zip(chunk, feats, strict=True)]
-        t, fl = max(map(len, ids)), max(f.shape[1] for f in feats)
-        input_ids = torch.full((len(chunk), t), pad, dtype=torch.long)
-        att = torch.zeros_like(input_ids)
-        x = torch.zeros((len(chunk), 128, fl))
-        fm = torch.zeros((len(chunk), fl), dtype=torch.long)
-        for j, (seq, f) in enumerate(zip(ids, feats, strict=True)):
-            input_ids[j, t - len(seq):] = torch.tensor(seq)
-            att[j, t - len(seq):] = 1
-            x[j, :, :f.shape[1]] = torch.from_numpy(f)
-            fm[j, :f.shape[1]] = 1
-        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            gen = model.generate(input_ids=input_ids.to(device), attention_mask=att.to(device),
-                                 input_features=x.to(device), feature_attention_mask=fm.to(device),
-                                 max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad)
-        for row in gen[:, t:]:
-            outs.append(prompts.extract_answer(tokenizer.decode(row, skip_special_tokens=False), preset))
-    return outs
+    """Greedy answers for single-clip items (each as a one-turn chat, see :func:`generate_chats`)."""
+    chats = [chat_prompt_ids(tokenizer, [(it, None)], preset) for it in items]
+    return generate_chats(model, tokenizer, chats, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                          device=device, preset=preset, bf16=bf16)
 
 
 def score(metric: str, refs: list[str], hyps: list[str]) -> float:
@@ -152,8 +127,10 @@ def chat_prompt_ids(tokenizer: Any, turns: list[tuple[Any, str | None]], preset:
 
 @torch.no_grad()
 def generate_chats(model: Any, tokenizer: Any, chats: list[tuple[list[int], list[np.ndarray]]],
-                   batch_size: int = 16, max_new_tokens: int = 48, device: str = "cpu") -> list[str]:
-    """Greedy answers for prompts from :func:`chat_prompt_ids` (any number of clips each, or none)."""
+                   batch_size: int = 16, max_new_tokens: int = 48, device: str = "cpu", preset: str = "plain",
+                   bf16: bool = False) -> list[str]:
+    """Greedy answers for prompts from :func:`chat_prompt_ids` (any number of clips each, or none), in
+    left-padded batches (as batched generation requires)."""
     model.eval()
     pad = tokenizer.pad_token_id
     outs: list[str] = []
@@ -175,11 +152,12 @@ def generate_chats(model: Any, tokenizer: Any, chats: list[tuple[list[int], list
                 x[j, :, :f.shape[1]] = torch.from_numpy(f)
                 fm[j, :f.shape[1]] = 1
             extra = dict(input_features=x.to(device), feature_attention_mask=fm.to(device))
-        gen = model.generate(input_ids=input_ids.to(device), attention_mask=att.to(device), **extra,
-                             max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad)
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            gen = model.generate(input_ids=input_ids.to(device), attention_mask=att.to(device), **extra,
+                                 max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad)
         for row in gen[:, t:]:
-            outs.append(prompts.extract_answer(tokenizer.decode(row, skip_special_tokens=False)))
+            outs.append(prompts.extract_answer(tokenizer.decode(row, skip_special_tokens=False), preset))
     return outs
 
 
