@@ -27,9 +27,14 @@ def test_lexicon_is_large_and_unheard_words_are_never_spoken():
     assert 600 <= len(unheard) <= 1200 and not unheard & heard
     assert not (O.domain_words() & heard) and not (unheard & T.ADULT_VOCAB)
     rng = np.random.default_rng(3)
-    spoken = {w for _ in range(3000) for w in O.open_sentence(rng).split()}
+    sentences = [O.open_sentence(rng).split() for _ in range(3000)]
+    spoken = {w for s in sentences for w in s}
     assert len(spoken) > 1500  # open vocabulary, not ~55 templates
-    assert not spoken & unheard and not spoken & O.domain_words()
+    assert not spoken & unheard
+    # child-domain words are rare in speech: a few percent of sentences carry one, never more than one
+    with_domain = [s for s in sentences if set(s) & O.domain_words()]
+    assert 0.02 <= len(with_domain) / len(sentences) <= 0.12
+    assert all(len(set(s) & O.domain_words()) <= 2 for s in with_domain)
     # the probe set is made of unheard words only; text-only data may contain them (spellable)
     assert set(O.unheard_sentence(rng).split()) <= unheard
     text_words = set()
@@ -37,6 +42,27 @@ def test_lexicon_is_large_and_unheard_words_are_never_spoken():
         turns, doc = O.text_example(rng)
         text_words |= set((doc or " ".join(a for _, a in turns)).replace(".", " ").split())
     assert text_words & unheard and text_words & O.domain_words()
+
+
+def test_prefix_probe_answer_is_the_only_listed_word_with_that_prefix():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        prompt, answer = O.prefix_probe(rng)
+        listed = prompt.split("\n")[0].removeprefix("Words: ").rstrip(".").split()
+        prefix = prompt.rstrip("?").split()[-1]
+        assert len(listed) == 5 and answer in listed and [w for w in listed if w.startswith(prefix)] == [answer]
+
+
+def test_text_batches_are_fresh_examples_never_replayed(tiny):
+    _, processor = tiny
+    stream = D.ClipStream.__new__(D.ClipStream)  # no synthesis workers: text batches need none
+    stream.fresh_text, stream.text_rng = True, np.random.default_rng(0)
+    stream.buffers = {"audio": []}
+    assert stream.ready("text") and not stream.ready("single")
+    a = stream.batch(64, "text", processor.tokenizer)
+    b = stream.batch(64, "text", processor.tokenizer)
+    seqs = {tuple(s.input_ids.tolist()) for s in a + b}
+    assert len(seqs) >= 120 and all(s.kind == "text" and not s.features for s in a + b)
 
 
 def test_number_words():

@@ -311,6 +311,7 @@ def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[st
     res = evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16)
     if cfg.probes:
         res["copy"] = probe_copy(model, tok, n=n_copy, device=dev.type)
+        res["copy-prefix"] = probe_copy(model, tok, n=n_copy, device=dev.type, kind="prefix")
         if "adult" in eval_items:
             res["adult-icl3"] = probe_icl(model, tok, eval_items["adult"], k=3, device=dev.type)
     return res

@@ -189,15 +189,9 @@ def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, k
         kind = rng.choices(kinds, weights)[0]
         chunk_seed = SEED_OFFSET + seed * 100_000_000 + rank * 1_000_000 + n
         n += 1
-        if kind == "text":  # text-only language-model data: no audio, made here
-            from sicl.data.synth import open_text
-
-            trng = np.random.default_rng(chunk_seed)
-            samples = (featurize_text(*open_text.text_example(trng), tok) for _ in range(chunk))
-        else:
-            samples = (_featurized(item, tok, fe, preset, kind)
-                       for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude)
-                       if (item.meta or {}).get("category") != "age")  # child voices: never in pretraining
+        samples = (_featurized(item, tok, fe, preset, kind)
+                   for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude)
+                   if (item.meta or {}).get("category") != "age")  # child voices: never in pretraining
         for s in samples:
             while not stop.is_set() and os.getppid() == parent:
                 try:
@@ -223,14 +217,19 @@ class ClipStream:
         # Not daemonic: generate_items starts its own synthesis process per chunk, which daemons may not.
         self.q = ctx.Queue(maxsize=4096)
         self.stop = ctx.Event()
-        kinds = [k for k, w in mix.items() if w > 0]
+        # Text-only examples cost microseconds, so every text batch is made fresh here, never replayed: v2's
+        # first run drew them from the replay buffer, where ~3,000 examples were seen ~8 times each and the
+        # model memorised their answers instead of learning to copy (docs/tiny-omni.md).
+        self.fresh_text = mix.get("text", 0) > 0
+        self.text_rng = np.random.default_rng(SEED_OFFSET + seed * 100_000_000 + 999_000_000)
+        kinds = [k for k, w in mix.items() if w > 0 and k != "text"]
         self.procs = [ctx.Process(target=_worker, daemon=False,
                                   args=(r, self.q, self.stop, str(tokenizer_dir), source, kinds,
                                         [mix[k] for k in kinds], seed, chunk, exclude or set(), preset))
                       for r in range(workers)]
         for p in self.procs:
             p.start()
-        self.buffers: dict[str, list[Sample]] = {"audio": [], "text": []}
+        self.buffers: dict[str, list[Sample]] = {"audio": []}
         self.buffer_size = buffer_size
         self.received = 0
         self.rng = random.Random(seed)
@@ -249,7 +248,7 @@ class ClipStream:
                 continue
             got += 1
             self.received += 1
-            buf = self.buffers["audio" if s.features else "text"]
+            buf = self.buffers["audio"]
             if len(buf) < self.buffer_size:
                 buf.append(s)
             else:  # replace a random old sample: the buffer keeps a mix of ages
@@ -260,13 +259,21 @@ class ClipStream:
         return self.buffers["audio"]
 
     def ready(self, group: str) -> bool:
-        return bool(self.buffers["text" if group == "text" else "audio"])
+        if group == "text":
+            return self.fresh_text
+        return bool(self.buffers["audio"])
 
     def batch(self, size: int, group: str = "single", tokenizer: Any = None,
               clips: tuple[int, int] = (2, 5)) -> list[Sample]:
         """``size`` examples of one group: ``single`` (one clip each), ``text`` (no audio) or ``chat``
         (each a multi-turn chat of ``clips[0]..clips[1]`` unrelated buffered clips; needs ``tokenizer``)."""
-        buf = self.buffers["text" if group == "text" else "audio"]
+        if group == "text":
+            from sicl.data.synth import open_text
+
+            if not self.fresh_text or tokenizer is None:
+                raise ValueError("text batches need 'text' in the mix and a tokenizer")
+            return [featurize_text(*open_text.text_example(self.text_rng), tokenizer) for _ in range(size)]
+        buf = self.buffers["audio"]
         pick = lambda: buf[self.rng.randrange(len(buf))]  # noqa: E731
         if group != "chat":
             return [pick() for _ in range(size)]

@@ -179,13 +179,15 @@ def probe_icl(model: Any, tokenizer: Any, items: list[Any], k: int = 3, seed: in
 
 
 def probe_copy(model: Any, tokenizer: Any, n: int = 100, seed: int = 4242, device: str = "cpu",
-               batch_size: int = 32) -> dict[str, Any]:
-    """Text-only copying: a prompt lists five made-up words and asks for the one after a cue word; the share
-    answered exactly."""
-    from sicl.data.synth.open_text import copy_probe
+               batch_size: int = 32, kind: str = "after") -> dict[str, Any]:
+    """Text-only copying: a prompt lists five made-up words and asks for one of them back, the one after a cue
+    word (``kind="after"``: the classic induction test) or the one that starts with two given letters
+    (``"prefix"``: partial evidence, full spelling from the context); the share answered exactly."""
+    from sicl.data.synth.open_text import copy_probe, prefix_probe
 
     rng = np.random.default_rng(seed)
-    probes = [copy_probe(rng) for _ in range(n)]
+    make = {"after": copy_probe, "prefix": prefix_probe}[kind]
+    probes = [make(rng) for _ in range(n)]
     chats = [chat_prompt_ids(tokenizer, [(p, None)]) for p, _ in probes]
     hyps = generate_chats(model, tokenizer, chats, batch_size=batch_size, max_new_tokens=16, device=device)
     hits = [h.strip() == a for (_, a), h in zip(probes, hyps, strict=True)]
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     items = make_eval_items(source, args.n, args.sets.split(",") if args.sets else None)
     res = evaluate(model, processor.tokenizer, items)
     res["copy"] = probe_copy(model, processor.tokenizer, n=args.n)
+    res["copy-prefix"] = probe_copy(model, processor.tokenizer, n=args.n, kind="prefix")
     if "adult" in items:
         res["adult-icl3"] = probe_icl(model, processor.tokenizer, items["adult"], k=3)
     for r in res.values():
