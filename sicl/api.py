@@ -71,10 +71,11 @@ def evaluate(data: str | Path, out: str | Path, model: str = "tiny-omni", pool: 
     return {kk: json.loads((folder / f"k={kk}" / "metrics.json").read_text(encoding="utf-8")) for kk in ks}
 
 
-def score(predictions: str | Path | Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Metrics of a predictions file (or rows), as ``sicl score`` prints them."""
+def score(predictions: str | Path | Sequence[dict[str, Any]], scorer: str = "official") -> dict[str, Any]:
+    """Metrics of a predictions file (or rows), as ``sicl score`` prints them; ``scorer`` is ``official`` (each
+    benchmark's own script), ``mimo-eval`` or ``lenient`` (see docs/metrics.md)."""
     from sicl.eval.metrics import score_file, score_rows
 
     if isinstance(predictions, (str, Path)):
-        return score_file(predictions)
-    return score_rows(predictions)
+        return score_file(predictions, scorer)
+    return score_rows(predictions, scorer)

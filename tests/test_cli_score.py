@@ -27,8 +27,31 @@ def test_score_prints_the_metrics_json(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out == score_file(p)
     assert out["asr"]["n"] == 2 and out["asr"]["wer"] == 0.2 and out["asr"]["wer_utterance_capped"] == 0.25
-    assert out["aqa"] == {"n": 1, "accuracy": 1.0, "correct": 1, "empty_predictions": 0,
-                          "by_category": {"music": {"n": 1, "accuracy": 1.0}}}
+    # the default scorer is official: MMAU's string match on the output "B" (no token of "violin") is wrong
+    assert out["aqa"] == {"n": 1, "accuracy": 0.0, "correct": 0, "empty_predictions": 0,
+                          "by_category": {"music": {"n": 1, "accuracy": 0.0}},
+                          "scorer": "official", "rule": "mmau-string-match"}
+    assert out["asr"]["scorer"] == "official" and out["asr"]["rule"] == "whisper-corpus-wer"
+
+
+def test_scorer_flag_picks_the_rule(tmp_path, capsys):
+    p = write(tmp_path / "predictions.jsonl", ROWS)
+    assert main(["score", str(p), "--scorer", "lenient"]) == 0  # sicl's development rule maps "B" to "violin"
+    out = json.loads(capsys.readouterr().out)
+    assert out["aqa"]["accuracy"] == 1.0 and out["aqa"]["scorer"] == "lenient"
+    assert out["asr"]["wer"] == 0.2  # lenient's ASR rule is the official one
+    assert main(["score", str(p), "--scorer", "mimo-eval"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # MiMo-Audio-Eval: mean of utterance WERs (0 and 1/2), no capped/corpus variants; "B" extracted, still wrong
+    assert out["asr"]["wer"] == 0.25 and "wer_utterance_capped" not in out["asr"]
+    assert out["aqa"]["accuracy"] == 0.0 and out["aqa"]["rule"] == "mimo-extract+mmau-string-match"
+
+
+def test_unknown_scorer_is_one_line(tmp_path):
+    p = write(tmp_path / "predictions.jsonl", ROWS)
+    r = subprocess.run([sys.executable, "-m", "sicl", "score", str(p), "--scorer", "fancy"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "invalid choice: 'fancy'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_task_filter_and_pooled_files(tmp_path, capsys):

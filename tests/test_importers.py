@@ -217,7 +217,7 @@ def test_mmsu_json_letter_and_text_answers(tmp_path, capsys):
     assert a.target == "sad" and b.target == "angry"  # bare letter C -> third choice
     assert a.question == "Question 1?"
     assert a.meta == {"task_name": "emotion_recognition", "category": "paralinguistics",
-                      "sub-category": "emotion"}
+                      "sub-category": "emotion", "benchmark": "mmsu"}  # the scorers pick MMSU's rule by it
     assert a.duration == pytest.approx(SEC, abs=0.02)
 
 
@@ -276,7 +276,7 @@ def test_mmau_test_mini(tmp_path, capsys):
     r = rows[1]
     assert r.task == "aqa" and r.choices == ["Dog", "Cat", "Bird", "Cow"] and r.question == "What 1?"
     assert r.meta == {"task": "music", "category": "Counting", "sub-category": "Animals",
-                      "difficulty": "hard", "dataset": "clotho", "split": "test-mini"}
+                      "difficulty": "hard", "dataset": "clotho", "split": "test-mini", "benchmark": "mmau"}
 
 
 def test_mmau_answer_not_in_choices_skipped_or_strict(tmp_path, capsys):
@@ -304,7 +304,7 @@ def test_mmar_json_and_jsonl(tmp_path, capsys):
     (r,) = read_manifest(out)
     assert (r.task, r.target, r.choices) == ("aqa", "B1", ["A1", "B1"])
     assert r.meta == {"modality": "sound-music", "category": "Semantic", "sub-category": "Emotion",
-                      "language": "en"}
+                      "language": "en", "benchmark": "mmar"}
     (root / "MMAR-meta.json").unlink()
     (root / "MMAR-meta.jsonl").write_text("\n".join(json.dumps(i) for i in items) + "\n")
     assert prepare("mmar", root, out) == 1

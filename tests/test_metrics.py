@@ -235,13 +235,22 @@ def test_accuracy_with_breakdowns():
         qa("drums", "drums", c, meta={"category": "sound", "difficulty": "easy"}),
         qa("drums", "", c, meta={"category": "sound"}),
     ]
-    m = score_rows(rows)["aqa"]
+    # lenient maps the bare letter "B" to "violin"
+    m = score_rows(rows, scorer="lenient")["aqa"]
     assert (m["n"], m["correct"], m["accuracy"], m["empty_predictions"]) == (4, 2, 0.5, 1)
     assert m["by_category"] == {"music": {"n": 2, "accuracy": 0.5}, "sound": {"n": 2, "accuracy": 0.5}}
     assert m["by_difficulty"] == {"easy": {"n": 2, "accuracy": 1.0}, "hard": {"n": 1, "accuracy": 0.0},
                                   "unknown": {"n": 1, "accuracy": 0.0}}
     assert m["by_meta_task"] == {"music": {"n": 2, "accuracy": 0.5}, "unknown": {"n": 2, "accuracy": 0.5}}
     assert "by_lang" not in m
+    assert (m["scorer"], m["rule"]) == ("lenient", "lenient-letter-map+mmau-string-match")
+    # the default (official, MMAU's script): "B" has no token of "violin", so only "drums" is right
+    m = score_rows(rows)["aqa"]
+    assert (m["n"], m["correct"], m["accuracy"], m["empty_predictions"]) == (4, 1, 0.25, 1)
+    assert m["by_category"] == {"music": {"n": 2, "accuracy": 0.0}, "sound": {"n": 2, "accuracy": 0.5}}
+    assert m["by_difficulty"] == {"easy": {"n": 2, "accuracy": 0.5}, "hard": {"n": 1, "accuracy": 0.0},
+                                  "unknown": {"n": 1, "accuracy": 0.0}}
+    assert (m["scorer"], m["rule"]) == ("official", "mmau-string-match")
 
 
 def test_no_breakdowns_without_meta_and_by_lang_for_choices():

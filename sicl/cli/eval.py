@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sicl.eval.scorers import DEFAULT_SCORER, SCORER_NAMES
 from sicl.retrieval.index import INDEX_KINDS
 from sicl.retrieval.retrievers import RETRIEVERS
 
@@ -58,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model weights dtype (default: %(default)s)")
     parser.add_argument("--preset", default="plain", choices=("plain", "ticl"), help="prompt wording (default: plain)")
     parser.add_argument("--backend", default="hf", help="generation backend (default: hf)")
+    parser.add_argument("--scorer", choices=SCORER_NAMES, default=DEFAULT_SCORER,
+                        help="whose scoring rules metrics.json follows: official (each benchmark's own script), "
+                             "mimo-eval (MiMo-Audio-Eval's) or lenient (development only); see docs/metrics.md "
+                             "(default: %(default)s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue a killed run in DIR (skips queries done)")
     parser.add_argument("--cache-dir", default=None, help="retrieval cache root (default: $SICL_CACHE or ~/.cache/sicl)")
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                      index=args.index, exclude_same_speaker=args.exclude_same_speaker, seed=args.seed,
                      batch_size=args.batch_size, limit=args.limit, method=args.method, eval_set=args.eval_set,
                      max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, preset=args.preset,
-                     backend=args.backend, cache_dir=args.cache_dir, allow_download=args.allow_download)
+                     backend=args.backend, cache_dir=args.cache_dir, allow_download=args.allow_download,
+                     scorer=args.scorer)
     from sicl.guard import output_lock, stop_on_signals
 
     with output_lock(args.out, "sicl eval"), stop_on_signals():

@@ -1,4 +1,5 @@
-"""`sicl score PREDICTIONS.jsonl [...]`: metrics keyed by task, as JSON on stdout (the object metrics.json holds)."""
+"""`sicl score PREDICTIONS.jsonl [...] [--scorer official|mimo-eval|lenient]`: metrics keyed by task, as JSON on
+stdout (the object metrics.json holds). The scorer picks whose published rule is applied (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import argparse
 
 from sicl.data.manifest import TASKS
 from sicl.errors import SiclError
+from sicl.eval.scorers import DEFAULT_SCORER, SCORER_NAMES
 
 #: shown at the end of --help
 EXAMPLES = [
-    'sicl score runs/eval/zs/predictions.jsonl',
+    'sicl score runs/eval/zs/predictions.jsonl                       # official: the benchmarks\' own scripts',
+    'sicl score runs/eval/zs/predictions.jsonl --scorer mimo-eval    # MiMo-Audio-Eval\'s rules',
 ]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one run) are pooled and scored together, and an id may appear only once")
     parser.add_argument("--task", action="append", choices=TASKS, default=None,
                         help="score only this task (repeatable)")
+    parser.add_argument("--scorer", choices=SCORER_NAMES, default=DEFAULT_SCORER,
+                        help="whose rules: official (each benchmark's own script: MMAU/MMAR string match on the "
+                             "whole output, MMSU letter rule, Whisper-normalised WER), mimo-eval "
+                             "(MiMo-Audio-Eval's evaluators), lenient (sicl's development rule, not comparable "
+                             "with published numbers) (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         what = f" of task {'/'.join(args.task)}" if args.task else ""
         raise SiclError(f"no prediction rows{what} in {', '.join(args.predictions)}")
-    print(dumps(score_rows(rows)))
+    print(dumps(score_rows(rows, args.scorer)))
     return 0

@@ -13,8 +13,14 @@
 - **st**: ``sacrebleu.corpus_bleu`` on the raw (detokenised, case-sensitive) text, tokenizer ``13a``; ``zh``
   for zh/yue targets; ``ja-mecab`` for ja when its extra dependencies are installed, otherwise ``char``; ``char``
   for th. The language is ``target_lang``.
-- **sqa/aqa**: accuracy. A bare option letter (``B``, ``(B)``, ``B.``, ``Answer: B``) is first mapped to that
-  option's text (MMSU style), then the official MMAU token matcher decides.
+- **sqa/aqa**: accuracy under the scorer's rule for the row's benchmark (:mod:`sicl.eval.scorers`): by default
+  (``official``) the official MMAU/MMAR string match on the model's whole output, or MMSU's letter rule for
+  ``meta.benchmark == "mmsu"``; ``mimo-eval`` extracts the answer MiMo-Audio-Eval's way first; ``lenient``
+  (development only) maps a bare option letter to its choice first.
+
+``score_rows(rows, scorer=NAME)`` picks the scorer (``official``, ``mimo-eval``, ``lenient``); every task's
+metrics name it (``"scorer"``) and the rule used (``"rule"``). Under ``mimo-eval``, ``asr.wer`` is
+MiMo-Audio-Eval's mean utterance WER.
 
 Fractions (WER, CER, accuracy) are in [0, 1] (WER can exceed 1); BLEU is sacreBLEU's 0-100 scale.
 """
@@ -38,6 +44,10 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from sicl.data.manifest import TASKS, iter_lines
 from sicl.episodes.prompts import extract_answer
 from sicl.errors import ManifestError, SiclError
+from sicl.eval.scorers import ChoiceResult, Scorer, get_scorer, mimo_asr_metrics, mmau_match
+
+__all__ = ["mmau_match", "score_rows", "score_file", "read_predictions", "dumps", "normalize_text",
+           "map_option_letter", "choice_correct", "utterance_word_errors"]
 
 #: Languages written without spaces between words: CER is computed with spaces removed and is the headline.
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "yue", "ko"})
@@ -215,24 +225,6 @@ def _mmau_tokens(text: str) -> set[str]:
     return set(re.findall(r"\b\w+\b", text.lower()))
 
 
-def mmau_match(answer: str, prediction: str, choices: Sequence[str]) -> bool:
-    """The official MMAU/MMAR string match (re-implemented: it ships as a script, not a library).
-
-    Lower-cased ``\\b\\w+\\b`` token sets. Correct iff the prediction has at least one token, holds every token
-    of the answer, and holds none of the wrong choices' tokens that are not also answer tokens; a choice with
-    exactly the answer's token set is not counted as wrong."""
-    pred = _mmau_tokens(prediction)
-    if not pred:
-        return False
-    ans = _mmau_tokens(answer)
-    wrong: set[str] = set()
-    for choice in choices:
-        toks = _mmau_tokens(choice)
-        if toks != ans:
-            wrong |= toks - ans
-    return ans <= pred and pred.isdisjoint(wrong)
-
-
 _OPTION_RE = re.compile(r"^\s*(?:(?:option|choice)\s*)?\(?([A-Za-z])\)?\s*[.:)]?\s*$", re.IGNORECASE)
 
 
@@ -250,25 +242,40 @@ def map_option_letter(prediction: str, choices: Sequence[str] | None) -> str:
 
 
 def choice_correct(prediction: str, target: str, choices: Sequence[str] | None) -> bool:
-    """Letter mapping, then :func:`mmau_match`. Without choices (open QA) every answer token must appear."""
+    """The ``lenient`` scorer's rule: letter mapping, then :func:`mmau_match`. Without choices (open QA) every
+    answer token must appear."""
     return mmau_match(target, map_option_letter(prediction, choices), list(choices or []))
 
 
-def _acc(flags: Sequence[bool]) -> dict[str, Any]:
-    return {"n": len(flags), "accuracy": _r(sum(flags) / len(flags)) if flags else None}
+def _acc(results: Sequence[ChoiceResult]) -> dict[str, Any]:
+    counted = [r for r in results if r.counted]
+    return {"n": len(results),
+            "accuracy": _r(sum(r.correct for r in counted) / len(counted)) if counted else None}
 
 
-def _choice_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    flags = [choice_correct(r["prediction"], r["target"], r.get("choices")) for r in rows]
-    out: dict[str, Any] = {"n": len(rows), "accuracy": _r(sum(flags) / len(flags)), "correct": sum(flags),
-                           "empty_predictions": sum(1 for r in rows if not _mmau_tokens(r["prediction"]))}
+def _rule_names(names: Iterable[str]) -> str:
+    return " + ".join(sorted(set(names)))
+
+
+def _choice_metrics(rows: Sequence[Mapping[str, Any]], scorer: Scorer) -> dict[str, Any]:
+    rules = [scorer.choice_rule(r) for r in rows]
+    results = [rule.fn(r) for rule, r in zip(rules, rows, strict=True)]
+    counted = [x for x in results if x.counted]
+    correct = sum(x.correct for x in counted)
+    out: dict[str, Any] = {"n": len(rows), "accuracy": _r(correct / len(counted)) if counted else None,
+                           "correct": correct,
+                           "empty_predictions": sum(1 for x in results if not _mmau_tokens(x.text))}
+    if len(counted) < len(results):
+        out["excluded"] = len(results) - len(counted)
     for field, key in BREAKDOWNS.items():
         values = [(r.get("meta") or {}).get(field) for r in rows]
         if any(v is not None for v in values):
-            groups: dict[str, list[bool]] = defaultdict(list)
-            for v, f in zip(values, flags, strict=True):
-                groups[UNKNOWN if v is None else str(v)].append(f)
-            out[key] = {g: _acc(fs) for g, fs in sorted(groups.items())}
+            groups: dict[str, list[ChoiceResult]] = defaultdict(list)
+            for v, x in zip(values, results, strict=True):
+                groups[UNKNOWN if v is None else str(v)].append(x)
+            out[key] = {g: _acc(xs) for g, xs in sorted(groups.items())}
+    out["scorer"] = scorer.name
+    out["rule"] = _rule_names(rule.name for rule in rules)
     return out
 
 
@@ -290,6 +297,8 @@ def _row_problem(row: Any) -> str | None:
     for name in ("lang", "target_lang"):
         if row.get(name) is not None and not isinstance(row[name], str):
             return f"field '{name}' must be a string, got {type(row[name]).__name__}"
+    if row.get("raw") is not None and not isinstance(row["raw"], str):
+        return f"field 'raw' must be a string, got {type(row['raw']).__name__}"
     choices = row.get("choices")
     if choices is not None:
         if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
@@ -301,25 +310,31 @@ def _row_problem(row: Any) -> str | None:
     return None
 
 
-def _task_metrics(task: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _task_metrics(task: str, rows: Sequence[Mapping[str, Any]], scorer: Scorer) -> dict[str, Any]:
+    if task in CHOICE_TASKS:
+        return _choice_metrics(rows, scorer)
+    rule = scorer.asr if task == "asr" else scorer.st
     if task == "asr":
-        return _asr_metrics(rows)
-    if task == "st":
-        return _st_metrics(rows)
-    return _choice_metrics(rows)
+        out = mimo_asr_metrics(rows) if rule.name == "mimo-mean-utterance-wer" else _asr_metrics(rows)
+    else:
+        out = _st_metrics(rows)
+    return {**out, "scorer": scorer.name, "rule": rule.name}
 
 
 def _headline(task: str, m: Mapping[str, Any]) -> dict[str, Any]:
     keep = {"asr": ("n", "wer", "wer_utterance_capped", "cer", "primary", "skipped_empty_reference",
                     "empty_predictions"),
             "st": ("n", "bleu", "tokenize", "by_target_lang", "empty_predictions")}.get(
-        task, ("n", "accuracy", "empty_predictions"))
+        task, ("n", "accuracy", "empty_predictions", "excluded"))
     return {k: m[k] for k in keep if k in m}
 
 
-def score_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Prediction rows (manifest fields: id, task, target, lang, choices, meta, ... plus ``prediction``) ->
-    metrics keyed by task (only tasks present). A row that cannot be scored raises :class:`SiclError`."""
+def score_rows(rows: Iterable[Mapping[str, Any]], scorer: str | None = None) -> dict[str, dict[str, Any]]:
+    """Prediction rows (manifest fields: id, task, target, lang, choices, meta, ... plus ``prediction`` and
+    optionally ``raw``) -> metrics keyed by task (only tasks present), under the named scorer (default
+    ``official``, see :mod:`sicl.eval.scorers`). A row that cannot be scored or an unknown scorer raises
+    :class:`SiclError`."""
+    sc = get_scorer(scorer)
     by_task: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for k, row in enumerate(rows):
         problem = _row_problem(row)
@@ -332,12 +347,13 @@ def score_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         rows_t = by_task.get(task)
         if not rows_t:
             continue
-        metrics = _task_metrics(task, rows_t)
+        metrics = _task_metrics(task, rows_t, sc)
         groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         for r in rows_t:
             groups[r.get("lang") or "en"].append(r)
         if len(groups) > 1:
-            metrics["by_lang"] = {lang: _headline(task, _task_metrics(task, g)) for lang, g in sorted(groups.items())}
+            metrics["by_lang"] = {lang: _headline(task, _task_metrics(task, g, sc))
+                                  for lang, g in sorted(groups.items())}
         result[task] = metrics
     return result
 
@@ -363,9 +379,9 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def score_file(path: str | Path) -> dict[str, dict[str, Any]]:
-    """:func:`score_rows` of a predictions.jsonl (one JSON object per line)."""
-    return score_rows(read_predictions(path))
+def score_file(path: str | Path, scorer: str | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`score_rows` of a predictions.jsonl (one JSON object per line) under the named scorer."""
+    return score_rows(read_predictions(path), scorer)
 
 
 def dumps(metrics: Mapping[str, Any]) -> str:

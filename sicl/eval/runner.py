@@ -82,6 +82,7 @@ class EvalConfig:
     backend: str = "hf"
     cache_dir: str | None = None
     allow_download: bool = False
+    scorer: str = "official"  # sicl.eval.scorers: official | mimo-eval | lenient (not a resume key: scoring only)
 
 
 def derive_method(k: int, adapter: str | None) -> str:
@@ -197,6 +198,9 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
     queries = read_manifest(cfg.data, require_target=True)
     if cfg.limit is not None:
         queries = queries[:cfg.limit]
+    from sicl.eval.scorers import check_scorable
+
+    check_scorable(cfg.scorer, queries)  # an unknown scorer or rows it cannot score fail before generation
     pool: list[Example] = []
     if ks[-1] > 0:
         if cfg.retriever == "none":
@@ -496,7 +500,7 @@ def _finalise(run_dir: Path, episodes: list[Episode], stats: list[dict[str, Any]
 
     from sicl.eval.metrics import score_rows
 
-    metrics = score_rows(rows)
+    metrics = score_rows(rows, cfg.scorer)
     write_json(run_dir / "metrics.json", metrics)
     n = len(rows)
 

@@ -20,7 +20,8 @@ from sicl.data.manifest import Example
 
 
 def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Sequence[str],
-            what: str) -> Scan:
+            what: str, benchmark: str) -> Scan:
+    """``benchmark`` goes into every row's ``meta.benchmark``: the scorers pick the benchmark's rule by it."""
     path = src if src.is_file() else single_file(src, patterns, what)
     out = Scan()
     required = ("id", audio_key, "question", "choices", "answer")
@@ -45,5 +46,5 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
             continue
         out.add(Example(id=rid, audio=str(resolve_audio(path.parent, rel).resolve()), task="aqa",
                         target=target, question=text(row["question"]), choices=choices,
-                        meta=pick_meta(row, meta_keys)), where)
+                        meta={**pick_meta(row, meta_keys), "benchmark": benchmark}), where)
     return out

@@ -21,4 +21,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     return scan_qa(src, audio_key="audio_path", meta_keys=META_KEYS,
-                   patterns=("MMAR-meta.json", "MMAR-meta.jsonl", "*.json", "*.jsonl"), what="MMAR meta")
+                   patterns=("MMAR-meta.json", "MMAR-meta.jsonl", "*.json", "*.jsonl"), what="MMAR meta",
+                   benchmark="mmar")

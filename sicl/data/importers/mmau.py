@@ -22,4 +22,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     return scan_qa(src, audio_key="audio_id", meta_keys=META_KEYS,
-                   patterns=("mmau*.json", "*test-mini*.json", "*.json"), what="MMAU JSON")
+                   patterns=("mmau*.json", "*test-mini*.json", "*.json"), what="MMAU JSON",
+                   benchmark="mmau")

@@ -135,5 +135,5 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                 continue
             out.add(Example(id=rid, audio=str(audio), task="sqa", target=target,
                             question=text(row["question"]), choices=choices,
-                            meta=pick_meta(row, META_KEYS)), where)
+                            meta={**pick_meta(row, META_KEYS), "benchmark": "mmsu"}), where)
     return out
