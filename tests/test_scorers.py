@@ -279,3 +279,36 @@ def test_cli_reproduces_each_script_on_a_mixed_file(tmp_path, capsys):
     assert out["asr"]["wer"] == 1.5  # (3 + 0) / 2
     assert main(["score", str(p), "--scorer", "lenient"]) == 0
     assert json.loads(capsys.readouterr().out)["aqa"]["correct"] == sum(c[3] for c in MIXED) == 7
+
+
+# ------------------------------------------------------------- against the scripts' own outputs (fixture)
+
+XC = __import__("pathlib").Path(__file__).parent / "fixtures" / "scorer_crosscheck"
+
+
+def _rows(name):
+    return [json.loads(line) for line in (XC / name).read_text(encoding="utf-8").splitlines()]
+
+
+def test_reproduces_the_benchmark_scripts_on_the_crosscheck_fixture():
+    """Numbers the unmodified MMAU, MMSU and MiMo-Audio-Eval scripts printed for these files
+    (tests/fixtures/scorer_crosscheck/README.md says how they were made)."""
+    from sicl.eval.scorers import mimo_mmau, mmau_official
+
+    ref = json.loads((XC / "reference.json").read_text())
+    items = json.loads((XC / "reference_items.json").read_text())
+    aqa, sqa = _rows("aqa.jsonl"), _rows("sqa_mmsu.jsonl")
+    assert round(100 * score_rows(aqa)["aqa"]["accuracy"], 2) == ref["mmau_official_printed_percent"] == 36.33
+    assert score_rows(aqa)["aqa"]["accuracy"] == pytest.approx(ref["mmau_official"], abs=1e-6)
+    assert score_rows(aqa, "mimo-eval")["aqa"]["accuracy"] == pytest.approx(ref["mimo_mmau"], abs=1e-6)
+    assert [mmau_official(r).correct for r in aqa] == items["mmau_official"]
+    assert [mimo_mmau(r).correct for r in aqa] == items["mimo_mmau"]
+    assert score_rows(sqa)["sqa"]["accuracy"] == pytest.approx(ref["mmsu_official"], abs=1e-6)
+    assert score_rows(sqa, "mimo-eval")["sqa"]["accuracy"] == pytest.approx(ref["mimo_mmsu"], abs=1e-6)
+    for lang in ("en", "zh"):
+        m = score_rows(_rows(f"asr_{lang}.jsonl"), "mimo-eval")["asr"]
+        assert m["wer"] == pytest.approx(ref[f"mimo_asr_{lang}"], abs=1e-6)
+        assert m["wer"] == pytest.approx(sum(items[f"mimo_asr_{lang}"]) / len(items[f"mimo_asr_{lang}"]), abs=1e-6)
+    # and the scorers differ from each other on it (the fixture exercises what separates them)
+    assert score_rows(aqa, "lenient")["aqa"]["accuracy"] == pytest.approx(0.443333, abs=1e-6)
+    assert score_rows(sqa)["sqa"]["excluded"] > 0
