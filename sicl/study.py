@@ -64,6 +64,8 @@ class StudyConfig:
     eval_limit: int | None = field(default=100, metadata={"help": "first N test queries per set (null: all)"})
     batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
     retriever: str = field(default="ticl", metadata={"help": "demonstration retriever"})
+    scorer: str = field(default="official", metadata={
+        "help": "scoring rules (official: each benchmark's own script | mimo-eval | lenient), docs/metrics.md"})
     eval_sets: list[EvalSet] = field(default_factory=list, metadata={"help": "[{name, data, pool}]"})
     adapters: list[AdapterSpec] = field(default_factory=list, metadata={"help": "[{method, config, eval_k}]"})
     train_overrides: list[str] = field(default_factory=list, metadata={
@@ -88,6 +90,10 @@ def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
         raise ConfigError(f"{path or DEFAULT_CONFIG}: sweep_sets {unknown} are not eval sets ({names})")
     if any(k < 0 for k in cfg.sweep) or cfg.k < 1:
         raise ConfigError(f"{path or DEFAULT_CONFIG}: k must be >= 1 and sweep values >= 0")
+    from sicl.eval.scorers import SCORER_NAMES
+
+    if cfg.scorer not in SCORER_NAMES:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: scorer {cfg.scorer!r} is not one of {', '.join(SCORER_NAMES)}")
     for t in cfg.targets:
         try:
             Target.from_dict(dataclasses.asdict(t))
@@ -218,7 +224,7 @@ class Study:
                          adapter=str(adapter_dir) if adapter_dir else None, pool=pool, ks=ks,
                          retriever=self.cfg.retriever, pseudo_labeler=labels or "backbone",
                          batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
-                         eval_set=s.name)
+                         eval_set=s.name, scorer=self.cfg.scorer)
         self.log(f"      {method} on {s.name}, k={','.join(map(str, ks))}")
         evaluate(cfg, resume=True, progress=True, tower_cache=self.tower_cache)
         return out

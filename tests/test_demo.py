@@ -3,7 +3,10 @@
 import csv
 import json
 
+import pytest
+
 from sicl.cli.main import main
+from sicl.errors import ConfigError
 from sicl.study import load_study
 
 REDUCED = [
@@ -21,6 +24,9 @@ def test_the_shipped_study_config_loads_and_names_every_method_and_set():
     assert [s.name for s in cfg.eval_sets] == ["child-science", "child-reading", "adult", "translate", "aqa"]
     assert [a.method for a in cfg.adapters] == ["sicl-at1", "sicl-at2", "sicl-at3", "direct-ft"]
     assert cfg.k == 3 and cfg.sweep == [0, 1, 2, 3, 4]
+    assert cfg.scorer == "official"  # the benchmarks' own rules (issue 20)
+    with pytest.raises(ConfigError, match="scorer 'fancy' is not one of official, mimo-eval, lenient"):
+        load_study(overrides=["scorer=fancy"])
 
 
 def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps(tmp_path, capsys):
@@ -39,6 +45,9 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
             ("direct-ft", "aqa", "0")} <= seen
     report = (out / "report.md").read_text()
     assert "## Reading" in report and "plots/" in report
+    assert "Scored with `official`: each benchmark's own scoring script" in report
+    aqa = json.loads((out / "eval" / "zero-shot" / "aqa" / "metrics.json").read_text())["aqa"]
+    assert (aqa["scorer"], aqa["rule"]) == ("official", "mmau-string-match")
     pngs = list((out / "plots").glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     for method in ("sicl-at2", "direct-ft"):

@@ -163,3 +163,19 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(data, tmp_path):
     assert [r["id"] for r in got] == [r["id"] for r in want]
     assert [r["raw"] for r in got] == [r["raw"] for r in want]
     assert (out / "metrics.json").read_text() == (ref / "metrics.json").read_text()
+
+
+def test_scorer_is_named_in_metrics_and_rescoring_on_resume_keeps_predictions(data, tmp_path):
+    """--scorer (issue 20): default official; a finished run resumed with another scorer is re-scored from the
+    same predictions; an unknown scorer fails before anything is written."""
+    out = evaluate(cfg(data, tmp_path / "run"))
+    preds = (out / "predictions.jsonl").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {m["scorer"] for m in metrics.values()} == {"official"}
+    evaluate(cfg(data, out, scorer="lenient"), resume=True)
+    assert (out / "predictions.jsonl").read_text() == preds
+    assert json.loads((out / "metrics.json").read_text()) == score_rows(rows(out / "predictions.jsonl"), "lenient")
+    assert json.loads((out / "settings.json").read_text())["scorer"] == "lenient"
+    with pytest.raises(SiclError, match="unknown scorer 'nope'"):
+        evaluate(cfg(data, tmp_path / "other", scorer="nope"))
+    assert not (tmp_path / "other").exists()

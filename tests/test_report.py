@@ -407,3 +407,24 @@ def test_cli_end_to_end_and_rerun_replaces_plots(study: Path, capsys):
     (study / "targets.json").write_text("{}")
     assert main(args) == 1
     assert "expected a JSON list" in capsys.readouterr().err
+
+
+def test_report_says_which_scorer(tmp_path):
+    """The report names the scorer the runs' metrics.json used (issue 20), warns when they differ, and says when
+    older files do not name one."""
+    def aqa(acc, scorer=None):
+        m = {"n": 10, "accuracy": acc, "correct": int(acc * 10), "empty_predictions": 0}
+        return {"aqa": {**m, "scorer": scorer, "rule": "mmau-string-match"} if scorer else m}
+
+    write_run(tmp_path / "a" / "zs", "zero-shot", "aqa", 0, aqa(0.5, "official"))
+    write_run(tmp_path / "a" / "icl", "vanilla-icl", "aqa", 3, aqa(0.6, "official"))
+    md = build_report([tmp_path / "a"], tmp_path / "ra")["report"].read_text()
+    intro = md.split("## What this is")[1].split("##")[0]
+    assert "Scored with `official`: each benchmark's own scoring script" in intro
+    assert "- Scorer: `official` (2 runs)" in md.split("## Settings")[1]
+    write_run(tmp_path / "a" / "ft", "direct-ft", "aqa", 0, aqa(0.7, "lenient"))
+    md = build_report([tmp_path / "a"], tmp_path / "rb")["report"].read_text()
+    assert "Warning: the runs were scored with different scorers, `lenient` (1 run), `official` (2 runs)" in md
+    write_run(tmp_path / "b" / "zs", "zero-shot", "aqa", 0, aqa(0.5))
+    md = build_report([tmp_path / "b"], tmp_path / "rc")["report"].read_text()
+    assert "Scored with `unnamed`: older metrics.json files that do not name their scorer" in md

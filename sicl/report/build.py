@@ -166,6 +166,42 @@ def _comparison_table(res: Results, cols: list[tuple[str, str]], mixed: bool) ->
     return [_table(["method", "k", *header], body), ""]
 
 
+#: What each scorer is, for the report's sentence (sicl.eval.scorers, docs/metrics.md).
+SCORER_TEXT = {
+    "official": "each benchmark's own scoring script (MMAU/MMAR string match on the whole output, MMSU letter rule, "
+                "Whisper-normalised WER, sacreBLEU), so numbers compare with published tables",
+    "mimo-eval": "MiMo-Audio-Eval's evaluators (its answer extraction before the MMAU string match, mean utterance "
+                 "WER without cap), so numbers compare with MiMo-Audio's published ones",
+    "lenient": "sicl's development rule (answer extraction and option-letter mapping before the string match): "
+               "not comparable with any published number",
+}
+UNNAMED_SCORER = "unnamed"
+
+
+def run_scorers(runs: list[Run]) -> dict[str, int]:
+    """scorer name -> number of runs scored with it (from the ``"scorer"`` each task of metrics.json names;
+    ``"unnamed"`` for a metrics.json written before scorers were named, whose choice accuracy used the rule
+    now called ``lenient``)."""
+    out: dict[str, int] = {}
+    for r in runs:
+        names = {v.get("scorer") for v in (r.metrics or {}).values() if isinstance(v, dict)} - {None}
+        for name in sorted(names) or [UNNAMED_SCORER]:
+            out[str(name)] = out.get(str(name), 0) + 1
+    return out
+
+
+def _scoring_sentence(runs: list[Run]) -> str:
+    used = run_scorers(runs)
+    if len(used) == 1:
+        (name,) = used
+        what = SCORER_TEXT.get(name, "older metrics.json files that do not name their scorer (choice accuracy then "
+                                     "used the rule now called lenient)" if name == UNNAMED_SCORER else "")
+        return f"Scored with `{name}`" + (f": {what}." if what else ".")
+    parts = ", ".join(f"`{n}` ({c} run{'s' if c != 1 else ''})" for n, c in sorted(used.items()))
+    return (f"Warning: the runs were scored with different scorers, {parts}; numbers from different scorers are "
+            "not comparable (re-score with `sicl score --scorer NAME`).")
+
+
 def _intro(runs: list[Run], res: Results) -> list[str]:
     sets = []
     for metrics, cols in families(res):
@@ -184,6 +220,7 @@ def _intro(runs: list[Run], res: Results) -> list[str]:
     text += f". Headline k: {_headline_rule(res.main_k, res.methods)}."
     text += f" {len(runs)} evaluation run{'s' if len(runs) != 1 else ''}"
     text += f", {n_text}." if n_text else "."
+    text += " " + _scoring_sentence(runs)
     text += (" The tables below give each method's headline number; targets, plots, a short reading, the k-sweep,"
              " cost and the settings follow; results.csv holds every number.")
     return ["## What this is", "", text, ""]
@@ -337,6 +374,9 @@ def _settings(runs: list[Run], res: Results, warnings: list[str], out_dir: Path 
     out.append(f"- {len(runs)} run(s) of {len(res.methods)} method(s) on {len(res.eval_sets)} eval set(s); "
                f"report by sicl {__version__}.")
     out.append(f"- Headline k: {_headline_rule(res.main_k, res.methods)}.")
+    out.append("- Scorer: " + ", ".join(f"`{n}` ({c} run{'s' if c != 1 else ''})"
+                                         for n, c in sorted(run_scorers(runs).items()))
+               + " (`sicl score --scorer`, docs/metrics.md).")
     out += [f"- warning: {w}" for w in warnings]
     out.append("- Files: `results.csv` (one row per number: `method,eval_set,k,metric,value`, counts and cost "
                "included), `plots/` (the PNG plots above).")
