@@ -5,7 +5,7 @@ zhon 2.1.1, tqdm) and no sicl:
 
     python scripts/crosscheck_scorers.py make OUT (--mmau-json MMAU/mmau-test-mini.json | --synthetic N) [--seed 0]
     /tmp/ref/bin/python scripts/crosscheck_scorers.py reference OUT --mmau MMAU --mmsu MMSU_Bench \\
-        --mimo MiMo-Audio-Eval
+        --mimo MiMo-Audio-Eval [--mmar MMAR]
     python scripts/crosscheck_scorers.py compare OUT
 
 ``make`` writes outputs of mixed forms for the 1,000 MMAU test-mini items, or for N made-up items
@@ -13,7 +13,7 @@ zhon 2.1.1, tqdm) and no sicl:
 answer is X.", markers, bold, thinking blocks, wrong choices, empty, ...), MMSU-style letter outputs for the
 four-choice items, and English / Chinese ASR hypotheses with punctuation, case, "(laughs)" and edits; each
 both as sicl predictions files and as the references' own input files. ``reference`` runs MMAU's
-``evaluation.py`` as a subprocess (its printed total) and calls MMSU's ``mmsu_evaluation.py`` and
+``evaluation.py`` (and MMAR's ``code/evaluation.py``) as a subprocess (its printed total) and calls MMSU's ``mmsu_evaluation.py`` and
 MiMo-Audio-Eval's MMAU / MMSU / ASR evaluator code (modules the evaluators import but these functions do not
 use, such as torch, are stubbed). ``compare`` scores the sicl files with ``official`` and ``mimo-eval`` and
 prints both numbers side by side; it exits 1 when any differs. Empty MMSU outputs are not generated: both
@@ -45,6 +45,9 @@ EN = ["The quick brown fox jumps over the lazy dog.", "Don't forget: the meeting
       "It costs $25 -- twenty-five dollars.", "Is this the right way to the station?",
       "My mother's sister lives in New York.", "We'll need three eggs, some flour; and milk.",
       "(Laughs) That was really funny.", "Please turn left at the second light."]
+MMAR_MODALITIES = ["sound", "music", "speech", "mix-sound-music", "mix-sound-speech", "mix-music-speech",
+                   "mix-sound-music-speech"]
+MMAR_CATEGORIES = ["Signal Layer", "Perception Layer", "Semantic Layer", "Cultural Layer"]
 ZH = ["今天天气很好，我们去公园散步。", "我喜欢听音乐，尤其是古典音乐。", "请把窗户关上，外面太吵了！",
       "他昨天买了一本新书《三体》。", "这个问题很难回答……", "我们明天早上八点在学校门口见面。",
       "你吃饭了吗？", "小猫在沙发上睡觉。", "请用ABC三个字母造句。", "会议改到下周三下午。"]
@@ -129,7 +132,9 @@ def make(args: argparse.Namespace) -> None:
                "meta": {"task": it["task"], "difficulty": it["difficulty"], "benchmark": "mmau"}}
         aqa.append({**row, "prediction": extract_answer(raw, "plain", it["choices"]), "raw": raw})
         aqa_noraw.append({**row, "prediction": raw})
-        ref_in.append({**it, "model_output": raw, "response": raw})
+        ref_in.append({**it, "model_output": raw, "response": raw, "answer_prediction": raw,
+                       "modality": MMAR_MODALITIES[len(ref_in) % len(MMAR_MODALITIES)],
+                       "mmar_category": MMAR_CATEGORIES[len(ref_in) % len(MMAR_CATEGORIES)]})
     four = [it for it in items if len(it["choices"]) == 4]
     sqa, mmsu_in = [], []
     for it in four:
@@ -200,6 +205,15 @@ def reference(args: argparse.Namespace) -> None:
     run = subprocess.run([sys.executable, str(Path(args.mmau) / "evaluation.py"), "--input",
                           str(out / "mmau_input.json")], capture_output=True, text=True, check=True)
     ref["mmau_official_printed_percent"] = float(re.search(r"Total Accuracy: ([\d.]+)%", run.stdout).group(1))
+    if args.mmar:  # MMAR's script reads `answer_prediction`, `modality` and its own `category` values
+        mmar_in = [{**it, "category": it["mmar_category"]} for it in json.loads((out / "mmau_input.json").read_text())]
+        (out / "mmar_input.json").write_text(json.dumps(mmar_in, ensure_ascii=False), encoding="utf-8")
+        run = subprocess.run([sys.executable, str(Path(args.mmar) / "code" / "evaluation.py"), "--input",
+                              str(out / "mmar_input.json")], capture_output=True, text=True, check=True)
+        ref["mmar_official_printed_percent"] = float(re.search(r"Total Accuracy: ([\d.]+)%", run.stdout).group(1))
+        mimo_mmar = _load(Path(args.mimo) / "slm_eval" / "evaluator" / "mmar_evaluator.py", "mimo_mmar")
+        judge = mimo_mmar.MMAREvaluator(None, None, thinking=True)
+        ref["mimo_mmar_percent"] = judge.calculate_acc([dict(it) for it in mmar_in])[4]
     mmau = _load(Path(args.mmau) / "evaluation.py", "mmau_evaluation")
     items = json.loads((out / "mmau_input.json").read_text())
     per_item: dict[str, list] = {}
@@ -266,10 +280,19 @@ def compare(args: argparse.Namespace) -> int:
                                     mimo_asr_text(r["prediction"], lang, hypothesis=True)).wer for r in rows]
         same = sum(abs(a - b) < 1e-12 for a, b in zip(mine, items[f"mimo_asr_{lang}"], strict=True))
         checks.append((f"per utterance, mimo_asr_{lang}: utterances that agree", len(rows), same))
+    if "mmar_official_printed_percent" in ref:  # the same outputs as MMAR items (meta.benchmark mmar)
+        mmar = out / "aqa_as_mmar.jsonl"
+        mmar.write_text("".join(json.dumps({**r, "meta": {"benchmark": "mmar"}}) + "\n" for r in
+                                [json.loads(line) for line in (out / "aqa.jsonl").read_text().splitlines()]))
+        checks.append(("MMAR code/evaluation.py (printed %)", ref["mmar_official_printed_percent"],
+                       round(100 * score_file(mmar)["aqa"]["accuracy"], 2)))
+        checks.append(("MiMo-Audio-Eval MMAR (%)", ref["mimo_mmar_percent"],
+                       100 * score_file(mmar, "mimo-eval")["aqa"]["accuracy"]))
     lenient = score_file(out / "aqa.jsonl", "lenient")["aqa"]["accuracy"]
     bad = 0
     for what, want, got in checks:
         ok = abs(want - got) <= 1e-6 + 1e-9 * abs(want) or (what.endswith("%)") and abs(want - got) < 0.005)
+        ok = ok or (what.endswith("(%)") and abs(want - got) <= 1e-4)
         bad += not ok
         show = (lambda x: f"{x:.6f}") if isinstance(want, float) else str
         print(f"{'ok  ' if ok else 'DIFF'} {what}: reference {show(want)}, sicl {show(got)}")
@@ -290,6 +313,7 @@ def main() -> int:
     r.add_argument("--mmau", required=True, help="a checkout of github.com/Sakshi113/MMAU")
     r.add_argument("--mmsu", required=True, help="a checkout of github.com/dingdongwang/MMSU_Bench")
     r.add_argument("--mimo", required=True, help="a checkout of github.com/XiaomiMiMo/MiMo-Audio-Eval")
+    r.add_argument("--mmar", default=None, help="a checkout of github.com/ddlBoJack/MMAR (optional)")
     c = sub.add_parser("compare")
     c.add_argument("out")
     args = p.parse_args()
