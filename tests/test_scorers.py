@@ -312,3 +312,14 @@ def test_reproduces_the_benchmark_scripts_on_the_crosscheck_fixture():
     # and the scorers differ from each other on it (the fixture exercises what separates them)
     assert score_rows(aqa, "lenient")["aqa"]["accuracy"] == pytest.approx(0.443333, abs=1e-6)
     assert score_rows(sqa)["sqa"]["excluded"] > 0
+
+
+def test_notebook_api_takes_the_scorer(tmp_path):
+    import sicl
+
+    rows = [qa("B")]  # raw "B" against answer violin
+    assert sicl.score(rows)["aqa"]["accuracy"] == 0.0
+    assert sicl.score(rows, scorer="lenient")["aqa"]["accuracy"] == 1.0
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps(rows[0]) + "\n")
+    assert sicl.score(p, scorer="mimo-eval")["aqa"]["scorer"] == "mimo-eval"

@@ -46,9 +46,6 @@ from sicl.episodes.prompts import extract_answer
 from sicl.errors import ManifestError, SiclError
 from sicl.eval.scorers import ChoiceResult, Scorer, get_scorer, mimo_asr_metrics, mmau_match
 
-__all__ = ["mmau_match", "score_rows", "score_file", "read_predictions", "dumps", "normalize_text",
-           "map_option_letter", "choice_correct", "utterance_word_errors"]
-
 #: Languages written without spaces between words: CER is computed with spaces removed and is the headline.
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "yue", "ko"})
 CHOICE_TASKS = ("sqa", "aqa")
