@@ -13,8 +13,9 @@ from sicl.data.manifest import Example
 from sicl.episodes import prompts
 from sicl.episodes.episode import Episode
 from sicl.errors import AudioError
-from sicl.models.backbone import load_backbone, sequence_losses
+from sicl.models.backbone import sequence_losses
 from sicl.models.lora import LoraSettings, apply_lora, save_adapter
+from sicl.models.registry import load_backbone
 from sicl.testing import tone, write_tone
 
 WORDS = ["the quick brown fox", "she sells sea shells", "one two three", "lazy dog", "call stella",

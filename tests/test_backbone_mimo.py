@@ -16,10 +16,11 @@ from sicl.data.audio import load_audio
 from sicl.episodes import prompts
 from sicl.episodes.episode import Episode
 from sicl.errors import AudioError, SiclError
-from sicl.models.backbone import Backbone, family_of, load_backbone
+from sicl.models.backbone import Backbone
 from sicl.models.lora import LoraSettings, apply_lora
 from sicl.models.mimo_audio import MimoAudioBackbone, MimoBatch, code_frames, write_codes
 from sicl.models.mimo_tiny import build_tiny_mimo, count_parameters
+from sicl.models.registry import family_of, load_backbone
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import torch
 from backbone_suite import BackboneSuite, make_examples, mixed_episodes
 from safetensors.torch import load_file, save_file
 
-from sicl.models.backbone import Backbone, family_of, load_backbone
+from sicl.models.backbone import Backbone
+from sicl.models.registry import family_of, load_backbone
 from sicl.models.tiny_omni import build_random_tiny_omni
 
 TINY = dict(audio_layers=1, audio_dim=64, audio_heads=2, audio_ffn=128, text_layers=2, text_dim=64,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from backbone_suite import BackboneSuite, make_examples, mixed_episodes
 
-from sicl.models.backbone import family_of
 from sicl.models.qwen2_audio import build_random_tiny_qwen2_audio
+from sicl.models.registry import family_of
 
 
 @pytest.fixture(scope="module")

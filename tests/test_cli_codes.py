@@ -58,11 +58,10 @@ def test_import_then_backbone_reads_the_cache(clips, tmp_path, capsys):
         logits = bb.forward(bb.render([ep]))
     assert torch.isfinite(logits).all()
 
-    # idempotent: a second run (--resume) writes nothing and leaves the files alone
+    # idempotent: a second run writes nothing and leaves the files alone; several manifests are one run
     before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert main(["codes", "--manifest", str(manifest), "--out", str(cache), "--from-dir", str(src),
-                 "--resume"]) == 0
-    assert "0 written, 3 already present, 0 skipped" in capsys.readouterr().out
+    assert main(["codes", "--data", str(manifest), str(manifest), "--out", str(cache), "--from-dir", str(src)]) == 0
+    assert "0 written, 6 already present, 0 skipped of 6 clips" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
 
 

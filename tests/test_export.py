@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sicl.episodes.episode import Episode
-from sicl.models.backbone import load_backbone
+from sicl.models.registry import load_backbone
 from tests.train_fixtures import make_train_data, overrides
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -70,7 +70,7 @@ def test_hf_asr_pipeline_labels_and_caches(tmp_path):
 
 
 def test_backbone_labeler_and_audio_embedder_on_tiny_random_omni(tmp_path):
-    from sicl.models.backbone import load_backbone
+    from sicl.models.registry import load_backbone
     from sicl.models.tiny_omni import build_random_tiny_omni
 
     folder = tmp_path / "tiny"

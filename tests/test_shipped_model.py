@@ -10,7 +10,7 @@ from sicl.data.synth.items import generate_items
 from sicl.data.synth.text import adult_sentence
 from sicl.episodes.episode import Episode
 from sicl.episodes.prompts import extract_answer
-from sicl.models.backbone import load_backbone
+from sicl.models.registry import load_backbone
 from sicl.models.zoo import describe, resolve_model
 
 

@@ -1,4 +1,4 @@
-"""`sicl codes --manifest M.jsonl --out CACHE (--from-dir DIR | --tokenizer PATH)`: fill MiMo-Audio's
+"""`sicl codes --data M.jsonl [M2.jsonl ...] --out CACHE (--from-dir DIR | --tokenizer PATH)`: fill MiMo-Audio's
 per-clip code cache (``<audio_hash>.npy``, see :mod:`sicl.models.mimo_audio`).
 
 ``--from-dir DIR`` imports codes computed elsewhere (e.g. on a GPU machine with MiMo-Audio's tokenizer): one
@@ -10,10 +10,9 @@ tokenizer (:mod:`sicl.models.mimo_tokenizer`: plain torch, CPU or GPU, no flash-
 tokenizer has (the LLM reads the first 8).
 
 Every clip is written atomically (a complete temporary file, then a rename), so the cache never holds a
-partial file. Clips already in the cache are skipped (``--resume`` is the default behaviour, accepted for
-clarity), so an interrupted run can simply be repeated. A missing or malformed code file, or unreadable
-audio, is one warning line naming the file and what is wrong; that clip is skipped and counted, and the rest
-are written. ``--strict`` makes the first such problem an error instead (clips written before it stay: each
+partial file. Clips already in the cache are skipped, so an interrupted run can simply be repeated. A missing
+or malformed code file, or unreadable audio, is one warning line naming the file and what is wrong; that clip
+is skipped and counted, and the rest are written. ``--strict`` makes the first such problem an error instead (clips written before it stay: each
 is complete). No usable clip at all is an error.
 """
 
@@ -33,11 +32,12 @@ MIMO_CODEBOOK_SIZES = (1024, 1024, 128, 128, 128, 128, 128, 128)
 #: shown at the end of --help
 EXAMPLES = [
     'sicl codes --data runs/world/adult/test.jsonl --out MODEL/sicl_codes --tokenizer TOKENIZER_DIR',
+    'sicl codes --data W/adult/train.jsonl W/adult/pool.jsonl --out MODEL/sicl_codes --tokenizer TOKENIZER_DIR',
 ]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", "--manifest", dest="manifest", required=True, metavar="M.jsonl",
-                        help="JSON Lines manifest of the clips to encode (--manifest is the old name)")
+    parser.add_argument("--data", "--manifest", dest="manifest", required=True, nargs="+", metavar="M.jsonl",
+                        help="JSON Lines manifest(s) of the clips to encode (--manifest is the old name)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for --tokenizer (0: default)")
     parser.add_argument("--out", default=None,
                         help="code cache folder (default: $SICL_MIMO_CODES; the backbone's default is "
@@ -49,8 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "XiaomiMiMo/MiMo-Audio-Tokenizer folder (config.json + safetensors)")
     parser.add_argument("--model", metavar="DIR",
                         help="MiMo-Audio model folder whose config.json gives the codebook count and sizes")
-    parser.add_argument("--resume", action="store_true",
-                        help="skip clips already in the cache (always done; accepted for clarity)")
     parser.add_argument("--strict", action="store_true", help="the first bad clip is an error instead of a skip")
     parser.add_argument("--device", default="cpu", help="torch device for --tokenizer (default: %(default)s)")
 
@@ -60,16 +58,16 @@ def codebook_sizes(model_dir: str | Path | None) -> tuple[int, ...]:
     if model_dir is None:
         return MIMO_CODEBOOK_SIZES
     from sicl.errors import SiclError
-    from sicl.models.mimo_audio import _is_mimo_config, _parse_list
+    from sicl.models.mimo_audio import is_mimo_config, parse_list
 
     cfg_path = Path(model_dir) / "config.json"
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise SiclError(f"{cfg_path}: cannot read ({e})") from None
-    if not isinstance(raw, dict) or not _is_mimo_config(raw):
+    if not isinstance(raw, dict) or not is_mimo_config(raw):
         raise SiclError(f"{cfg_path}: not a MiMo-Audio config (no audio_channels/speech_zeroemb_idx)")
-    return tuple(_parse_list(raw["speech_zeroemb_idx"], int(raw["audio_channels"])))
+    return tuple(parse_list(raw["speech_zeroemb_idx"], int(raw["audio_channels"])))
 
 
 def check_codes(arr: Any, sizes: tuple[int, ...]) -> str | None:
@@ -137,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise SiclError("no code cache: give --out DIR (or set $SICL_MIMO_CODES)")
     out = Path(out)
     sizes = codebook_sizes(args.model)
-    examples = read_manifest(args.manifest)
+    examples = [ex for m in args.manifest for ex in read_manifest(m)]
     if args.from_dir is not None and not Path(args.from_dir).is_dir():
         raise SiclError(f"{args.from_dir}: --from-dir is not a folder")
     encode = _Tokenizer(args.tokenizer, args.device) if args.tokenizer is not None else None

@@ -8,7 +8,7 @@ live in the manifests.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,24 @@ class Episode:
         except KeyError as e:
             raise ManifestError(f"episode {row.get('id')!r}: unknown example id {e.args[0]!r}") from None
         return cls(query=query, demos=demos, id=row.get("id") or query.id, meta=dict(row.get("meta") or {}))
+
+
+#: prompt tokens per example besides its audio and text (role headers, instruction): for length estimates
+TURN_OVERHEAD = 16
+
+
+def prompt_order(nearest_first: Sequence[Example]) -> list[Example]:
+    """Retrieved demonstrations (nearest first) in the order training and evaluation put them in the prompt:
+    farthest first, the nearest next to the query."""
+    return list(reversed(nearest_first))
+
+
+def estimated_tokens(ex: Example, audio_tokens: int, with_answer: bool, count_text: Callable[[str], int]) -> int:
+    """Estimated prompt tokens of one example: its audio placeholders, its text (answer when ``with_answer``,
+    question, choices) as ``count_text`` counts it, and :data:`TURN_OVERHEAD`. Used to group episodes of
+    similar length (training and evaluation) and for training's prompt budget."""
+    text = " ".join(s for s in (ex.target if with_answer else None, ex.question, *(ex.choices or [])) if s)
+    return audio_tokens + count_text(text) + TURN_OVERHEAD
 
 
 def write_episodes(path: str | Path, episodes: Iterable[Episode]) -> Path:

@@ -22,9 +22,11 @@ import torch
 
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
+from sicl.models.backbone import DEFAULT_MAX_NEW_TOKENS, Backbone, task_limit
+from sicl.models.tower_cache import TowerCache
 
-#: Generation budgets per task (tokens), the backbone's defaults.
-DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"asr": 128, "st": 128, "sqa": 32, "aqa": 32}
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "Generation", "GenerationBackend", "HFBackend", "backends", "load_backend",
+           "register_backend", "shared_tower_cache", "task_limit"]
 
 
 @dataclass
@@ -71,17 +73,11 @@ def load_backend(name: str, **kwargs: Any) -> GenerationBackend:
     return _BACKENDS[name](**kwargs)
 
 
-def task_limit(max_new_tokens: int | Mapping[str, int] | None, task: str) -> int:
-    if isinstance(max_new_tokens, int):
-        return max_new_tokens
-    return {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}.get(task, 128)
-
-
 class HFBackend:
-    """A sicl :class:`~sicl.models.chat_audio.ChatAudioBackbone` through ``transformers`` ``generate``:
-    batched, left-padded, greedy, features padded to the longest clip (not 30 s).
+    """Any sicl :class:`~sicl.models.backbone.Backbone` (every registered family) in this process, through
+    the protocol only: batched, left-padded, greedy (:meth:`~sicl.models.backbone.Backbone.generate_batch`).
 
-    Demonstration clips go through the frozen audio tower once per run (:class:`TowerCache`) and their
+    Demonstration clips go through the frozen audio front end once per run (:class:`TowerCache`) and their
     outputs are spliced into every prompt that uses them. They are encoded in fixed groups (sorted by
     length, then id, ``encode_batch`` per group) decided by :meth:`plan`, so a clip's cached output does
     not depend on which query needed it first: a resumed or sharded run computes bit-identical inputs.
@@ -93,10 +89,8 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, backbone: Any, max_new_tokens: int | Mapping[str, int] | None = None,
-                 encode_batch: int = 16, tower_cache: Any = None) -> None:
-        from sicl.train.sicl_at import TowerCache
-
+    def __init__(self, backbone: Backbone, max_new_tokens: int | Mapping[str, int] | None = None,
+                 encode_batch: int = 16, tower_cache: TowerCache | None = None) -> None:
         self.backbone = backbone
         self.preset = backbone.preset
         self.max_new_tokens = max_new_tokens
@@ -104,8 +98,7 @@ class HFBackend:
         if tower_cache is not None:
             tower_cache.backbone = backbone  # same frozen tower; encode with the live model
         self.cache = tower_cache if tower_cache is not None else TowerCache(backbone)
-        self._audio: dict[str, str] = getattr(self.cache, "audio_paths", {})
-        self.cache.audio_paths = self._audio
+        self._audio = self.cache.audio_paths
         self._group: dict[str, list[Example]] = {}
         self.seconds_encoding = 0.0
 
@@ -142,35 +135,25 @@ class HFBackend:
         self.seconds_encoding += time.perf_counter() - t0
         limits = [task_limit(self.max_new_tokens, ep.query.task) for ep in episodes]
         batch = bb.render(episodes, with_labels=False, padding_side="left", tower_outputs=self.cache)
-        dev = next(bb.model.parameters()).device
-        ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
-        embeds = bb._embed_with_audio(ids, batch.audio_embeds)
-        out = bb.model.generate(input_ids=ids, inputs_embeds=embeds, attention_mask=am, max_new_tokens=max(limits),
-                                do_sample=False, eos_token_id=[bb.im_end_id], pad_token_id=bb.pad_id)
-        new = out[:, ids.shape[1]:].tolist()
+        rows = bb.generate_batch(batch, limits)
         prompt_lens = batch.attention_mask.sum(1).tolist()
         results, clip = [], 0
-        for row, limit, ep, n_prompt in zip(new, limits, episodes, prompt_lens, strict=True):
+        for row, ep, n_prompt in zip(rows, episodes, prompt_lens, strict=True):
             n_clips = len(ep.demos) + 1
             audio = sum(batch.audio_tokens[clip:clip + n_clips])
             clip += n_clips
-            row = row[:limit]
-            if bb.im_end_id in row:
-                row = row[: row.index(bb.im_end_id)]
-            row = [t for t in row if t != bb.pad_id]
-            results.append(Generation(text=bb.tokenizer.decode(row, skip_special_tokens=True),
-                                      prompt_audio_tokens=int(audio), prompt_text_tokens=int(n_prompt - audio),
-                                      generated_tokens=len(row)))
+            results.append(Generation(text=bb.decode(row), prompt_audio_tokens=int(audio),
+                                      prompt_text_tokens=int(n_prompt - audio), generated_tokens=len(row)))
         return results
 
 
 @register_backend("hf")
 def _load_hf(model: str = "tiny-omni", adapter: str | None = None, device: str = "cpu",
              dtype: str = "float32", preset: str = "plain", allow_download: bool = False,
-             max_new_tokens: int | Mapping[str, int] | None = None, backbone: Any = None,
-             tower_cache: Any = None) -> HFBackend:
+             max_new_tokens: int | Mapping[str, int] | None = None, backbone: Backbone | None = None,
+             tower_cache: TowerCache | None = None) -> HFBackend:
     if backbone is None:
-        from sicl.models.backbone import load_backbone
+        from sicl.models.registry import load_backbone
 
         backbone = load_backbone(model, adapter=adapter, dtype=dtype, device=device, preset=preset,
                                  allow_download=allow_download)
@@ -178,10 +161,8 @@ def _load_hf(model: str = "tiny-omni", adapter: str | None = None, device: str =
     return HFBackend(backbone, max_new_tokens=max_new_tokens, tower_cache=tower_cache)
 
 
-def shared_tower_cache() -> Any:
+def shared_tower_cache() -> TowerCache:
     """An empty tower-output cache to pass to several evaluations of one base model (adapters included):
     ``evaluate(cfg, tower_cache=cache)``. Tower outputs do not depend on the batch a clip was encoded
     with (Qwen2.5-Omni's tower encodes each clip's windows separately), so sharing keeps results exact."""
-    from sicl.train.sicl_at import TowerCache
-
     return TowerCache(None)

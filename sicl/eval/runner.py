@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -39,14 +38,14 @@ import torch
 
 from sicl.data.audio import audio_duration, file_hash
 from sicl.data.manifest import Example, read_manifest
-from sicl.episodes.episode import Episode
+from sicl.episodes.episode import Episode, estimated_tokens, prompt_order
 from sicl.episodes.prompts import extract_answer
 from sicl.errors import SiclError
 from sicl.eval.backends import GenerationBackend, load_backend, task_limit
 from sicl.eval.io import PredictionWriter, load_predictions, write_csv, write_json, write_jsonl
 from sicl.guard import check_stop
+from sicl.versions import versions
 
-METHODS = ("zero-shot", "vanilla-icl", "sicl-at", "fine-tuned")
 #: metrics of score_rows that go into sweep.csv (counts and breakdowns stay in metrics.json)
 SWEEP_METRICS = ("wer", "wer_utterance_capped", "cer", "bleu", "accuracy")
 SWEEP_COLUMNS = ("k", "task", "metric", "value", "seconds_per_query", "prompt_tokens", "peak_rss_mb")
@@ -54,7 +53,6 @@ SWEEP_COLUMNS = ("k", "task", "metric", "value", "seconds_per_query", "prompt_to
 RESUME_KEYS = ("model", "adapter", "data", "pool", "retriever", "pseudo_labeler", "embedder", "index",
                "exclude_same_speaker", "seed", "batch_size", "limit", "max_new_tokens", "dtype", "preset",
                "backend")
-_TURN_OVERHEAD = 16  # prompt tokens per example besides audio and text (role headers, instruction)
 
 
 @dataclass
@@ -246,7 +244,8 @@ def _prediction_files(d: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------ episodes
 class _Lengths:
-    """Estimated prompt tokens per example: audio placeholders + text (chars / 4) + turn overhead."""
+    """Estimated prompt tokens per example (:func:`sicl.episodes.episode.estimated_tokens`): audio placeholders
+    from the clip's duration, text as characters / 4 (no tokenizer needed, whatever the backend)."""
 
     def __init__(self, tokens_per_second: float) -> None:
         self.tps = tokens_per_second
@@ -256,8 +255,8 @@ class _Lengths:
         key = f"{ex.id}\0{with_answer}"
         if key not in self._memo:
             seconds = ex.duration if ex.duration else audio_duration(ex.audio)
-            text = " ".join(s for s in (ex.question, *(ex.choices or []), ex.target if with_answer else None) if s)
-            self._memo[key] = int(math.ceil(seconds * self.tps)) + len(text) // 4 + _TURN_OVERHEAD
+            self._memo[key] = estimated_tokens(ex, int(math.ceil(seconds * self.tps)), with_answer,
+                                               lambda text: len(text) // 4)
         return self._memo[key]
 
 
@@ -272,7 +271,7 @@ def build_episodes(queries: Sequence[Example], k: int, ranked: dict[str, list[st
             raise SiclError(f"query {q.id!r} has {len(ids)} retrieved demonstrations, needs {k}")
         if q.id in ids:
             raise SiclError(f"query {q.id!r} is among its own demonstrations")
-        out.append(Episode(query=q, demos=[pool_by_id[i] for i in reversed(ids)], id=q.id))
+        out.append(Episode(query=q, demos=prompt_order([pool_by_id[i] for i in ids]), id=q.id))
     return out
 
 
@@ -519,7 +518,7 @@ def _finalise(run_dir: Path, episodes: list[Episode], stats: list[dict[str, Any]
                       "prompt_tokens": round(mean("prompt_audio_tokens") + mean("prompt_text_tokens"), 3),
                       "generated_tokens": mean("generated_tokens")},
            "memory": {"peak_rss_mb": round(max(s["peak_rss_mb"] for s in stats), 1)},
-           "ranks": stats, "versions": _versions(),
+           "ranks": stats, "versions": versions(),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     cuda = [s["cuda_max_memory_allocated_mb"] for s in stats if "cuda_max_memory_allocated_mb" in s]
     if cuda:
@@ -549,21 +548,9 @@ def _write_sweep(out: Path, ks: list[int], results: dict[int, dict[str, Any]], c
            "methods": {str(k): results[k]["run"]["method"] for k in ks}, "ks": ks,
            "runs": {str(k): f"k={k}" for k in ks}, "n": results[ks[0]]["run"]["n"],
            "retrieval_note": f"one retrieval at k={max(ks)}; each k uses its top-k prefix",
-           "settings": _settings(cfg), "versions": _versions(),
+           "settings": _settings(cfg), "versions": versions(),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(out / "run.json", top)
 
-
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("sicl", "torch", "transformers", "peft", "accelerate", "sentence-transformers", "faiss-cpu",
-                 "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 

@@ -1,28 +1,26 @@
-"""The backbone protocol: what sicl needs from an auditory LLM, and a small registry by model family.
+"""The backbone protocol: what sicl needs from an auditory LLM.
 
 A backbone turns :class:`~sicl.episodes.episode.Episode` objects into model inputs (``render``), runs
-them (``forward`` -> logits, ``generate`` -> text) and exposes its frozen audio tower (``encode_audio``)
-so callers can compute each clip's tower output once and pass it back to ``render``: the tower never
-trains, so a clip's output never changes, and skipping the tower is the main speed-up for repeated
-demonstrations.
+them (``forward`` -> logits, ``generate`` -> text) and exposes its frozen audio front end (``encode_audio``:
+a tower's output, or a codec's codes) so callers can compute each clip's audio once and pass it back to
+``render``: the front end never trains, so a clip's output never changes, and skipping it is the main
+speed-up for repeated demonstrations.
 
-Adding a backbone family is one new file: implement :class:`Backbone` (usually by composing
-:class:`sicl.models.chat_audio.ChatAudioBackbone` with a :class:`~sicl.models.chat_audio.FamilySpec`) and
-decorate its loader with :func:`register_backbone`.
+Training (:mod:`sicl.train.sicl_at`) and evaluation (:mod:`sicl.eval.backends`) call only what
+:class:`Backbone` declares: ``batch_tensors`` (what a collator ships), ``model_inputs`` (the keyword
+arguments of ``model(...)``, with the frozen embedding and audio splice already done), ``generate_batch``
+(greedy ids from a rendered batch), ``decode``, ``decoder_layers`` / ``output_head`` (for the trainer's
+answer-only fast path). The registry that finds a family for a folder is :mod:`sicl.models.registry`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-
-from sicl.errors import SiclError
 
 IGNORE_INDEX = -100
 
@@ -67,14 +65,21 @@ class Batch:
 
 @runtime_checkable
 class Backbone(Protocol):
-    """What training and evaluation call. ``model`` may be wrapped by PEFT after loading."""
+    """What training and evaluation call. ``model`` may be wrapped by PEFT after loading; its forward takes
+    ``attention_mask``, ``position_ids``, ``use_cache`` plus :meth:`model_inputs`'s keywords and returns an
+    object with ``.logits`` (B, L, V)."""
 
     family: str
     model: Any
     processor: Any
+    #: the text tokenizer (``tokenizer(text, add_special_tokens=False)["input_ids"]``, ``decode``)
+    tokenizer: Any
     preset: str
     max_audio_seconds: float
     audio_tokens_per_second: float
+    #: token that ends an answer (the label mask's last token, where generation stops)
+    eot_id: int
+    pad_id: int
 
     def num_audio_tokens(self, n_samples: int) -> int: ...
 
@@ -86,7 +91,40 @@ class Backbone(Protocol):
 
     def loss(self, batch: Batch) -> torch.Tensor: ...
 
-    def encode_audio(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]: ...
+    def encode_audio(self, wavs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[torch.Tensor]:
+        """Each clip's frozen audio representation (a tower's output rows, or codec codes), in order;
+        ``names`` label the clips in error messages."""
+        ...
+
+    def batch_tensors(self, batch: Batch) -> dict[str, Any]:
+        """The tensors of ``batch`` besides ``input_ids``, ``attention_mask`` and ``labels`` that
+        :meth:`model_inputs` needs (cached tower outputs, mel features, speech codes...): what a training
+        collator ships with each batch."""
+        ...
+
+    def model_inputs(self, input_ids: torch.Tensor, tensors: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments for ``model(...)`` besides the mask and positions. ``{"inputs_embeds": ...}``
+        when the input embedding and audio splice (frozen) are computed here from cached tower outputs or
+        codes; otherwise the inputs the model's own forward takes (e.g. ``input_ids`` + mel features)."""
+        ...
+
+    def generate_batch(self, batch: Batch, limits: Sequence[int]) -> list[list[int]]:
+        """Greedy token ids per episode of a left-padded generation batch (``render(with_labels=False,
+        padding_side="left")``, with or without tower outputs): row i at most ``limits[i]`` tokens, cut at
+        the end of the answer, no padding or end-of-turn ids."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of generated ids (special tokens dropped)."""
+        ...
+
+    def decoder_layers(self) -> list[torch.nn.Module]:
+        """The language model's decoder layers, in order (never a tower's)."""
+        ...
+
+    def output_head(self) -> torch.nn.Module:
+        """The language model's vocabulary projection (hidden states -> logits)."""
+        ...
 
     def generate(self, episodes: Sequence[Any], max_new_tokens: int | Mapping[str, int] | None = None,
                  tower_outputs: Mapping[str, torch.Tensor] | None = None) -> list[str]: ...
@@ -95,60 +133,22 @@ class Backbone(Protocol):
                      tower_outputs: Mapping[str, torch.Tensor] | None = None) -> list[list[int]]: ...
 
 
-Loader = Callable[..., Backbone]
-#: family name -> (loader, config ``model_type`` values it accepts)
-_REGISTRY: dict[str, tuple[Loader, tuple[str, ...]]] = {}
+#: Default generation budgets per task (tokens). Answers for QA are an option's text.
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"asr": 128, "st": 128, "sqa": 32, "aqa": 32}
 
 
-def register_backbone(family: str, model_types: Sequence[str]) -> Callable[[Loader], Loader]:
-    """Register ``loader(path, dtype=, device=, attn_implementation=, preset=) -> Backbone``."""
-
-    def deco(fn: Loader) -> Loader:
-        _REGISTRY[family] = (fn, tuple(model_types))
-        return fn
-
-    return deco
+def task_limit(max_new_tokens: int | Mapping[str, int] | None, task: str) -> int:
+    """The generation budget for ``task``: one int for every task, or a table over the defaults."""
+    if isinstance(max_new_tokens, int):
+        return max_new_tokens
+    return {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}.get(task, 128)
 
 
-def families() -> list[str]:
-    _import_builtin()
-    return sorted(_REGISTRY)
-
-
-def family_of(path: str | Path) -> str:
-    """The registered family whose ``model_types`` include the folder's ``config.json`` model_type."""
-    _import_builtin()
-    cfg = Path(path) / "config.json"
-    try:
-        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, json.JSONDecodeError) as e:
-        raise SiclError(f"{path}: cannot read config.json ({e})") from None
-    for fam, (_, types) in _REGISTRY.items():
-        if model_type in types:
-            return fam
-    raise SiclError(f"{path}: model_type {model_type!r} has no backbone (known families: {', '.join(families())})")
-
-
-def load_backbone(model: str | Path, family: str | None = None, adapter: str | Path | None = None,
-                  dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
-                  attn_implementation: str | None = "sdpa", preset: str = "plain",
-                  allow_download: bool = False) -> Backbone:
-    """Load a backbone from a built-in name, a local folder or (with ``allow_download``) a hub id, plus an
-    optional PEFT adapter folder. The family comes from ``config.json`` unless given."""
-    _import_builtin()
-    path = _resolve(model, allow_download)
-    fam = family or family_of(path)
-    if fam not in _REGISTRY:
-        raise SiclError(f"unknown backbone family {fam!r} (known: {', '.join(families())})")
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    bb = _REGISTRY[fam][0](path, dtype=dtype, device=device, attn_implementation=attn_implementation,
-                           preset=preset)
-    if adapter is not None:
-        from sicl.models.lora import load_adapter
-
-        bb.model = load_adapter(bb.model, adapter)
-    return bb
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """1-D positions counting real tokens only (what Qwen2.5-Omni computes for audio + text input); padded
+    slots get 1. Left and right padding give every real token the same position."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.masked_fill(attention_mask == 0, 1)
 
 
 def sequence_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -162,19 +162,13 @@ def sequence_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return tok.sum(1) / counts.clamp(min=1)
 
 
-def _resolve(model: str | Path, allow_download: bool) -> Path:
-    try:
-        from sicl.models.zoo import resolve_model
-    except ImportError:  # zoo not available: local folders only
-        p = Path(model)
-        if not p.is_dir():
-            raise SiclError(f"model {str(model)!r} is not a local folder") from None
-        return p
-    return Path(resolve_model(str(model), allow_download=allow_download))
+_REGISTRY_NAMES = ("register_backbone", "families", "family_of", "load_backbone")
 
 
-def _import_builtin() -> None:
-    # Importing the family modules runs their @register_backbone decorators.
-    import sicl.models.mimo_audio  # noqa: F401
-    import sicl.models.qwen2_audio  # noqa: F401
-    import sicl.models.qwen_omni  # noqa: F401
+def __getattr__(name: str) -> Any:
+    # The registry lives in sicl.models.registry; these names stay importable from here for old callers.
+    if name in _REGISTRY_NAMES:
+        from sicl.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

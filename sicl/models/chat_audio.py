@@ -28,10 +28,8 @@ import torch
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.episodes import prompts
 from sicl.errors import AudioError, SiclError
-from sicl.models.backbone import IGNORE_INDEX, Batch
+from sicl.models.backbone import IGNORE_INDEX, Batch, positions, sequence_losses, task_limit
 
-#: Default generation budgets per task (tokens). Answers for QA are an option's text.
-DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"asr": 128, "st": 128, "sqa": 32, "aqa": 32}
 HOP_LENGTH = 160
 
 
@@ -73,6 +71,7 @@ class ChatAudioBackbone:
         self.audio_token_id = tok.convert_tokens_to_ids(self.audio_token)
         self.im_start_id = tok.convert_tokens_to_ids("<|im_start|>")
         self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
+        self.eot_id = self.im_end_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.convert_tokens_to_ids(
             "<|endoftext|>")
         self.header_ids = tok("assistant\n", add_special_tokens=False)["input_ids"]
@@ -98,10 +97,12 @@ class ChatAudioBackbone:
         return out["input_features"], out["attention_mask"].long()
 
     @torch.no_grad()
-    def encode_audio(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def encode_audio(self, wavs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[torch.Tensor]:
         """The frozen tower's output per clip, (n_i, hidden), ready to replace that clip's placeholders."""
         if not wavs:
             return []
+        for i, w in enumerate(wavs):
+            self._check_length(len(w), names[i] if names is not None else "clip")
         feats, mask = self.features(wavs)
         dtype = self._dtype()
         padded = self.spec.encode(self._base(), feats.to(self._device(), dtype), mask.to(self._device()))
@@ -167,53 +168,75 @@ class ChatAudioBackbone:
                                                   add_generation_prompt=not with_labels)
 
     # ---------------------------------------------------------------- running
+    def batch_tensors(self, batch: Batch) -> dict[str, Any]:
+        """``audio_embeds`` (cached tower outputs) or ``input_features`` + ``feature_attention_mask``."""
+        if batch.audio_embeds is not None:
+            return {"audio_embeds": batch.audio_embeds}
+        return {"input_features": batch.input_features, "feature_attention_mask": batch.feature_attention_mask}
+
+    def model_inputs(self, input_ids: torch.Tensor, tensors: Mapping[str, Any]) -> dict[str, Any]:
+        """With ``audio_embeds``: ``inputs_embeds`` = token embeddings with the cached tower outputs spliced
+        into the ``<|AUDIO|>`` placeholders (frozen, so callers may run it outside a DDP wrapper). Without:
+        ``input_ids`` and mel features, for the model's own tower."""
+        dev = self._device()
+        ids = input_ids.to(dev)
+        if tensors.get("audio_embeds") is not None:
+            return {"inputs_embeds": self.embed(ids, tensors["audio_embeds"])}
+        return {"input_ids": ids, "input_features": tensors["input_features"].to(dev, self._dtype()),
+                "feature_attention_mask": tensors["feature_attention_mask"].to(dev)}
+
+    def embed(self, ids: torch.Tensor, audio: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Token embeddings (B, L, D) with ``audio`` (tower outputs, in prompt order) replacing the
+        ``<|AUDIO|>`` placeholders; a count mismatch is an error."""
+        embeds = self.model.get_input_embeddings()(ids)
+        if audio:
+            flat = torch.cat([a.to(embeds.device, embeds.dtype) for a in audio])
+            mask = (ids == self.audio_token_id).unsqueeze(-1)
+            if int(mask.sum()) != flat.shape[0]:
+                raise SiclError(f"{int(mask.sum())} audio placeholders but {flat.shape[0]} cached frames")
+            embeds = embeds.masked_scatter(mask, flat)
+        return embeds
+
     def forward(self, batch: Batch) -> torch.Tensor:
         """Logits (B, L, V). Positions come from the attention mask, so left and right padding agree."""
-        dev = self._device()
-        ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
-        pos = positions(am)
-        if batch.audio_embeds is not None:
-            embeds = self._embed_with_audio(ids, batch.audio_embeds)
-            out = self.model(inputs_embeds=embeds, attention_mask=am, position_ids=pos, use_cache=False)
-        else:
-            out = self.model(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False,
-                             input_features=batch.input_features.to(dev, self._dtype()),
-                             feature_attention_mask=batch.feature_attention_mask.to(dev))
-        return out.logits
+        am = batch.attention_mask.to(self._device())
+        kw = self.model_inputs(batch.input_ids, self.batch_tensors(batch))
+        return self.model(**kw, attention_mask=am, position_ids=positions(am), use_cache=False).logits
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Per-episode mean cross-entropy over the query answer tokens, (B,)."""
-        from sicl.models.backbone import sequence_losses
-
         return sequence_losses(self.forward(batch), batch.labels.to(self._device()))
 
     def generate(self, episodes: Sequence[Any], max_new_tokens: int | Mapping[str, int] | None = None,
                  tower_outputs: Mapping[str, torch.Tensor] | None = None, **gen_kwargs: Any) -> list[str]:
         """Raw generated text per episode (special tokens dropped); see :func:`extract_answers`."""
         rows = self.generate_ids(episodes, max_new_tokens, tower_outputs, **gen_kwargs)
-        return [self.tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+        return [self.decode(r) for r in rows]
 
-    @torch.no_grad()
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
     def generate_ids(self, episodes: Sequence[Any], max_new_tokens: int | Mapping[str, int] | None = None,
                      tower_outputs: Mapping[str, torch.Tensor] | None = None, **gen_kwargs: Any) -> list[list[int]]:
         """Greedy (unless ``gen_kwargs`` say otherwise), left-padded, stops at ``<|im_end|>``. The batch runs
         to the largest budget; each episode keeps at most its task's budget (greedy rows do not depend on
         each other, so this equals generating each task group separately)."""
-        limits = [_limit(max_new_tokens, ep.query.task) for ep in episodes]
+        limits = [task_limit(max_new_tokens, ep.query.task) for ep in episodes]
         batch = self.render(episodes, with_labels=False, padding_side="left", tower_outputs=tower_outputs)
+        return self.generate_batch(batch, limits, **gen_kwargs)
+
+    @torch.no_grad()
+    def generate_batch(self, batch: Batch, limits: Sequence[int], **gen_kwargs: Any) -> list[list[int]]:
+        """``transformers`` ``generate`` on a left-padded batch (see the protocol)."""
         dev = self._device()
         ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
         kwargs: dict[str, Any] = dict(max_new_tokens=max(limits), do_sample=False,
                                       eos_token_id=[self.im_end_id], pad_token_id=self.pad_id)
         kwargs.update(gen_kwargs)
-        if batch.audio_embeds is not None:
-            embeds = self._embed_with_audio(ids, batch.audio_embeds)
-            out = self.model.generate(input_ids=ids, inputs_embeds=embeds, attention_mask=am, **kwargs)
-        else:
-            out = self.model.generate(input_ids=ids, attention_mask=am, **kwargs,
-                                      input_features=batch.input_features.to(dev, self._dtype()),
-                                      feature_attention_mask=batch.feature_attention_mask.to(dev))
-        new = out[:, ids.shape[1]:]  # generate returns prompt + new tokens when input_ids are given
+        inputs = self.model_inputs(batch.input_ids, self.batch_tensors(batch))
+        inputs["input_ids"] = ids  # with inputs_embeds too: generate then returns prompt + new tokens
+        out = self.model.generate(**inputs, attention_mask=am, **kwargs)
+        new = out[:, ids.shape[1]:]
         rows = []
         for row, limit in zip(new.tolist(), limits, strict=True):
             row = row[:limit]
@@ -221,6 +244,12 @@ class ChatAudioBackbone:
                 row = row[: row.index(self.im_end_id)]
             rows.append([t for t in row if t != self.pad_id])
         return rows
+
+    def decoder_layers(self) -> list[torch.nn.Module]:
+        return list(_language_model(self._base()).layers)
+
+    def output_head(self) -> torch.nn.Module:
+        return self.model.get_output_embeddings()
 
     # -------------------------------------------------------------- internals
     def _clip(self, ex: Any, tower_outputs: Mapping[str, torch.Tensor] | None,
@@ -274,16 +303,6 @@ class ChatAudioBackbone:
         labels[first: last + 1] = ids[first: last + 1]
         return labels
 
-    def _embed_with_audio(self, ids: torch.Tensor, audio: Sequence[torch.Tensor]) -> torch.Tensor:
-        embeds = self.model.get_input_embeddings()(ids)
-        if audio:
-            flat = torch.cat([a.to(embeds.device, embeds.dtype) for a in audio])
-            mask = (ids == self.audio_token_id).unsqueeze(-1)
-            if int(mask.sum()) != flat.shape[0]:
-                raise SiclError(f"{int(mask.sum())} audio placeholders but {flat.shape[0]} cached frames")
-            embeds = embeds.masked_scatter(mask, flat)
-        return embeds
-
     def _base(self) -> Any:
         # A PEFT wrapper keeps the towers untouched; call them on the underlying model.
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -295,23 +314,21 @@ class ChatAudioBackbone:
         return next(self.model.parameters()).dtype
 
 
-def positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """1-D positions counting real tokens only (what Qwen2.5-Omni computes for audio + text input)."""
-    pos = attention_mask.long().cumsum(-1) - 1
-    return pos.masked_fill(attention_mask == 0, 1)
+def _language_model(model: Any) -> Any:
+    """The decoder stack (``.layers``) of a Qwen2.5-Omni thinker or Qwen2-Audio model."""
+    for path in ("model.language_model", "model", "language_model.model", "language_model"):
+        m = model
+        for part in path.split("."):
+            m = getattr(m, part, None)
+        if m is not None and isinstance(getattr(m, "layers", None), torch.nn.ModuleList):
+            return m
+    raise SiclError(f"{type(model).__name__}: no language model decoder layers found")
 
 
 def extract_answers(texts: Sequence[str], episodes: Sequence[Any], preset: str = "plain") -> list[str]:
     """The shared train/test answer extraction: :func:`sicl.episodes.prompts.extract_answer` per query."""
     pairs = zip(texts, episodes, strict=True)
     return [prompts.extract_answer(t, preset, ep.query.choices) for t, ep in pairs]
-
-
-def _limit(max_new_tokens: int | Mapping[str, int] | None, task: str) -> int:
-    if isinstance(max_new_tokens, int):
-        return max_new_tokens
-    table = {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}
-    return table.get(task, 128)
 
 
 def _pad(rows: list[list[int]], value: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -179,7 +179,7 @@ def export_adapter(adapter: str | Path, out: str | Path, merge: bool = False, mo
 def _write_merged(base_dir: Path, adapter: Path, out: Path, dtype: str) -> None:
     import torch
 
-    from sicl.models.backbone import load_backbone
+    from sicl.models.registry import load_backbone
 
     bb = load_backbone(str(base_dir), adapter=str(adapter), dtype=getattr(torch, dtype))
     model = bb.model

@@ -16,10 +16,13 @@ Written from the published architecture, not from the reference code:
 - the audio-generating patch decoder (``local_transformer``, ``local_transformer_lm_heads``,
   ``hidden_states_downcast``, ``speech_embeddings_to_local``) is recognised in the checkpoint and skipped.
 
-Audio enters as precomputed RVQ codes (MiMo-Audio's 1.2B tokenizer is not run here): a folder of
-``<audio_hash>.npy`` or ``<audio_hash>.safetensors`` (tensor ``codes``), shape (frames, >= 8) integers, keyed
-by :func:`sicl.data.audio.audio_hash` of the clip's 16 kHz decode. :meth:`MimoAudioBackbone.encode_audio`
-reads them; ``render(tower_outputs={example_id: codes})`` takes them directly.
+Audio enters as RVQ codes: a folder of ``<audio_hash>.npy`` or ``<audio_hash>.safetensors`` (tensor
+``codes``), shape (frames, >= 8) integers, keyed by :func:`sicl.data.audio.audio_hash` of the clip's 16 kHz
+decode (``sicl codes`` fills it). :meth:`MimoAudioBackbone.encode_audio` reads them; a clip without codes is
+encoded on the fly (and its codes stored in the folder) when an audio tokenizer is configured
+(:mod:`sicl.models.mimo_tokenizer`: ``audio_tokenizer=``, ``$SICL_MIMO_TOKENIZER``, or an
+``audio_tokenizer/`` folder inside the model folder), else it is a one-line error naming the clip and
+``sicl codes``. ``render(tower_outputs={example_id: codes})`` takes codes directly.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, GenerationMixin, Qwen2Config
 from transformers.cache_utils import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import (
     Qwen2DecoderLayer,
     Qwen2Model,
@@ -50,7 +54,7 @@ from sicl.atomic import atomic_open
 from sicl.data.audio import SAMPLE_RATE, audio_hash, load_audio
 from sicl.episodes import prompts
 from sicl.errors import AudioError, SiclError
-from sicl.models.backbone import IGNORE_INDEX, Batch, register_backbone, sequence_losses
+from sicl.models.backbone import IGNORE_INDEX, Batch, positions, sequence_losses, task_limit
 
 FAMILY = "mimo_audio"
 CODE_FRAMES_PER_SECOND = 25.0
@@ -61,12 +65,12 @@ TOKENIZER_RATE, TOKENIZER_HOP, MEL_FRAMES_PER_CODE = 24_000, 240, 4
 DECODER_PREFIXES = ("local_transformer.", "local_transformer_lm_heads.", "hidden_states_downcast.",
                     "speech_embeddings_to_local.")
 SPECIAL = ("<|sosp|>", "<|eosp|>", "<|empty|>", "<|sostm|>", "<|eostm|>", "<|eot|>", "<|im_start|>", "<|im_end|>")
-DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"asr": 128, "st": 128, "sqa": 32, "aqa": 32}
 FORMATS = ("base", "chat")
 THINK_OFF = "<think>\n\n</think>\n"
 
 
-def _parse_list(value: Any, n: int) -> list[int]:
+def parse_list(value: Any, n: int) -> list[int]:
+    """A MiMo-Audio config value per codebook: ``"a-b-c..."`` or one value for all ``n``."""
     if isinstance(value, str) and "-" in value:
         out = [int(v) for v in value.split("-")]
     else:
@@ -126,8 +130,8 @@ class MimoAudioTextModel(Qwen2PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.group_size = int(config.group_size)
         self.audio_channels = int(config.audio_channels)
-        self.speech_vocab_sizes = _parse_list(config.speech_vocab_size, self.audio_channels)
-        self.speech_empty_ids = _parse_list(config.speech_zeroemb_idx, self.audio_channels)
+        self.speech_vocab_sizes = parse_list(config.speech_vocab_size, self.audio_channels)
+        self.speech_empty_ids = parse_list(config.speech_zeroemb_idx, self.audio_channels)
         self.model = Qwen2Model(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         pcfg = patch_encoder_config(config)
@@ -141,6 +145,9 @@ class MimoAudioTextModel(Qwen2PreTrainedModel, GenerationMixin):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.embed_tokens
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
 
     def embed(self, text_ids: torch.Tensor, speech_ids: torch.Tensor | None, empty_id: int) -> torch.Tensor:
         """``text_ids`` (B, L); ``speech_ids`` (B, L, G, C) codes (empty ids on text positions) or None."""
@@ -161,12 +168,13 @@ class MimoAudioTextModel(Qwen2PreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                speech_ids: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+                speech_ids: torch.Tensor | None = None, **kwargs: Any) -> CausalLMOutputWithPast:
+        """Text logits at every position (``.logits``, B x L x V); no cache, no loss."""
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, speech_ids, int(self.config.empty_idx))
         out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                          use_cache=False)
-        return self.lm_head(out.last_hidden_state)
+        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state))
 
 
 @dataclass
@@ -230,7 +238,7 @@ class MimoAudioBackbone:
 
     def __init__(self, model: MimoAudioTextModel, tokenizer: Any, preset: str = "plain",
                  prompt_format: str = "base", codes_dir: str | Path | None = None,
-                 max_audio_seconds: float = 300.0) -> None:
+                 max_audio_seconds: float = 300.0, audio_tokenizer: str | Path | None = None) -> None:
         if prompt_format not in FORMATS:
             raise SiclError(f"prompt_format must be one of {FORMATS}, not {prompt_format!r}")
         self.model = model
@@ -239,11 +247,14 @@ class MimoAudioBackbone:
         self.preset = preset
         self.prompt_format = prompt_format
         self.codes_dir = Path(codes_dir) if codes_dir is not None else None
+        #: a MiMo-Audio-Tokenizer folder that encodes clips without cached codes (loaded on first use)
+        self.audio_tokenizer = Path(audio_tokenizer) if audio_tokenizer is not None else None
+        self._codec: Any = None
         self.max_audio_seconds = max_audio_seconds
         cfg = model.config
         self.group_size = int(cfg.group_size)
         self.audio_channels = int(cfg.audio_channels)
-        self.speech_empty_ids = _parse_list(cfg.speech_zeroemb_idx, self.audio_channels)
+        self.speech_empty_ids = parse_list(cfg.speech_zeroemb_idx, self.audio_channels)
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}
         missing = [t for t, i in ids.items() if i is None or i == tokenizer.unk_token_id]
         if missing:
@@ -251,6 +262,9 @@ class MimoAudioBackbone:
         self.sosp_id, self.eosp_id, self.empty_id = ids["<|sosp|>"], ids["<|eosp|>"], ids["<|empty|>"]
         self.im_start_id, self.im_end_id = ids["<|im_start|>"], ids["<|im_end|>"]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.im_end_id
+        #: what ends an answer: ``<|im_end|>`` (chat) or a blank line (base); generation stops after it
+        self.stop_ids = self._tok("<|im_end|>" if prompt_format == "chat" else "\n\n")
+        self.eot_id = self.stop_ids[-1]
         cfg.empty_idx = self.empty_id
 
     # ----------------------------------------------------------------- audio
@@ -259,19 +273,45 @@ class MimoAudioBackbone:
         return math.ceil(code_frames(n_samples) / self.group_size) + 2
 
     def encode_audio(self, wavs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[torch.Tensor]:
-        """Each clip's RVQ codes (frames, audio_channels) from the code cache (keyed by audio hash)."""
+        """Each clip's RVQ codes (frames, audio_channels) from the code cache (keyed by audio hash); a clip
+        without codes goes through the audio tokenizer when one is configured (its codes are then stored)."""
         out = []
         for i, w in enumerate(wavs):
             name = names[i] if names is not None else f"clip {i}"
             self._check_length(len(w), name)
             key = audio_hash(w)
             codes = read_codes(self.codes_dir, key) if self.codes_dir is not None else None
+            if codes is None and self.audio_tokenizer is not None:
+                codes = self._encode_now(w, name)
             if codes is None:
-                raise AudioError(f"{name}: no MiMo-Audio codes for audio hash {key} in "
-                                 f"{self.codes_dir or '(no code cache configured)'}; run MiMo-Audio's tokenizer "
-                                 f"on it and store {key}.npy (frames x {self.audio_channels} ints) there")
+                where = self.codes_dir or "(no code cache configured)"
+                raise AudioError(f"{name}: no MiMo-Audio codes for audio hash {key} in {where} and no audio "
+                                 f"tokenizer configured; run `sicl codes --data MANIFEST --out {where} --tokenizer "
+                                 f"TOKENIZER_DIR`, or configure an audio tokenizer "
+                                 f"(MODEL/audio_tokenizer/ or $SICL_MIMO_TOKENIZER) to encode on the fly")
             out.append(self._check_codes(torch.as_tensor(codes), name))
         return out
+
+    def _encode_now(self, wav: np.ndarray, name: str) -> np.ndarray:
+        if self._codec is None:
+            from sicl.models.mimo_tokenizer import load_mimo_tokenizer
+
+            self._codec = load_mimo_tokenizer(self.audio_tokenizer, device=self._device())
+        try:
+            codes = self._codec.encode(np.asarray(wav, dtype=np.float32), SAMPLE_RATE)
+        except SiclError as e:
+            raise AudioError(f"{name}: audio tokenizer {self.audio_tokenizer}: {e}") from None
+        bad = [c for c, n in enumerate(self.speech_empty_ids)
+               if c < codes.shape[1] and codes.shape[0] and int(codes[:, c].max()) >= n]
+        if codes.ndim != 2 or codes.shape[1] < self.audio_channels or bad:
+            raise AudioError(f"{name}: audio tokenizer {self.audio_tokenizer} gave codes {tuple(codes.shape)} "
+                             f"that do not fit this model's {self.audio_channels} codebooks")
+        if self.codes_dir is not None:
+            try:
+                write_codes(self.codes_dir, wav, codes)
+            except OSError:
+                pass  # a read-only cache: the codes still serve this run
+        return codes
 
     def _check_codes(self, codes: torch.Tensor, name: str) -> torch.Tensor:
         if codes.ndim != 2 or codes.shape[1] < self.audio_channels or codes.shape[0] == 0:
@@ -392,38 +432,51 @@ class MimoAudioBackbone:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def batch_tensors(self, batch: Batch) -> dict[str, Any]:
+        """``speech_ids`` (B, L, group_size, audio_channels)."""
+        return {"speech_ids": batch.speech_ids}
+
+    def model_inputs(self, input_ids: torch.Tensor, tensors: Mapping[str, Any]) -> dict[str, Any]:
+        """``inputs_embeds``: text embeddings plus the patch embeddings of the codes (all frozen)."""
+        dev = self._device()
+        return {"inputs_embeds": self._base().embed(input_ids.to(dev), tensors["speech_ids"].to(dev), self.empty_id)}
+
     def forward(self, batch: MimoBatch) -> torch.Tensor:
         """Text logits at every position, (B, L, V). Positions count real tokens only."""
-        dev = self._device()
-        am = batch.attention_mask.to(dev)
-        base = self._base()
-        embeds = base.embed(batch.input_ids.to(dev), batch.speech_ids.to(dev), self.empty_id)
-        return base(inputs_embeds=embeds, attention_mask=am, position_ids=_positions(am))
+        am = batch.attention_mask.to(self._device())
+        kw = self.model_inputs(batch.input_ids, self.batch_tensors(batch))
+        return self._base()(**kw, attention_mask=am, position_ids=positions(am)).logits
 
     def loss(self, batch: MimoBatch) -> torch.Tensor:
         return sequence_losses(self.forward(batch), batch.labels.to(self._device()))
 
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
     def generate(self, episodes: Sequence[Any], max_new_tokens: int | Mapping[str, int] | None = None,
                  tower_outputs: Mapping[str, torch.Tensor] | None = None) -> list[str]:
         rows = self.generate_ids(episodes, max_new_tokens, tower_outputs)
-        return [self.tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]
+        return [self.decode(r) for r in rows]
 
-    @torch.no_grad()
     def generate_ids(self, episodes: Sequence[Any], max_new_tokens: int | Mapping[str, int] | None = None,
                      tower_outputs: Mapping[str, torch.Tensor] | None = None) -> list[list[int]]:
-        """Greedy text decoding, left-padded; generated positions are text positions (no audio). Stops at
-        the end-of-answer segment (``<|im_end|>`` for chat, a blank line for base)."""
-        limits = [_limit(max_new_tokens, ep.query.task) for ep in episodes]
+        limits = [task_limit(max_new_tokens, ep.query.task) for ep in episodes]
         batch = self.render(episodes, with_labels=False, padding_side="left", tower_outputs=tower_outputs)
+        return self.generate_batch(batch, limits)
+
+    @torch.no_grad()
+    def generate_batch(self, batch: Batch, limits: Sequence[int]) -> list[list[int]]:
+        """Greedy text decoding with a KV cache; generated positions are text positions (no audio). Stops at
+        the end-of-answer segment (``<|im_end|>`` for chat, a blank line for base)."""
         dev = self._device()
         base = self._base()
         am = batch.attention_mask.to(dev)
-        embeds = base.embed(batch.input_ids.to(dev), batch.speech_ids.to(dev), self.empty_id)
-        stop = self._tok("<|im_end|>" if self.prompt_format == "chat" else "\n\n")
+        embeds = self.model_inputs(batch.input_ids, self.batch_tensors(batch))["inputs_embeds"]
+        stop = self.stop_ids
         cache = DynamicCache()
-        pos = _positions(am)
-        out_rows: list[list[int]] = [[] for _ in episodes]
-        done = [False] * len(episodes)
+        pos = positions(am)
+        out_rows: list[list[int]] = [[] for _ in limits]
+        done = [False] * len(limits)
         for _step in range(max(limits)):
             out = base.model(inputs_embeds=embeds, attention_mask=am, position_ids=pos, use_cache=True,
                              **{_CACHE_ARG: cache})
@@ -447,30 +500,26 @@ class MimoAudioBackbone:
             rows.append([t for t in r if t not in (self.im_end_id, self.pad_id)])
         return rows
 
+    def decoder_layers(self) -> list[torch.nn.Module]:
+        return list(self._base().model.layers)
+
+    def output_head(self) -> torch.nn.Module:
+        return self._base().lm_head
+
 
 #: transformers >= 5.2x renamed Qwen2Model's ``past_key_values`` argument to ``cache``.
 _CACHE_ARG = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
 
 
-def _positions(am: torch.Tensor) -> torch.Tensor:
-    return (am.long().cumsum(-1) - 1).masked_fill(am == 0, 1)
-
-
-def _limit(max_new_tokens: int | Mapping[str, int] | None, task: str) -> int:
-    if isinstance(max_new_tokens, int):
-        return max_new_tokens
-    table = {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}
-    return table.get(task, 128)
-
-
 # ------------------------------------------------------------------ loading
-def _is_mimo_config(cfg: Mapping[str, Any]) -> bool:
+def is_mimo_config(cfg: Mapping[str, Any]) -> bool:
+    """Whether a config.json's keys are MiMo-Audio's (a Qwen2 config plus the audio-patch keys)."""
     return all(k in cfg for k in ("group_size", "audio_channels", "speech_vocab_size", "speech_zeroemb_idx"))
 
 
 def load_config(path: str | Path, attn_implementation: str | None = "sdpa") -> Qwen2Config:
     raw = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    if not _is_mimo_config(raw):
+    if not is_mimo_config(raw):
         raise SiclError(f"{path}: config.json is not a MiMo-Audio config (no group_size/audio_channels/"
                         f"speech_vocab_size); a plain Qwen2 LLM has no sicl backbone")
     raw = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "auto_map")}
@@ -519,16 +568,22 @@ def default_prompt_format(path: str | Path) -> str:
     return "chat" if "instruct" in Path(path).resolve().name.lower() else "base"
 
 
-@register_backbone(FAMILY, model_types=("mimo_audio", "qwen2"))
 def load_mimo_audio(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                     attn_implementation: str | None = "sdpa", preset: str = "plain",
                     prompt_format: str | None = None, codes_dir: str | Path | None = None,
-                    **kwargs: Any) -> MimoAudioBackbone:
+                    audio_tokenizer: str | Path | None = None, **kwargs: Any) -> MimoAudioBackbone:
     """Load a MiMo-Audio folder (config.json with model_type ``qwen2`` as released, or ``mimo_audio``).
-    The code cache is ``codes_dir``, else ``$SICL_MIMO_CODES``, else ``<folder>/sicl_codes``."""
+    The code cache is ``codes_dir``, else ``$SICL_MIMO_CODES``, else ``<folder>/sicl_codes``; the audio
+    tokenizer for clips without codes is ``audio_tokenizer``, else ``$SICL_MIMO_TOKENIZER``, else
+    ``<folder>/audio_tokenizer`` when it exists, else none."""
     path = Path(path)
     model = load_model(path, dtype, device, attn_implementation)
     tok = AutoTokenizer.from_pretrained(str(path))
     codes = codes_dir or os.environ.get("SICL_MIMO_CODES") or path / "sicl_codes"
+    codec = audio_tokenizer or os.environ.get("SICL_MIMO_TOKENIZER") or None
+    if codec is None and (path / "audio_tokenizer" / "config.json").is_file():
+        codec = path / "audio_tokenizer"
+    if codec is not None and not Path(codec).is_dir():
+        raise SiclError(f"audio tokenizer {codec}: not a folder (a MiMo-Audio-Tokenizer checkpoint)")
     return MimoAudioBackbone(model, tok, preset=preset, prompt_format=prompt_format or default_prompt_format(path),
-                             codes_dir=codes, **kwargs)
+                             codes_dir=codes, audio_tokenizer=codec, **kwargs)

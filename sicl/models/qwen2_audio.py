@@ -20,7 +20,6 @@ from transformers import (
 )
 from transformers.masking_utils import create_bidirectional_mask
 
-from sicl.models.backbone import register_backbone
 from sicl.models.chat_audio import ChatAudioBackbone, FamilySpec
 
 FAMILY = "qwen2_audio"
@@ -42,7 +41,6 @@ def _encode(model: Any, features: torch.Tensor, mask: torch.Tensor) -> list[torc
 SPEC = FamilySpec(family=FAMILY, encode=_encode, pad_features_to_window=True)
 
 
-@register_backbone(FAMILY, model_types=("qwen2_audio",))
 def load_qwen2_audio(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                      attn_implementation: str | None = "sdpa", preset: str = "plain",
                      **backbone_kwargs: Any) -> ChatAudioBackbone:

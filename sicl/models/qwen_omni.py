@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from transformers import Qwen2_5OmniConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
-from sicl.models.backbone import register_backbone
 from sicl.models.chat_audio import ChatAudioBackbone, FamilySpec, audio_tokens_for_frames
 from sicl.models.processor import SiclOmniProcessor
 
@@ -31,7 +30,6 @@ def _encode(model: Any, features: torch.Tensor, mask: torch.Tensor) -> list[torc
 SPEC = FamilySpec(family=FAMILY, encode=_encode)
 
 
-@register_backbone(FAMILY, model_types=("qwen2_5_omni_thinker", "qwen2_5_omni"))
 def load_qwen_omni(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                    attn_implementation: str | None = "sdpa", preset: str = "plain",
                    **backbone_kwargs: Any) -> ChatAudioBackbone:

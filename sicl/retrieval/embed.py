@@ -97,7 +97,7 @@ def embed_texts(texts: Sequence[str], embedder: Any, cache_dir: str | Path | Non
 def load_shared_backbone(model: str, allow_download: bool = False, device: str = "auto") -> Any:
     """One loaded backbone per model, shared by the pseudo-labeler and the audio embedder (bf16 on a GPU)."""
     from sicl.device import helper_dtype, resolve_device
-    from sicl.models.backbone import load_backbone
+    from sicl.models.registry import load_backbone
 
     dev = resolve_device(device)
     return load_backbone(model, allow_download=allow_download, device=dev, dtype=helper_dtype(dev))

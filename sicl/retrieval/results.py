@@ -9,32 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from sicl.atomic import write_temp
 from sicl.errors import ManifestError
-
-PACKAGES = ("sicl", "torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy")
+from sicl.versions import versions
 
 
 def meta_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".meta.json")
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def write_retrievals(path: str | Path, query_ids: Sequence[str], results: Sequence[Sequence[tuple[str, float]]],

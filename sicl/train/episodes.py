@@ -20,7 +20,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from sicl.data.manifest import Example
-from sicl.episodes.episode import Episode
+from sicl.episodes.episode import Episode, prompt_order
 from sicl.errors import SiclError
 
 
@@ -75,7 +75,7 @@ class EpisodeSampler:
             budget = self.max_prompt_tokens - self.length_of(query)
             while demos and sum(self.length_of(d) for d in demos) > budget:
                 demos.pop()  # the farthest demo goes first
-        demos.reverse()  # farthest first, nearest next to the query
+        demos = prompt_order(demos)  # farthest first, nearest next to the query
         if self.shuffle_demos:
             demos = [demos[int(j)] for j in rng.permutation(len(demos))]
         return Episode(query=query, demos=demos, id=f"{index}:{query.id}", meta={"task": task.name})

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,50 +24,27 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
-from sicl.data.manifest import Example, read_manifest
+from sicl.data.manifest import read_manifest
+from sicl.episodes.episode import estimated_tokens
 from sicl.errors import SiclError
 from sicl.guard import check_stop, stop_requested
-from sicl.models.backbone import IGNORE_INDEX, Backbone, load_backbone, sequence_losses
-from sicl.models.chat_audio import positions
+from sicl.models.answer_only import answer_positions_only, prunable_last_layer, right_padded
+from sicl.models.backbone import Backbone, positions, sequence_losses
 from sicl.models.lora import apply_lora, merged_lora_forward, trainable_parameters_by_group
+from sicl.models.registry import load_backbone
+from sicl.models.tower_cache import TowerCache
 from sicl.retrieval import retrieve
 from sicl.train.episodes import EpisodeDataset, EpisodeSampler, TaskData
 from sicl.train.sicl_at_config import TrainConfig
+from sicl.versions import versions
 
 #: prompt tokens per example besides its audio (role headers, instruction): a length-grouping estimate
 _TURN_OVERHEAD = 16
 
 
-class TowerCache(dict):
-    """example id -> frozen tower output (n_i, hidden) on CPU; :meth:`fill` encodes the missing clips."""
-
-    def __init__(self, backbone: Backbone) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.encoded = 0  # clips that went through the tower (for the benchmark and logs)
-        self.seconds = 0.0  # time spent loading and encoding them
-
-    def fill(self, examples: Sequence[Example]) -> None:
-        todo = {ex.id: ex for ex in examples if ex.id not in self}
-        if not todo:
-            return
-        t0 = time.perf_counter()
-        wavs = [load_audio(ex.audio, max_seconds=self.backbone.max_audio_seconds) for ex in todo.values()]
-        model = self.backbone.model
-        was_training = model.training
-        model.eval()  # the tower's output must not depend on train-mode dropout
-        try:
-            outs = self.backbone.encode_audio(wavs)
-        finally:
-            model.train(was_training)
-        for key, out in zip(todo, outs, strict=True):
-            self[key] = out.cpu()
-        self.encoded += len(todo)
-        self.seconds += time.perf_counter() - t0
-
-
 class EpisodeCollator:
-    """Episodes -> the dict :meth:`EpisodeTrainer.compute_loss` reads (right padding, query-answer labels)."""
+    """Episodes -> the dict :meth:`EpisodeTrainer.compute_loss` reads (right padding, query-answer labels,
+    plus the backbone's :meth:`~sicl.models.backbone.Backbone.batch_tensors`)."""
 
     def __init__(self, backbone: Backbone, cache: TowerCache | None) -> None:
         self.backbone = backbone
@@ -80,10 +56,7 @@ class EpisodeCollator:
         b = self.backbone.render(episodes, with_labels=True, padding_side="right", tower_outputs=self.cache)
         out: dict[str, Any] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "labels": b.labels,
                                "episode_ids": [ep.id for ep in episodes]}
-        if b.audio_embeds is not None:
-            out["audio_embeds"] = b.audio_embeds
-        else:
-            out["input_features"], out["feature_attention_mask"] = b.input_features, b.feature_attention_mask
+        out.update(self.backbone.batch_tensors(b))
         return out
 
 
@@ -99,7 +72,7 @@ class EpisodeTrainer(Trainer):
         self.merged_lora = merged_lora
         self.answer_logits_only = answer_logits_only
         self.causal_only = answer_logits_only
-        self._last_layer = prunable_last_layer(backbone.model)
+        self._last_layer = prunable_last_layer(backbone.decoder_layers())
         # The loss below is a per-batch mean, so Trainer must divide it by the accumulation steps.
         self.model_accepts_loss_kwargs = False
 
@@ -109,24 +82,22 @@ class EpisodeTrainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         ids, am, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+        bb = self.backbone
         pos = positions(am)
-        head = self.backbone.model.get_output_embeddings() if self.answer_logits_only else None
-        right = _right_padded(am)
-        # The pruned last layer assumes a causal-only mask, so right padding (what the collator makes).
-        last = self._last_layer if self.answer_logits_only and right and "audio_embeds" in inputs else None
-        with merged_lora_forward(self.backbone.model, enabled=self.merged_lora), \
-                answer_positions_only(head, labels, last) as picked:
-            if "audio_embeds" in inputs:
-                # Embedding lookup and audio splice happen outside the (DDP-)wrapped call: both are frozen.
-                embeds = self.backbone._embed_with_audio(ids, inputs["audio_embeds"])
-                # Right padding: under the causal mask a real token never sees a pad, so the mask adds
-                # nothing for the labelled positions; without it attention takes the (faster) causal path.
-                mask = None if self.causal_only and right else am
-                out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False)
-            else:
-                out = model(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False,
-                            input_features=inputs["input_features"],
-                            feature_attention_mask=inputs["feature_attention_mask"])
+        head = bb.output_head() if self.answer_logits_only else None
+        right = right_padded(am)
+        tensors = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "labels", "episode_ids")}
+        with merged_lora_forward(bb.model, enabled=self.merged_lora):
+            # Embedding lookup and audio splice (frozen) happen outside the (DDP-)wrapped call.
+            kw = bb.model_inputs(ids, tensors)
+            embedded = "inputs_embeds" in kw
+            # The pruned last layer assumes a causal-only mask, so right padding (what the collator makes).
+            last = self._last_layer if self.answer_logits_only and right and embedded else None
+            # Right padding: under the causal mask a real token never sees a pad, so the mask adds nothing
+            # for the labelled positions; without it attention takes the (faster) causal path.
+            mask = None if self.causal_only and right and embedded else am
+            with answer_positions_only(head, labels, last) as picked:
+                out = model(**kw, attention_mask=mask, position_ids=pos, use_cache=False)
         if picked.rows is not None:
             loss = picked.losses(out.logits, labels.shape[0]).mean()
         else:
@@ -185,111 +156,6 @@ class LogLines(TrainerCallback):
             self.bar = None
 
 
-def _right_padded(am: torch.Tensor) -> bool:
-    """Every row is real tokens then padding (so a causal mask alone hides the padding)."""
-    lengths = am.sum(1, keepdim=True)
-    return bool((am == (torch.arange(am.shape[1], device=am.device) < lengths)).all())
-
-
-class answer_positions_only:  # noqa: N801 - a context manager
-    """While active, the LM head sees only the hidden states that predict a labelled token (the query
-    answer: ~5% of an episode), so the vocabulary projection and log-softmax skip every other position
-    (the big memory saving for a 152k vocabulary). :meth:`losses` then equals
-    :func:`~sicl.models.backbone.sequence_losses` on full logits. ``head=None`` disables it.
-
-    With ``last_layer`` (the LM's last decoder layer, see :func:`prunable_last_layer`), that layer too runs
-    its query projection, attention output, output projection and MLP only at the union over the batch of
-    those positions (keys and values still at every position): nothing after it looks at other positions."""
-
-    def __init__(self, head: Any, labels: torch.Tensor, last_layer: Any = None) -> None:
-        self.head, self.labels, self.layer = head, labels, last_layer
-        self.rows = self.cols = None
-        self.handles: list[Any] = []
-
-    def __enter__(self) -> answer_positions_only:
-        if self.head is None:
-            return self
-        self.rows, self.cols = (self.labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
-        keep = pick = None
-        if self.layer is not None and self.rows.numel():
-            keep = torch.unique(self.cols)  # sorted union of positions over the batch
-            pick = torch.searchsorted(keep, self.cols)
-            layer, keep_ = self.layer, keep
-
-            def pruned(*args: Any, **kwargs: Any) -> Any:
-                return _pruned_layer_forward(layer, keep_.to(args[0].device), *args, **kwargs)
-
-            layer.forward = pruned
-        cols = pick if pick is not None else self.cols
-
-        def hook(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            return (args[0][self.rows.to(args[0].device), cols.to(args[0].device)], *args[1:])
-
-        self.handles.append(self.head.register_forward_pre_hook(hook))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self.handles:
-            h.remove()
-        if self.layer is not None and "forward" in vars(self.layer):
-            del self.layer.forward
-
-    def losses(self, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """Per-episode mean cross-entropy (B,) from the picked logits (N, V)."""
-        rows = self.rows.to(logits.device)
-        targets = self.labels.to(logits.device)[rows, self.cols.to(logits.device) + 1]
-        tok = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-        sums = torch.zeros(batch_size, dtype=tok.dtype, device=tok.device).index_add(0, rows, tok)
-        counts = torch.bincount(rows, minlength=batch_size)
-        return sums / counts.clamp(min=1)
-
-
-_PRUNABLE_LAYERS = ("Qwen2_5OmniDecoderLayer", "Qwen2DecoderLayer")
-
-
-def prunable_last_layer(model: Any) -> Any:
-    """The language model's last decoder layer if :func:`_pruned_layer_forward` knows its structure
-    (Qwen2 / Qwen2.5-Omni text layers, full attention, SDPA or eager), else ``None``."""
-    last = None
-    for name, m in model.named_modules():
-        if type(m).__name__ in _PRUNABLE_LAYERS and "audio_tower" not in name and ".layers." in name:
-            last = m
-    if last is None:
-        return None
-    attn = getattr(last, "self_attn", None)
-    cfg = getattr(attn, "config", None)
-    ok = (attn is not None and getattr(attn, "sliding_window", None) is None
-          and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
-          and all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling"))
-          and all(hasattr(last, n) for n in ("input_layernorm", "post_attention_layernorm", "mlp")))
-    return last if ok else None
-
-
-def _pruned_layer_forward(layer: Any, keep: torch.Tensor, hidden_states: torch.Tensor, *args: Any,
-                          position_embeddings: Any = None, cache: Any = None, **kwargs: Any) -> torch.Tensor:
-    """The decoder layer's forward for the query positions ``keep`` only: (B, len(keep), D). Keys/values
-    at every position; causal attention (right-padded batches: a kept real position sees only real keys)."""
-    if cache is not None or position_embeddings is None:
-        raise SiclError("pruned last layer: needs rotary embeddings and no KV cache")
-    rope = sys.modules[type(layer).__module__].apply_rotary_pos_emb
-    attn = layer.self_attn
-    b, n, _ = hidden_states.shape
-    hd = attn.head_dim
-    normed = layer.input_layernorm(hidden_states)
-    q = attn.q_proj(normed[:, keep]).view(b, keep.numel(), -1, hd).transpose(1, 2)
-    k = attn.k_proj(normed).view(b, n, -1, hd).transpose(1, 2)
-    v = attn.v_proj(normed).view(b, n, -1, hd).transpose(1, 2)
-    cos, sin = position_embeddings
-    q = rope(q, q, cos[:, keep], sin[:, keep])[0]
-    k = rope(k, k, cos, sin)[0]
-    mask = torch.arange(n, device=keep.device)[None, :] <= keep[:, None]  # (Q, N): causal
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, scale=attn.scaling, enable_gqa=q.shape[1] != k.shape[1])
-    out = attn.o_proj(out.transpose(1, 2).reshape(b, keep.numel(), -1))
-    h = hidden_states[:, keep] + out
-    return h + layer.mlp(layer.post_attention_layernorm(h))
-
-
 def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
     """Read each task's manifests and retrieve ``k_max`` demos per query, once, before training."""
     if not cfg.tasks:
@@ -310,17 +176,20 @@ def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
 
 
 def example_lengths(backbone: Backbone, tasks: Sequence[TaskData]) -> dict[str, int]:
-    """Estimated prompt tokens per example: audio placeholders + answer/question text + turn overhead."""
-    tok = backbone.processor.tokenizer
+    """Estimated prompt tokens per example (:func:`sicl.episodes.episode.estimated_tokens`, with its answer):
+    the backbone's audio placeholders and tokenizer."""
+    tok = backbone.tokenizer
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
     lengths: dict[str, int] = {}
     for t in tasks:
         for ex in [*t.queries, *t.pool]:
             if ex.id in lengths:
                 continue
             seconds = ex.duration if ex.duration else len(load_audio(ex.audio, max_seconds=None)) / SAMPLE_RATE
-            text = " ".join(s for s in (ex.target, ex.question, *(ex.choices or [])) if s)
-            lengths[ex.id] = (backbone.num_audio_tokens(int(seconds * SAMPLE_RATE))
-                              + len(tok(text, add_special_tokens=False)["input_ids"]) + _TURN_OVERHEAD)
+            lengths[ex.id] = estimated_tokens(ex, backbone.num_audio_tokens(int(seconds * SAMPLE_RATE)), True, count)
     return lengths
 
 
@@ -470,16 +339,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Traine
         info = {"global_step": trainer.state.global_step, "world_size": trainer.args.world_size,
                 "parameters": trainable_parameters_by_group(trainer.model),
                 "tower_clips_encoded": getattr(trainer.data_collator.cache, "encoded", None),
-                "versions": _versions()}
+                "versions": versions()}
         (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out
-
-
-def _versions() -> dict[str, str]:
-    import peft
-    import transformers
-
-    import sicl
-
-    return {"sicl": sicl.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__}

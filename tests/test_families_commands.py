@@ -1,0 +1,80 @@
+"""Every registered backbone family through the commands, as a user runs them: `sicl train` (a few LoRA steps
+on retrieved episodes) then `sicl eval` zero-shot/ICL without and with `--adapter`, on a tiny checkpoint of
+each family. The adapter must change the output, so the trained weights really reach generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sicl.cli.main import main
+from sicl.models.mimo_tiny import build_tiny_mimo, build_tiny_mimo_tokenizer
+from sicl.models.qwen2_audio import build_random_tiny_qwen2_audio
+from sicl.models.registry import families, family_of
+from tests.train_fixtures import WORDS, overrides
+
+
+def _omni(data: dict[str, Path], folder: Path) -> Path:
+    return data["model"]  # the shared random tiny-omni (tests/conftest.py)
+
+
+def _qwen2_audio(data: dict[str, Path], folder: Path) -> Path:
+    build_random_tiny_qwen2_audio(folder, texts=[" ".join(WORDS)] * 4)
+    return folder
+
+
+def _mimo(data: dict[str, Path], folder: Path) -> Path:
+    # No code cache: every clip is encoded on the fly by the tokenizer inside the model folder.
+    build_tiny_mimo(folder)
+    build_tiny_mimo_tokenizer(folder / "audio_tokenizer")
+    return folder
+
+
+BUILDERS = {"qwen2_5_omni": _omni, "qwen2_audio": _qwen2_audio, "mimo_audio": _mimo}
+
+
+def test_every_registered_family_is_covered():
+    assert sorted(BUILDERS) == families()
+
+
+def _predictions(folder: Path) -> list[str]:
+    rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    return [r["prediction"] for r in rows]
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_train_then_eval_with_adapter(family, data, tmp_path, monkeypatch, capsys):
+    for var in ("SICL_MIMO_CODES", "SICL_MIMO_TOKENIZER"):
+        monkeypatch.delenv(var, raising=False)
+    model = BUILDERS[family](data, tmp_path / "model")
+    assert family_of(model) == family
+    adapter = tmp_path / "adapter"
+    train = overrides({**data, "model": model}, adapter, max_steps=3, learning_rate=0.05, k=1,
+                      save_steps=1000, threads=1, **{"lora.alpha": 128, "lora.dropout": 0.0})
+    assert main(["train", "configs/demo/sicl-at1.yaml", *train]) == 0, capsys.readouterr().err[-2000:]
+    assert (adapter / "adapter_model.safetensors").is_file()
+    common = ["--model", str(model), "--data", str(data["queries"]), "--pool", str(data["pool"]), "--k", "1",
+              "--retriever", "random", "--limit", "4", "--max-new-tokens", "6", "--threads", "1"]
+    assert main(["eval", *common, "--out", str(tmp_path / "base")]) == 0, capsys.readouterr().err[-2000:]
+    assert main(["eval", *common, "--adapter", str(adapter), "--out", str(tmp_path / "tuned")]) == 0, \
+        capsys.readouterr().err[-2000:]
+    base, tuned = _predictions(tmp_path / "base"), _predictions(tmp_path / "tuned")
+    assert len(base) == len(tuned) == 4
+    assert base != tuned, "the adapter did not change any prediction"
+    run = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert run["adapter"] == str(adapter)
+    if family == "mimo_audio":  # the on-the-fly codes were stored in the model's code cache
+        assert len(list((model / "sicl_codes").glob("*.npy"))) >= 8
+
+
+def test_mimo_clip_without_codes_or_tokenizer_is_one_line(data, tmp_path, monkeypatch, capsys):
+    for var in ("SICL_MIMO_CODES", "SICL_MIMO_TOKENIZER"):
+        monkeypatch.delenv(var, raising=False)
+    model = build_tiny_mimo(tmp_path / "model")
+    rc = main(["eval", "--model", str(model), "--data", str(data["queries"]), "--k", "0", "--limit", "2",
+               "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("sicl eval: error: q-") and "sicl codes" in err[0], err[0]
