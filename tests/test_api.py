@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 
 import sicl
-from tests.train_fixtures import make_train_data
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_train_data(tmp_path_factory.mktemp("api"))
 
 
 def test_api_end_to_end(data, tmp_path):

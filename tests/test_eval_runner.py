@@ -16,16 +16,10 @@ from sicl.errors import SiclError
 from sicl.eval.metrics import score_rows
 from sicl.eval.runner import EvalConfig, evaluate
 from sicl.testing import write_rows
-from tests.train_fixtures import make_train_data
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = {"id", "audio", "task", "target", "prediction", "raw", "demos", "k", "prompt_audio_tokens",
           "prompt_text_tokens", "generated_tokens", "seconds"}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_train_data(tmp_path_factory.mktemp("eval"))
 
 
 def cfg(data, out, **kw) -> EvalConfig:

@@ -17,15 +17,10 @@ from safetensors.torch import load_file
 
 from sicl.errors import SiclError
 from sicl.guard import LOCK_NAME, output_lock
-from tests.train_fixtures import make_train_data, overrides
+from tests.train_fixtures import overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_train_data(tmp_path_factory.mktemp("faults"))
 
 
 def _eval(data, out, *extra):

@@ -7,14 +7,9 @@ from safetensors.torch import load_file
 from sicl.config import load_config
 from sicl.train.sicl_at import build_trainer, train
 from sicl.train.sicl_at_config import TrainConfig
-from tests.train_fixtures import make_train_data, overrides
+from tests.train_fixtures import overrides
 
 DEMO = "configs/demo/sicl-at1.yaml"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_train_data(tmp_path_factory.mktemp("train_data"))
 
 
 def cfg_for(data, out, **extra) -> TrainConfig:

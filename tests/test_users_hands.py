@@ -14,14 +14,8 @@ from sicl.atomic import atomic_write_text
 from sicl.config import load_config
 from sicl.errors import ConfigError
 from sicl.train.sicl_at_config import TrainConfig
-from tests.train_fixtures import make_train_data
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_train_data(tmp_path_factory.mktemp("hands"))
 
 
 def test_config_errors_name_the_command_line_or_the_file(tmp_path):

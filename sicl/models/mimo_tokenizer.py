@@ -153,11 +153,6 @@ class MimoTokenizerConfig:
             raise SiclError(f"{where}: unsupported MiMo-Audio tokenizer config: " + "; ".join(problems))
         return cfg
 
-    def output_frames(self, mel_frames: int) -> int:
-        """Code frames of one segment of ``mel_frames`` (conv2's output length, then the pooler rounding up)."""
-        n = (mel_frames + 3 - self.kernel_size + 2 - self.kernel_size) // self.stride_size + 1
-        return -(-n // self.avg_pooler)
-
 
 # --- mel front end ----------------------------------------------------------------------------------------
 

@@ -68,9 +68,6 @@ class ResultRow:
     task: str | None = None
     source: str = ""
 
-    def csv_fields(self) -> list:
-        return [self.method, self.eval_set, self.k, self.metric, self.value]
-
 
 @dataclass
 class Run:

@@ -56,12 +56,6 @@ def metric_vs_k(res: Results, eval_set: str, metric: str, path: Path) -> Path | 
     return _save(fig, path)
 
 
-def methods_bars(res: Results, metric: str, path: Path) -> Path | None:
-    """Grouped bars: one group per eval set having ``metric``, one bar per method at its headline k."""
-    cols = [(e, metric) for e in res.eval_sets if metric in res.metrics("quality", e)]
-    return family_bars(res, cols, metric_label(metric), path)
-
-
 def family_bars(res: Results, cols: list[tuple[str, str]], label: str, path: Path) -> Path | None:
     """Grouped bars: one group per (eval set, metric) column of a main table, one bar per method at its headline
     k; a column's metric is named under its eval set when the columns use more than one (WER and CER)."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sicl.data.importers._common import Scan, text
-from sicl.data.importers.mmsu import _safe, audio_path
+from sicl.data.importers.mmsu import audio_path, safe_filename
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -131,7 +131,7 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                 row_no += 1
                 value = row.get(args.audio_column)
                 if isinstance(value, dict) and value.get("array") is not None:
-                    target = audio_dir / f"{_safe(rid)}.flac"
+                    target = audio_dir / f"{safe_filename(rid)}.flac"
                     write_audio(target, np.asarray(value["array"], dtype=np.float32),
                                 int(value.get("sampling_rate") or 16000))
                     out.created.append(target)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sicl.data.importers._common import Scan, text
-from sicl.data.importers.mmsu import _safe
+from sicl.data.importers.mmsu import safe_filename
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -108,7 +108,7 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
             except Exception as e:  # missing file, unreadable format: a bad row, like any bad audio
                 out.bad_rows.append((where, f"id {rid!r}: cannot load audio ({str(e).splitlines()[0][:120]})"))
                 continue
-            target = audio_dir / f"{_safe(rid)}.flac"
+            target = audio_dir / f"{safe_filename(rid)}.flac"
             write_audio(target, wav[0], int(cut.sampling_rate))
             out.created.append(target)
             audio = target.resolve()

@@ -72,7 +72,8 @@ def iter_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             i += 1
 
 
-def _safe(name: str) -> str:
+def safe_filename(name: str) -> str:
+    """``name`` as a file name: runs of anything but letters, digits, ``._-`` become ``_`` (never empty)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "clip"
 
 
@@ -92,11 +93,11 @@ def audio_path(value: Any, rid: str, base: Path, audio_dir: Path, scan: Scan) ->
         data, name = value.get("bytes"), text(value.get("path"))
         if data:
             suffix = Path(name).suffix.lower() or _sniff_suffix(data)
-            target = audio_dir / f"{_safe(rid)}{suffix}"
+            target = audio_dir / f"{safe_filename(rid)}{suffix}"
             n = 1
             while target in scan.created:  # two rows with one id: do not overwrite the first clip
                 n += 1
-                target = audio_dir / f"{_safe(rid)}_{n}{suffix}"
+                target = audio_dir / f"{safe_filename(rid)}_{n}{suffix}"
             audio_dir.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             scan.created.append(target)
