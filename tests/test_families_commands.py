@@ -69,12 +69,24 @@ def test_train_then_eval_with_adapter(family, data, tmp_path, monkeypatch, capsy
         assert len(list((model / "sicl_codes").glob("*.npy"))) >= 8
 
 
-def test_mimo_clip_without_codes_or_tokenizer_is_one_line(data, tmp_path, monkeypatch, capsys):
+def test_mimo_without_codes_needs_a_tokenizer_and_the_flag_gives_one(data, tmp_path, monkeypatch, capsys):
     for var in ("SICL_MIMO_CODES", "SICL_MIMO_TOKENIZER"):
         monkeypatch.delenv(var, raising=False)
     model = build_tiny_mimo(tmp_path / "model")
-    rc = main(["eval", "--model", str(model), "--data", str(data["queries"]), "--k", "0", "--limit", "2",
-               "--out", str(tmp_path / "e")])
+    args = ["eval", "--model", str(model), "--data", str(data["queries"]), "--k", "0", "--limit", "2",
+            "--max-new-tokens", "4"]
+    rc = main([*args, "--out", str(tmp_path / "e1")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1, err
     assert err[0].startswith("sicl eval: error: q-") and "sicl codes" in err[0], err[0]
+    tok = build_tiny_mimo_tokenizer(tmp_path / "tok")
+    assert main([*args, "--audio-tokenizer", str(tok), "--out", str(tmp_path / "e2")]) == 0, capsys.readouterr().err
+    assert len(_predictions(tmp_path / "e2")) == 2
+    assert len(list((model / "sicl_codes").glob("*.npy"))) == 2  # stored for the next run
+
+
+def test_audio_tokenizer_for_a_tower_family_is_one_line(data, tmp_path, capsys):
+    rc = main(["eval", "--model", str(data["model"]), "--data", str(data["queries"]), "--k", "0", "--limit", "1",
+               "--audio-tokenizer", str(tmp_path), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "own tower" in err[0], err

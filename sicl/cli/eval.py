@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a killed run in DIR (skips queries done)")
     parser.add_argument("--cache-dir", default=None, help="retrieval cache root (default: $SICL_CACHE or ~/.cache/sicl)")
     parser.add_argument("--allow-download", action="store_true", help="allow hub downloads of named models")
+    parser.add_argument("--audio-tokenizer", default=None, metavar="DIR",
+                        help="MiMo-Audio: a MiMo-Audio-Tokenizer folder that encodes clips without cached codes "
+                             "(default: $SICL_MIMO_TOKENIZER, else MODEL/audio_tokenizer/ when present)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, limit=args.limit, method=args.method, eval_set=args.eval_set,
                      max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, preset=args.preset,
                      backend=args.backend, cache_dir=args.cache_dir, allow_download=args.allow_download,
-                     scorer=args.scorer)
+                     scorer=args.scorer, audio_tokenizer=args.audio_tokenizer)
     from sicl.guard import output_lock, stop_on_signals
 
     with output_lock(args.out, "sicl eval"), stop_on_signals():

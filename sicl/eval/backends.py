@@ -151,12 +151,12 @@ class HFBackend:
 def _load_hf(model: str = "tiny-omni", adapter: str | None = None, device: str = "cpu",
              dtype: str = "float32", preset: str = "plain", allow_download: bool = False,
              max_new_tokens: int | Mapping[str, int] | None = None, backbone: Backbone | None = None,
-             tower_cache: TowerCache | None = None) -> HFBackend:
+             tower_cache: TowerCache | None = None, audio_tokenizer: str | None = None) -> HFBackend:
     if backbone is None:
         from sicl.models.registry import load_backbone
 
         backbone = load_backbone(model, adapter=adapter, dtype=dtype, device=device, preset=preset,
-                                 allow_download=allow_download)
+                                 allow_download=allow_download, audio_tokenizer=audio_tokenizer)
     backbone.model.eval()
     return HFBackend(backbone, max_new_tokens=max_new_tokens, tower_cache=tower_cache)
 

@@ -81,6 +81,9 @@ class EvalConfig:
     cache_dir: str | None = None
     allow_download: bool = False
     scorer: str = "official"  # sicl.eval.scorers: official | mimo-eval | lenient (not a resume key: scoring only)
+    #: MiMo-Audio-Tokenizer folder for clips without cached codes (code-based families only; not a resume key:
+    #: a clip's codes are the same whichever run computed them)
+    audio_tokenizer: str | None = None
 
 
 def derive_method(k: int, adapter: str | None) -> str:
@@ -331,6 +334,7 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
         device = cfg.device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
         backend = load_backend(cfg.backend, model=cfg.model, adapter=cfg.adapter, device=device, dtype=cfg.dtype,
                                preset=cfg.preset, allow_download=cfg.allow_download,
+                               **({"audio_tokenizer": cfg.audio_tokenizer} if cfg.audio_tokenizer else {}),
                                max_new_tokens=cfg.max_new_tokens,
                                **({"tower_cache": tower_cache} if tower_cache is not None else {}))
         lengths = _Lengths(getattr(getattr(backend, "backbone", None), "audio_tokens_per_second", 25.0))

@@ -287,8 +287,9 @@ class MimoAudioBackbone:
                 where = self.codes_dir or "(no code cache configured)"
                 raise AudioError(f"{name}: no MiMo-Audio codes for audio hash {key} in {where} and no audio "
                                  f"tokenizer configured; run `sicl codes --data MANIFEST --out {where} --tokenizer "
-                                 f"TOKENIZER_DIR`, or configure an audio tokenizer "
-                                 f"(MODEL/audio_tokenizer/ or $SICL_MIMO_TOKENIZER) to encode on the fly")
+                                 f"TOKENIZER_DIR`, or give an audio tokenizer "
+                                 f"(--audio-tokenizer, audio_tokenizer= in a training config, $SICL_MIMO_TOKENIZER "
+                                 f"or MODEL/audio_tokenizer/) to encode on the fly")
             out.append(self._check_codes(torch.as_tensor(codes), name))
         return out
 

@@ -227,7 +227,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     set_seed(cfg.seed)  # LoRA initialisation
     tasks = load_tasks(cfg, max(k))  # bad manifests fail here, before a model is loaded
     backbone = load_backbone(cfg.model, dtype=cfg.dtype, preset=cfg.preset,
-                             allow_download=cfg.allow_download)
+                             allow_download=cfg.allow_download, audio_tokenizer=cfg.audio_tokenizer)
     backbone.model = apply_lora(backbone.model, cfg.lora)
     lengths = example_lengths(backbone, tasks)
     sampler = EpisodeSampler(tasks, k, cfg.seed, cfg.shuffle_demos, cfg.max_prompt_tokens,

@@ -38,6 +38,9 @@ class TrainConfig:
 
     model: str = field(default="tiny-omni", metadata={"help": "built-in model name, local folder or hub id"})
     allow_download: bool = field(default=False, metadata={"help": "allow a hub download of `model`"})
+    audio_tokenizer: str | None = field(default=None, metadata={
+        "help": "MiMo-Audio: tokenizer folder for clips without cached codes (default: $SICL_MIMO_TOKENIZER, "
+                "else MODEL/audio_tokenizer/)"})
     output_dir: str = field(default="runs/train/sicl-at1", metadata={"help": "adapter, config, logs, checkpoints"})
     tasks: list[TaskSpec] = field(default_factory=list, metadata={"help": "the mixture: [{name, queries, pool, weight}]"})
     k: list[int] = field(default_factory=lambda: [3], metadata={
