@@ -4,15 +4,18 @@ each family. The adapter must change the output, so the trained weights really r
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from sicl.cli.main import main
+from sicl.models.backbone import Backbone
 from sicl.models.mimo_tiny import build_tiny_mimo, build_tiny_mimo_tokenizer
 from sicl.models.qwen2_audio import build_random_tiny_qwen2_audio
-from sicl.models.registry import families, family_of
+from sicl.models.registry import families, family_of, load_backbone
 from tests.train_fixtures import WORDS, overrides
 
 
@@ -37,6 +40,24 @@ BUILDERS = {"qwen2_5_omni": _omni, "qwen2_audio": _qwen2_audio, "mimo_audio": _m
 
 def test_every_registered_family_is_covered():
     assert sorted(BUILDERS) == families()
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_every_family_implements_the_whole_protocol(family, data, tmp_path):
+    # isinstance(bb, Backbone) only checks names; here every method must accept the protocol's parameters.
+    bb = load_backbone(BUILDERS[family](data, tmp_path / "model"))
+    assert bb.family == family and isinstance(bb, Backbone)
+    for name, member in vars(Backbone).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        want = [p for p in inspect.signature(member).parameters if p != "self"]
+        got = inspect.signature(getattr(bb, name)).parameters
+        assert all(p in got for p in want), f"{family}.{name}{tuple(got)} lacks some of {want}"
+    for attr in Backbone.__annotations__:
+        assert getattr(bb, attr) is not None, f"{family}: {attr} is None"
+    assert isinstance(bb.eot_id, int) and isinstance(bb.pad_id, int)
+    assert bb.decoder_layers() and all(isinstance(m, torch.nn.Module) for m in bb.decoder_layers())
+    assert bb.output_head().weight.shape[0] >= len(bb.tokenizer)  # the vocabulary projection
 
 
 def _predictions(folder: Path) -> list[str]:
