@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sicl.data.manifest import read_manifest
     from sicl.eval.runner import EvalConfig, build_episodes, evaluate
-    from sicl.models.backbone import load_backbone
+    from sicl.models.registry import load_backbone
     from sicl.retrieval.retrievers import RetrievalConfig, retrieve
 
     world = Path(args.world)
