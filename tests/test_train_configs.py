@@ -50,3 +50,21 @@ def test_presets_grow_the_mixture():
     names = [[t.name for t in load_config(TrainConfig, CONFIGS / "demo" / f"sicl-at{i}.yaml").tasks]
              for i in (1, 2, 3)]
     assert names == [["asr"], ["asr", "st"], ["asr", "st", "sqa"]]
+
+
+def test_train_device_key(monkeypatch):
+    import torch
+
+    from sicl.errors import SiclError
+    from sicl.train.sicl_at import build_trainer, train_device, training_arguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train_device("auto") == "cpu" and train_device("cpu") == "cpu"
+    assert training_arguments(TrainConfig(device="cpu", output_dir="x")).use_cpu
+    with pytest.raises(SiclError, match="no CUDA device"):
+        train_device("cuda")
+    with pytest.raises(SiclError, match="CUDA_VISIBLE_DEVICES=1"):
+        train_device("cuda:1")
+    # refused before the (missing) manifests or any model are read
+    with pytest.raises(SiclError, match="no CUDA device"):
+        build_trainer(TrainConfig(device="cuda", tasks=[]))

@@ -205,6 +205,20 @@ def _loggers(report_to: Sequence[str]) -> list[str]:
     return out or ["none"]
 
 
+def train_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for TrainingArguments (which places the model itself: one GPU per process, chosen by
+    CUDA_VISIBLE_DEVICES or accelerate's LOCAL_RANK, so an index in the config would be ignored: refused here)."""
+    from sicl.device import resolve_device
+
+    if str(device).startswith("cuda:"):
+        raise SiclError(f"device {device!r}: training picks GPUs by CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} "
+                        "(one process) or accelerate launch (several); use device: cuda")
+    dev = resolve_device(device)
+    if dev not in ("cpu", "cuda"):
+        raise SiclError(f"device {device!r}: training runs on cpu or cuda")
+    return dev
+
+
 def training_arguments(cfg: TrainConfig) -> TrainingArguments:
     return TrainingArguments(
         output_dir=cfg.output_dir, max_steps=cfg.max_steps,
@@ -213,7 +227,7 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed, save_strategy="steps",
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps,
-        bf16=cfg.bf16, report_to=_loggers(cfg.report_to), use_cpu=not torch.cuda.is_available(),
+        bf16=cfg.bf16, report_to=_loggers(cfg.report_to), use_cpu=train_device(cfg.device) == "cpu",
         dataloader_num_workers=0,  # the collator holds the tower cache: it must live in the main process
         remove_unused_columns=False, ddp_find_unused_parameters=False,
         disable_tqdm=not sys.stderr.isatty(),
@@ -222,6 +236,7 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
 
 def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> EpisodeTrainer:
     k = list(cfg.k)
+    train_device(cfg.device)  # a device this machine lacks fails here, before data or model loading
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)  # LoRA initialisation

@@ -75,6 +75,9 @@ class TrainConfig:
         "help": "length grouping: sort this many batches' worth of episodes by length (1 = off)"})
     threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads (default: torch's choice); on a loaded shared CPU, 1 is often faster"})
+    device: str = field(default="auto", metadata={
+        "help": "auto (cuda when torch sees one, else cpu) | cpu | cuda; pick a GPU with CUDA_VISIBLE_DEVICES, "
+                "several with accelerate launch"})
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={
         "help": "trainer loggers (tensorboard, none, ...)"})
     preset: str = field(default="plain", metadata={"help": "prompt preset (sicl.episodes.prompts)"})
