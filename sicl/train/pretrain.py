@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from sicl.config import dump_config, load_config
 from sicl.episodes import prompts
+from sicl.guard import check_stop, stop_on_signals, stop_requested
 from sicl.models import tiny_omni
 from sicl.train import pretrain_data as data
 from sicl.train.checkpoint import export_model, load_train_state, save_train_state
@@ -209,7 +210,10 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         stream.drain(min(cfg.min_buffer, cfg.buffer_size))
         log.info("replay buffer primed with %d clips in %.1fs; training on %s", len(stream.buffer),
                  time.time() - t0, _device_name(dev))
-        _loop(cfg, model, head, opt, stream, tok, dev, state, frames, eval_items, out, tqdm)
+        with stop_on_signals():
+            _loop(cfg, model, head, opt, stream, tok, dev, state, frames, eval_items, out, tqdm)
+            check_stop(f"checkpoint at step {state['step']} in {out / 'checkpoint'}; continue with resume=true "
+                       f"(max_minutes=<minutes so far> ends it there with the final evaluation)")
     finally:
         stream.close()
     model.eval()
@@ -247,6 +251,9 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
     while True:
         minutes = (time.time() - start) / 60
         if minutes >= cfg.max_minutes or (cfg.max_steps and state["step"] >= cfg.max_steps):
+            break
+        if stop_requested() is not None:  # SIGTERM/SIGINT: checkpoint below, then Interrupted (exit 128+sig)
+            log.info("stop requested at step %d", state["step"])
             break
         stream.drain(0)
         group = _group(cfg, state["step"], stream)
@@ -360,7 +367,13 @@ def _setup_logging(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0) if argv and "=" not in argv[0] else None
-    train(load_config(PretrainConfig, path, argv))
+    from sicl.guard import Interrupted
+
+    try:
+        train(load_config(PretrainConfig, path, argv))
+    except Interrupted as e:
+        print(f"pretrain: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 
