@@ -283,35 +283,33 @@ class Study:
         from sicl.report import build_report
 
         targets, diagnosis = self.check_targets(), self.diagnosis()
-        notes = [t["text"] for t in targets] + diagnosis
+        verdicts = [({True: "met", False: "not met", None: "exempt"}[t["met"]], t["text"]) for t in targets]
         paths = build_report([self.out / "eval"], self.out, title="SICL-AT on the embedded world (tiny-omni)",
-                             main_k=self.cfg.k, notes=notes)
+                             main_k=self.cfg.k, notes=diagnosis, verdicts=verdicts)
         return {"report": {k: str(v) for k, v in dict(paths).items()}, "targets": targets,
                 "diagnosis": diagnosis}
 
-    def metric(self, method: str, eval_set: str, k: int, task: str, name: str) -> float | None:
-        d = self.run_dir(method, eval_set)
-        for cand in (d / f"k={k}" / "metrics.json", d / "metrics.json"):
-            if cand.is_file():
-                run = cand.with_name("run.json")
-                if cand.parent == d and run.is_file() and json.loads(run.read_text()).get("k") not in (k, None):
-                    continue
-                value = json.loads(cand.read_text()).get(task, {}).get(name)
-                return float(value) if value is not None else None
-        return None
+    def results(self) -> Any:
+        """The study's evaluations as :class:`sicl.report.Results` (the report's one reader of run folders), or
+        None before any evaluation exists."""
+        from sicl.report import ReportError, Results, collect_runs
+
+        try:
+            runs = collect_runs([self.out / "eval"], warn=lambda msg: None)
+        except ReportError:
+            return None
+        return Results([r for run in runs for r in run.rows], self.cfg.k)
 
     def check_targets(self) -> list[dict[str, Any]]:
         """The study's ``targets`` (:class:`sicl.report.Target`, issue 8's by default) checked on the measured
         numbers; never used to choose anything. A target whose baseline is an adapter trained on the target's
         own domain (direct-ft on child-reading) and that is not met is EXEMPT: issue 8 lets in-domain fine-tuning
         win there."""
-        from sicl.report import ReportError, Results, check_target, collect_runs
+        from sicl.report import check_target
 
-        try:
-            runs = collect_runs([self.out / "eval"], warn=lambda msg: None)
-        except ReportError:
+        res = self.results()
+        if res is None:
             return []
-        res = Results([r for run in runs for r in run.rows], self.cfg.k)
         checks: list[dict[str, Any]] = []
         for t in self.cfg.targets:
             r = check_target(res, dataclasses.replace(t, label=None))
@@ -329,16 +327,19 @@ class Study:
 
     def diagnosis(self) -> list[str]:
         """Plain sentences on what the numbers say about the method (data-driven; no claim without a number)."""
+        res = self.results()
+        if res is None:
+            return []
         k = self.cfg.k
         names = [s.name for s in self.cfg.eval_sets]
         sicl_methods = [a.method for a in self.cfg.adapters if a.method.startswith("sicl-at")]
         out: list[str] = []
         for eval_set in [n for n in ("adult", "child-science", "child-reading") if n in names]:
-            zs = self.metric("zero-shot", eval_set, 0, "asr", "wer")
-            icl = self.metric("vanilla-icl", eval_set, k, "asr", "wer")
+            zs = res.value("zero-shot", eval_set, 0, "wer")
+            icl = res.value("vanilla-icl", eval_set, k, "wer")
             if zs is None or icl is None:
                 continue
-            ats = [(m, self.metric(m, eval_set, k, "asr", "wer")) for m in sicl_methods]
+            ats = [(m, res.value(m, eval_set, k, "wer")) for m in sicl_methods]
             ats = [(m, w) for m, w in ats if w is not None]
             line = (f"Prompt with {k} demonstrations, {eval_set}: vanilla ICL {'raises' if icl > zs else 'lowers'} "
                     f"WER from {zs:.3f} (zero-shot) to {icl:.3f}")
@@ -356,8 +357,8 @@ class Study:
                     first = ks[0] if m != "vanilla-icl" else min(x for x in ks if x > 0)
                     if first == ks[-1]:
                         continue
-                    lo = self.metric(m, eval_set, first, "asr", "wer")
-                    hi = self.metric(m, eval_set, ks[-1], "asr", "wer")
+                    lo = res.value(m, eval_set, first, "wer")
+                    hi = res.value(m, eval_set, ks[-1], "wer")
                     if lo is not None and hi is not None:
                         deltas.append(f"{m} {hi - lo:+.3f} (k={first} -> {ks[-1]})")
                 if deltas:
@@ -367,8 +368,8 @@ class Study:
                 continue
             parts = []
             for eval_set in [n for n in ("child-science", "child-reading") if n in names]:
-                zs = self.metric("zero-shot", eval_set, 0, "asr", "wer")
-                ft = self.metric("direct-ft", eval_set, 0, "asr", "wer")
+                zs = res.value("zero-shot", eval_set, 0, "wer")
+                ft = res.value("direct-ft", eval_set, 0, "wer")
                 if zs is not None and ft is not None:
                     where = ("its training domain" if a.method in self._trained_on(eval_set)
                              else "the other child domain")

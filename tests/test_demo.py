@@ -105,6 +105,13 @@ def test_target_checks_and_diagnosis_follow_the_numbers(tmp_path):
     assert any("child-science: vanilla ICL lowers WER from 0.800 (zero-shot) to 0.700" in x
                and "(below zero-shot, below vanilla ICL)" in x for x in lines)
     assert any(x.startswith("Direct fine-tuning (k=0) WER: child-science (the other child domain) 0.900") for x in lines)
+    # the report gets the checks as verdicts (not as notes parsed back), the diagnosis as notes
+    md = (tmp_path / "report.md").read_text() if study.report() else ""
+    section = md[md.index("## Targets"):md.index("## Notes")]
+    met = sum(t["met"] is True for t in checks)
+    assert f"{met} of {len(checks) - 1} met (1 exempt)." in section
+    assert all(f"- {t['text']}" in section for t in checks)
+    assert all(f"- {x}" in md[md.index("## Notes"):] for x in lines)
 
 
 def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):

@@ -241,11 +241,21 @@ def _results(res: Results) -> list[str]:
 _TARGET_NOTE = re.compile(r"^\s*(not met|met|not evaluated|exempt)\b", re.IGNORECASE)
 
 
-def _targets(target_results: list[TargetResult], notes: list[str]) -> list[str]:
-    """The Targets section (checked :class:`Target` results, then notes that read as verdicts: ``MET: ...``,
-    ``NOT MET: ...``, ``EXEMPT: ...``, ``not evaluated: ...``) and the Notes section (every other note)."""
+#: statuses of a verdict passed to :func:`build_report` (``verdicts=[(status, sentence), ...]``)
+VERDICTS = ("met", "not met", "exempt", "not evaluated")
+
+
+def _targets(target_results: list[TargetResult], notes: list[str],
+             verdicts: list[tuple[str, str]] | None = None) -> list[str]:
+    """The Targets section (checked :class:`Target` results, verdicts checked by the caller, then notes that
+    read as verdicts: ``MET: ...``, ``NOT MET: ...``, ``EXEMPT: ...``, ``not evaluated: ...``, the command line's
+    way) and the Notes section (every other note)."""
     checks: list[tuple[str, str]] = [(("met" if r.met else "not evaluated" if r.met is None else "not met"),
                                       r.sentence) for r in target_results]
+    for status, sentence in verdicts or []:
+        if status not in VERDICTS:
+            raise ValueError(f"verdict status must be one of {VERDICTS}, not {status!r}")
+        checks.append((status, sentence))
     for n in notes:
         m = _TARGET_NOTE.match(n)
         if m:
@@ -407,13 +417,14 @@ def _settings(runs: list[Run], res: Results, warnings: list[str], out_dir: Path 
 
 def render_markdown(runs: list[Run], res: Results, title: str, notes: list[str], sentences: list[str],
                     plot_paths: dict[tuple, str], target_results: list[TargetResult] | None = None,
-                    warnings: list[str] | None = None, out_dir: Path | None = None) -> str:
+                    warnings: list[str] | None = None, out_dir: Path | None = None,
+                    verdicts: list[tuple[str, str]] | None = None) -> str:
     """report.md: title, what this is, results (main tables), targets, plots, reading, k-sweep, cost, more
     metrics, breakdowns, settings (docs/report.md)."""
     out = [f"# {title}", ""]
     out += _intro(runs, res)
     out += _results(res)
-    out += _targets(list(target_results or []), list(notes))
+    out += _targets(list(target_results or []), list(notes), verdicts)
     out += _plots_section(res, plot_paths)
     if sentences:
         out += ["## Reading", "", "Generated from the numbers above, on each eval set's primary metric.", ""]
@@ -455,7 +466,7 @@ def _make_plots(res: Results, folder: Path) -> dict[tuple, Path]:
 
 def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE, main_k: int | None = None,
                  notes: list[str] | None = None, targets: Iterable[Target | dict] | None = None,
-                 warn=None) -> dict:
+                 warn=None, verdicts: Iterable[tuple[str, str]] | None = None) -> dict:
     """Write ``out/results.csv``, ``out/report.md``, ``out/report.html`` (self-contained, with audio examples) and
     ``out/plots/*.png`` from the runs below ``run_dirs``.
 
@@ -486,7 +497,7 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
         made = _make_plots(res, stage / "plots")
         rel = {key: f"plots/{p.name}" for key, p in made.items()}
         md = render_markdown(runs, res, title, list(notes or []), sentences, rel, target_results=target_results,
-                             warnings=warnings, out_dir=out)
+                             warnings=warnings, out_dir=out, verdicts=list(verdicts or []))
         (stage / "report.md").write_text(md, encoding="utf-8")
         from sicl.report.html import examples_section, render_html
 
