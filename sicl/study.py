@@ -334,7 +334,7 @@ class Study:
         names = [s.name for s in self.cfg.eval_sets]
         sicl_methods = [a.method for a in self.cfg.adapters if a.method.startswith("sicl-at")]
         out: list[str] = []
-        for eval_set in [n for n in ("adult", "child-science", "child-reading") if n in names]:
+        for eval_set in names:  # the sets with WER numbers (ASR), in the config's order
             zs = res.value("zero-shot", eval_set, 0, "wer")
             icl = res.value("vanilla-icl", eval_set, k, "wer")
             if zs is None or icl is None:
@@ -351,7 +351,7 @@ class Study:
             out.append(line + ".")
         ks = sorted(set(self.cfg.sweep))
         if len(ks) > 1:
-            for eval_set in [n for n in ("child-science", "child-reading") if n in names]:
+            for eval_set in names:  # the sets with WER at both ends of the sweep
                 deltas = []
                 for m in ["vanilla-icl", *sicl_methods]:
                     first = ks[0] if m != "vanilla-icl" else min(x for x in ks if x > 0)

@@ -17,17 +17,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def write_run(d: Path, method: str, eval_set: str, k: int, metrics: dict, *, seconds_per_query=0.1,
-              audio=50.0, text=20.0, rss=900.0, adapter=None, contract_keys=True, **extra) -> Path:
+              audio=50.0, text=20.0, rss=900.0, gpu=None, adapter=None, **extra) -> Path:
+    """A run folder with the key names sicl eval's runner writes (``gpu``: CUDA peak MB; null is left out)."""
     d.mkdir(parents=True, exist_ok=True)
-    if contract_keys:
-        cost = {"timing": {"seconds": seconds_per_query * 10, "seconds_per_query": seconds_per_query},
-                "tokens": {"audio_per_query": audio, "text_per_query": text, "generated_per_query": 7.0},
-                "memory": {"peak_rss_mb": rss, "peak_gpu_mb": None}}
-    else:  # the key names sicl eval's runner writes
-        cost = {"timing": {"seconds_total": seconds_per_query * 10, "seconds_per_query": seconds_per_query},
-                "tokens": {"prompt_audio_tokens": audio, "prompt_text_tokens": text,
-                           "prompt_tokens": audio + text, "generated_tokens": 7.0},
-                "memory": {"peak_rss_mb": rss, "cuda_max_memory_allocated_mb": 123.0}}
+    cost = {"timing": {"seconds_total": seconds_per_query * 10, "seconds_per_query": seconds_per_query},
+            "tokens": {"prompt_audio_tokens": audio, "prompt_text_tokens": text,
+                       "prompt_tokens": audio + text, "generated_tokens": 7.0},
+            "memory": {"peak_rss_mb": rss, "cuda_max_memory_allocated_mb": gpu}}
     info = {"method": method, "eval_set": eval_set, "k": k, "model": "tiny-omni", "adapter": adapter, "n": 10,
             "extra_key": {"ignored": True}, **cost, **extra}
     (d / "run.json").write_text(json.dumps(info))
@@ -331,7 +327,7 @@ def test_main_k_and_fallback_to_nearest_k(study: Path):
 def test_runner_key_names_and_multi_task_metrics(tmp_path: Path):
     write_run(tmp_path / "a", "sicl-at3", "mixed", 2, {"sqa": {"n": 5, "accuracy": 0.4}, "aqa": {"n": 5,
               "accuracy": 0.8}, "asr": {"n": 3, "wer": 0.2, "by_lang": {"en": {"n": 3, "wer": 0.2}}}},
-              contract_keys=False, audio=30.0, text=12.0)
+              gpu=123.0, audio=30.0, text=12.0)
     got = {(r.metric): r.value for r in collect_results([tmp_path])}
     assert got["sqa/accuracy"] == 0.4 and got["aqa/accuracy"] == 0.8 and got["wer"] == 0.2
     assert got["wer[lang=en]"] == 0.2 and got["asr/n"] == 3 and got["asr/n[lang=en]"] == 3

@@ -270,8 +270,7 @@ def primary_metrics(runs: list[Run]) -> dict[str, str]:
 
 
 def cost_values(info: dict) -> dict[str, float]:
-    """Cost metrics of one run from its run.json (missing or null entries are left out). Accepts the key names
-    of the eval contract (``audio_per_query``, ...) and of ``sicl eval``'s run.json (``prompt_audio_tokens``, ...)."""
+    """Cost metrics of one run from the run.json ``sicl eval`` writes (missing or null entries are left out)."""
 
     def section(name: str) -> dict:
         v = info.get(name)
@@ -288,13 +287,13 @@ def cost_values(info: dict) -> dict[str, float]:
 
     found = {
         "seconds_per_query": first(timing, "seconds_per_query"),
-        "seconds": first(timing, "seconds", "seconds_total"),
-        "audio_tokens": first(tokens, "audio_per_query", "prompt_audio_tokens"),
-        "text_tokens": first(tokens, "text_per_query", "prompt_text_tokens"),
-        "generated_tokens": first(tokens, "generated_per_query", "generated_tokens"),
-        "prompt_tokens": first(tokens, "prompt_per_query", "prompt_tokens"),
+        "seconds": first(timing, "seconds_total"),
+        "audio_tokens": first(tokens, "prompt_audio_tokens"),
+        "text_tokens": first(tokens, "prompt_text_tokens"),
+        "generated_tokens": first(tokens, "generated_tokens"),
+        "prompt_tokens": first(tokens, "prompt_tokens"),
         "peak_rss_mb": first(memory, "peak_rss_mb"),
-        "peak_gpu_mb": first(memory, "peak_gpu_mb", "cuda_max_memory_allocated_mb"),
+        "peak_gpu_mb": first(memory, "cuda_max_memory_allocated_mb"),
     }
     if found["prompt_tokens"] is None and found["audio_tokens"] is not None and found["text_tokens"] is not None:
         found["prompt_tokens"] = found["audio_tokens"] + found["text_tokens"]
