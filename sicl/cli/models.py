@@ -1,5 +1,5 @@
-"""`sicl models`: list built-in models (path, parameters, size, whether weights are present), or install
-a trained model folder as a built-in."""
+"""`sicl models`: list built-in models (path, parameters, size, whether weights are present), install a trained
+model folder as a built-in, or size a GPU for a Qwen2.5-Omni config without its weights (``--estimate``)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,41 @@ from pathlib import Path
 EXAMPLES = [
     'sicl models',
     'sicl models --install runs/pretrain-tiny-omni/final',
+    'sicl models --estimate qwen2.5-omni-7b            # parameters, bf16 weights, LoRA, memory per episode',
+    'sicl models --estimate /path/to/Qwen2.5-Omni-3B --k 3 --clip-seconds 30 --json',
 ]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--install", metavar="DIR", help="copy a trained model folder into the zoo as --name")
     parser.add_argument("--name", default="tiny-omni", help="built-in name for --install (default tiny-omni)")
+    parser.add_argument("--estimate", metavar="CONFIG",
+                        help="size a Qwen2.5-Omni thinker without its weights: qwen2.5-omni-7b, qwen2.5-omni-3b, a "
+                             "model folder or a config.json (parameters, bf16 weights, LoRA parameters, memory of "
+                             "one training episode and of generation; see sicl/models/estimate.py)")
+    parser.add_argument("--k", type=int, default=3, help="demonstrations per episode for --estimate (default 3)")
+    parser.add_argument("--clip-seconds", type=float, default=30.0,
+                        help="length of every clip for --estimate (default 30)")
+    parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank for --estimate (default 8)")
+    parser.add_argument("--lora-dropout", type=float, default=0.05,
+                        help="LoRA dropout for --estimate (default 0.05, configs/paper; the demo configs use 0)")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="--estimate without measuring activations (skips about 30 s of CPU work)")
+    parser.add_argument("--json", action="store_true", help="--estimate as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from sicl.errors import SiclError
     from sicl.models import zoo
 
+    if args.estimate:
+        from sicl.models.estimate import estimate, format_estimate, to_json
+
+        if args.k < 0 or args.clip_seconds <= 0 or args.lora_r <= 0 or not 0 <= args.lora_dropout < 1:
+            raise SiclError("--k must be >= 0, --clip-seconds and --lora-r > 0, --lora-dropout in [0, 1)")
+        est = estimate(args.estimate, k=args.k, clip_seconds=args.clip_seconds, lora_r=args.lora_r,
+                       measure=not args.no_measure, lora_dropout=args.lora_dropout)
+        print(to_json(est) if args.json else format_estimate(est))
+        return 0
     if args.install:
         if args.name not in zoo.BUILTINS:
             raise SiclError(f"unknown built-in name {args.name!r} ({', '.join(zoo.BUILTINS)})")
