@@ -60,6 +60,39 @@ def test_every_family_implements_the_whole_protocol(family, data, tmp_path):
     assert bb.output_head().weight.shape[0] >= len(bb.tokenizer)  # the vocabulary projection
 
 
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_training_fast_path_is_exact_for_every_family(family, data, tmp_path, monkeypatch):
+    # merged LoRA + answer-only logits + pruned last layer + causal-only mask: the plain path's loss and grads.
+    from sicl.config import load_config
+    from sicl.train.sicl_at import build_trainer
+    from sicl.train.sicl_at_config import TrainConfig
+
+    for var in ("SICL_MIMO_CODES", "SICL_MIMO_TOKENIZER"):
+        monkeypatch.delenv(var, raising=False)
+    model = BUILDERS[family](data, tmp_path / "model")
+    cfg = load_config(TrainConfig, "configs/demo/sicl-at1.yaml",
+                      overrides({**data, "model": model}, tmp_path / "run", max_steps=1, k="[0, 2]",
+                                per_device_train_batch_size=3, **{"lora.dropout": 0.0}))
+    trainer = build_trainer(cfg)
+    assert trainer._last_layer is trainer.backbone.decoder_layers()[-1]  # the LLM's, never a tower's
+    for p in trainer.model.parameters():  # B starts at zero: make the LoRA branch matter
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    results = []
+    for fast in (False, True):
+        trainer.merged_lora = trainer.answer_logits_only = trainer.causal_only = fast
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, inputs)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                                        if p.requires_grad}))
+    (slow_loss, slow_g), (fast_loss, fast_g) = results
+    torch.testing.assert_close(fast_loss, slow_loss, rtol=0, atol=1e-5)
+    for n in slow_g:
+        torch.testing.assert_close(fast_g[n], slow_g[n], rtol=1e-4, atol=1e-6)
+
+
 def _predictions(folder: Path) -> list[str]:
     rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
     return [r["prediction"] for r in rows]
