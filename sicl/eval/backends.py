@@ -8,7 +8,8 @@ in :mod:`sicl.eval.runner`, so another engine (e.g. vLLM) is one new class regis
     @register_backend("vllm")
     def _load_vllm(cfg) -> GenerationBackend: ...
 
-and ``sicl eval --backend vllm`` picks it. ``hf`` (the default) runs a sicl backbone through transformers.
+and ``sicl eval --backend vllm`` picks it. ``hf`` (the default) runs a sicl backbone through transformers;
+``vllm`` runs Qwen2.5-Omni models on vLLM (:mod:`sicl.eval.vllm_backend`, imported only when chosen).
 """
 
 from __future__ import annotations
@@ -159,6 +160,14 @@ def _load_hf(model: str = "tiny-omni", adapter: str | None = None, device: str =
                                  allow_download=allow_download, audio_tokenizer=audio_tokenizer)
     backbone.model.eval()
     return HFBackend(backbone, max_new_tokens=max_new_tokens, tower_cache=tower_cache)
+
+
+@register_backend("vllm")
+def _load_vllm(**kwargs: Any) -> GenerationBackend:
+    """vLLM's native Qwen2.5-Omni (:mod:`sicl.eval.vllm_backend`); needs the vLLM environment (``make vllm-env``)."""
+    from sicl.eval.vllm_backend import load_vllm_backend
+
+    return load_vllm_backend(**kwargs)
 
 
 def shared_tower_cache() -> TowerCache:

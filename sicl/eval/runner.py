@@ -440,6 +440,9 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
 
             bar = tqdm(total=total, initial=already, desc=f"eval k={k}", unit="query", disable=None,
                        position=dist.rank if dist.world > 1 else None)
+        backend_stats = getattr(backend, "stats", None)  # optional: counters since the previous call
+        if backend_stats is not None:
+            backend_stats()
         t0 = time.perf_counter()
         made = 0
         with PredictionWriter(own) as writer:
@@ -463,6 +466,8 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         if torch.cuda.is_available():
             stats["cuda_max_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        if backend_stats is not None:
+            stats["backend"] = backend_stats()  # e.g. vLLM's prefix-cache hit rate at this k
         return stats
 
     t_start = time.perf_counter()
