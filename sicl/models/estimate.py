@@ -10,9 +10,10 @@
   so narrow layers give the coefficients, :func:`activation_bytes_per_token_layer`) and multiplied by the layers
   and the episode's tokens: the figure for a fused attention kernel (SDPA / flash, which keep nothing quadratic
   in the length). Eager attention would add its probabilities, ``6 * heads * L^2`` bytes per layer (fp32
-  softmax output + bf16 copy; computed, not measured). The loss over the full vocabulary is counted apart:
-  sicl's forward returns (B, L, V) logits in the model dtype and the loss upcasts them to float32 (2 + 4 bytes
-  per logit, plus 4 for the saved log-softmax).
+  softmax output + bf16 copy; computed, not measured). The loss over the vocabulary is counted apart, 10 bytes
+  per logit (model-dtype logits, their float32 upcast, the saved log-softmax): sicl's trainer projects only the
+  query answer's positions (``answer_logits_only``, the default); over every position it would be the
+  ``train_logits_full_bytes`` figure.
 - **Generation** (per episode): the KV cache and the prompt's logits (transformers' Qwen2.5-Omni thinker computes
   logits for every prompt position in the prefill).
 
@@ -48,7 +49,8 @@ class Estimate:
     layers: int
     vocab: int
     train_activations_bytes: int
-    train_logits_bytes: int
+    train_logits_bytes: int  # answer positions only (the trainer's default)
+    train_logits_full_bytes: int  # every position (answer_logits_only=false)
     train_eager_extra_bytes: int
     kv_cache_bytes: int
     prefill_logits_bytes: int
@@ -241,7 +243,8 @@ def estimate(config: str | Path, k: int = 3, clip_seconds: float = 30.0, lora_r:
         episode_tokens=tokens, audio_tokens_per_clip=per_clip, activation_bytes_per_token_layer=a,
         attention_probs_bytes_per_token2_layer=6.0 * heads, layers=layers, vocab=vocab,
         train_activations_bytes=int(a * tokens * layers),
-        train_logits_bytes=tokens * vocab * (2 + 4 + 4),
+        train_logits_bytes=(answer_tokens + 1) * vocab * (2 + 4 + 4),
+        train_logits_full_bytes=tokens * vocab * (2 + 4 + 4),
         train_eager_extra_bytes=int(6 * heads * tokens * tokens * layers),
         kv_cache_bytes=2 * layers * text.num_key_value_heads * head_dim * 2 * tokens,
         prefill_logits_bytes=prompt * vocab * 2,
@@ -267,7 +270,8 @@ def format_estimate(e: Estimate) -> str:
         lines += [
             f"  train, 1 episode  (LoRA dropout {e.settings['lora_dropout']:g}) activations {e.train_activations_bytes / GIB:.2f} GiB "
             f"({e.activation_bytes_per_token_layer / 1024:.0f} KiB per token per layer, measured) "
-            f"+ loss over {e.vocab} logits {e.train_logits_bytes / GIB:.2f} GiB; "
+            f"+ loss over {e.vocab} logits {e.train_logits_bytes / GIB:.2f} GiB at the answer's positions "
+            f"({e.train_logits_full_bytes / GIB:.2f} GiB over all); "
             f"eager/math attention adds {e.train_eager_extra_bytes / GIB:.2f} GiB",
         ]
     lines.append(f"  generate, 1 episode  KV cache {e.kv_cache_bytes / GIB:.2f} GiB + prefill logits "
