@@ -108,7 +108,8 @@ def _card(dest: Path, metrics: dict[str, Any]) -> str:
             "child domains' words never spoken" if v2 else
             "pretrained from scratch on synthetic adult speech (ASR, ST into the constructed language Zexi, "
             "SQA, AQA); child domains never seen")
-    lines = [f"# tiny-omni{' v2' if v2 else ''}", "",
+    what = cfg.get("description") or what
+    lines = [f"# {cfg.get('name') or 'tiny-omni' + (' v2' if v2 else '')}", "",
              f"A tiny `Qwen2_5OmniThinkerForConditionalGeneration` trained by `python -m sicl.train.pretrain`: {what}. "
              "See docs/tiny-omni.md.", "",
              f"Parameters: {_param_count(dest) or 'unknown'}", ""]

@@ -82,6 +82,8 @@ class PretrainConfig:
     export_dir: str = field(default="", metadata={"help": "also write the final model as <=16 MB shards + meta.tar.gz here"})
     export_shard: str = field(default="12MB", metadata={"help": "max shard size for export_dir"})
     save_dtype: str = field(default="bf16", metadata={"help": "dtype of final/shipped weights: bf16 | fp32"})
+    name: str = field(default="", metadata={"help": "the model's name on its card (e.g. tiny-omni v3)"})
+    description: str = field(default="", metadata={"help": "what the model was trained on, for its card"})
     ship_to: str = field(default="", metadata={"help": "copy the final model + card into this folder (e.g. sicl/zoo/tiny-omni)"})
 
 
