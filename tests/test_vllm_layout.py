@@ -106,3 +106,20 @@ def test_backend_vllm_without_vllm_is_one_line_naming_make_vllm_env(data, tmp_pa
     assert rc == 1 and len(err) == 1 and "make vllm-env" in err[0] and err[0].startswith("sicl eval: error:")
     assert not (tmp_path / "run" / "predictions.jsonl").exists()
 
+
+
+def test_engine_arguments_from_the_environment(monkeypatch):
+    from sicl.eval.vllm_backend import ENV_ARGS, engine_args_from_env, load_vllm_backend
+
+    monkeypatch.setenv(ENV_ARGS, '{"enforce_eager": true, "max_model_len": 2048}')
+    assert engine_args_from_env() == {"enforce_eager": True, "max_model_len": 2048}
+    monkeypatch.setenv(ENV_ARGS, "{enforce_eager: true}")
+    with pytest.raises(SiclError, match=r"\$SICL_VLLM_ARGS is not valid JSON"):
+        engine_args_from_env()
+    monkeypatch.setenv(ENV_ARGS, "[1, 2]")
+    with pytest.raises(SiclError, match="must be a JSON object"):
+        engine_args_from_env()
+    monkeypatch.delenv(ENV_ARGS)
+    assert engine_args_from_env() == {}
+    with pytest.raises(SiclError, match="--audio-tokenizer is for MiMo-Audio"):
+        load_vllm_backend(model="tiny-omni", audio_tokenizer="/x")
