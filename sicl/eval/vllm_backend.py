@@ -113,10 +113,13 @@ class VLLMBackend:
         self._wavs: dict[str, Any] = {}
         self._paths: dict[str, str] = {}
         self._last: dict[str, float] = {}
+        self._demo_ids: set[str] = set()
 
     # --------------------------------------------------------------- protocol
     def plan(self, demos: Sequence[Example]) -> None:
-        """Nothing to precompute: vLLM caches each clip's processed features by content."""
+        """Remember the demonstration ids: their waveforms are kept in memory (read once per run); query clips are
+        read when their batch runs. vLLM itself caches each clip's processed features by content."""
+        self._demo_ids.update(ex.id for ex in demos)
 
     def generate(self, episodes: Sequence[Any]) -> list[Generation]:
         if not episodes:
@@ -159,9 +162,12 @@ class VLLMBackend:
         if seen != ex.audio:
             raise SiclError(f"example id {ex.id!r} names two audio files ({seen}, {ex.audio}); ids must be unique "
                             f"across the sets evaluated in one run")
-        if ex.id not in self._wavs:
-            self._wavs[ex.id] = load_audio(ex.audio, max_seconds=self.renderer.max_audio_seconds)
-        return self._wavs[ex.id]
+        if ex.id in self._wavs:
+            return self._wavs[ex.id]
+        wav = load_audio(ex.audio, max_seconds=self.renderer.max_audio_seconds)
+        if ex.id in self._demo_ids:
+            self._wavs[ex.id] = wav
+        return wav
 
     def stats(self) -> dict[str, float]:
         """vLLM's prefix-cache counters since the previous call (prompt tokens looked up, tokens found) and the
