@@ -279,7 +279,8 @@ def test_eval_zero_shot_and_k3_through_the_command(cmd_data, real_dir):
 
 @pytest.fixture(scope="module")
 def trained(cmd_data):
-    """`sicl train` for 2 steps (k = 3) and `sicl export --merge`: about a minute on 2 busy cores, so `slow`."""
+    """`sicl train` for 2 steps (k = 3) and `sicl export --merge` (33 s on 2 idle cores; in `make test`, as issue 18
+    asks: the commands are what a user runs)."""
     data, root = cmd_data, cmd_data["root"]
     adapter = root / "adapter"
     res = _sicl("train", "configs/demo/sicl-at1.yaml",
@@ -291,7 +292,6 @@ def trained(cmd_data):
     return adapter, merged
 
 
-@pytest.mark.slow
 def test_train_command_adapter_is_on_the_language_model_layers_only(trained, real_dir):
     adapter, _ = trained
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
@@ -301,7 +301,6 @@ def test_train_command_adapter_is_on_the_language_model_layers_only(trained, rea
     assert any("loss" in r for r in log)
 
 
-@pytest.mark.slow
 def test_export_merge_keeps_greedy_outputs(trained, cmd_data, real_dir):
     adapter, merged = trained
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
