@@ -160,3 +160,23 @@ def test_sicl_models_lists_tiny_omni():
     res = subprocess.run([sys.executable, "-m", "sicl", "models"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "tiny-omni" in res.stdout and str(Path("sicl") / "zoo" / "tiny-omni") in res.stdout
+
+
+def test_processor_call_under_the_vllm_envs_transformers(tmp_path):
+    """transformers 5.16-5.19 (the vLLM env's pin) read image/video ``merge_size`` in ``__call__`` even for audio
+    only; the processor must expand audio placeholders there too (skipped without ``make vllm-env``)."""
+    import subprocess
+    from pathlib import Path
+
+    py = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
+    if not py.exists():
+        pytest.skip("no .venv-vllm (make vllm-env)")
+    code = ("import numpy as np; from sicl.models.tiny_omni import load_tiny_omni; "
+            "m, p = load_tiny_omni('sicl/zoo/tiny-omni'); "
+            "t = p.tokenizer.apply_chat_template([{'role': 'user', 'content': [{'type': 'audio'}, "
+            "{'type': 'text', 'text': 'hi'}]}], tokenize=False, add_generation_prompt=True); "
+            "out = p(text=[t], audio=[np.zeros(16000, dtype=np.float32)], return_tensors='pt'); "
+            "print(int((out['input_ids'] == p.tokenizer.convert_tokens_to_ids(p.audio_token)).sum()))")
+    res = subprocess.run([str(py), "-c", code], cwd=py.parents[2], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert int(res.stdout.split()[-1]) == num_audio_tokens(100)  # 1 s = 100 mel frames

@@ -55,11 +55,29 @@ class SiclOmniProcessor(Qwen2_5OmniProcessor):
                      "audio_eos_token"):
             setattr(self, name, getattr(tok, name, None))
 
+    # Some transformers releases (5.16-5.19) read ``image_processor.merge_size`` / ``video_processor.merge_size``
+    # in ``__call__`` even for audio-only input; a read-only stand-in with Qwen's merge size keeps them working.
+    # Properties, not instance attributes, so save/load and ``to_dict`` never see them.
+    @property
+    def image_processor(self) -> Any:
+        return _NoVision()
+
+    @property
+    def video_processor(self) -> Any:
+        return _NoVision()
+
     def __call__(self, text: Any = None, images: Any = None, videos: Any = None, audio: Any = None,
                  **kwargs: Any) -> Any:
         if images is not None or videos is not None:
             raise ValueError("SiclOmniProcessor handles text and audio only (no image/video processor)")
         return super().__call__(text=text, audio=audio, **kwargs)
+
+
+class _NoVision:
+    """What ``Qwen2_5OmniProcessor.__call__`` reads from its vision processors when no image or video is given."""
+
+    merge_size = 2  # Qwen2.5-Omni's spatial merge size (only used to count image/video placeholders)
+    temporal_patch_size = 2
 
 
 def log_mel(wav: Any, extractor: WhisperFeatureExtractor | None = None) -> Any:
