@@ -218,7 +218,7 @@ class ClipStream:
         self.q = ctx.Queue(maxsize=4096)
         self.stop = ctx.Event()
         # Text-only examples cost microseconds, so every text batch is made fresh here, never replayed: v2's
-        # first run drew them from the replay buffer, where ~3,000 examples were seen ~8 times each and the
+        # first run drew them from the replay buffer, where ~2,500 examples were drawn ~6 times each and the
         # model memorised their answers instead of learning to copy (docs/tiny-omni.md).
         self.fresh_text = mix.get("text", 0) > 0
         self.text_rng = np.random.default_rng(SEED_OFFSET + seed * 100_000_000 + 999_000_000)
