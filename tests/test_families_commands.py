@@ -16,7 +16,7 @@ from sicl.models.backbone import Backbone
 from sicl.models.mimo_tiny import build_tiny_mimo, build_tiny_mimo_tokenizer
 from sicl.models.qwen2_audio import build_random_tiny_qwen2_audio
 from sicl.models.registry import families, family_of, load_backbone
-from tests.train_fixtures import WORDS, overrides
+from tests.train_fixtures import WORDS, assert_fast_path_exact, overrides
 
 
 def _omni(data: dict[str, Path], folder: Path) -> Path:
@@ -79,18 +79,7 @@ def test_training_fast_path_is_exact_for_every_family(family, data, tmp_path, mo
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.05)
     inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
-    results = []
-    for fast in (False, True):
-        trainer.merged_lora = trainer.answer_logits_only = trainer.causal_only = fast
-        trainer.model.zero_grad()
-        loss = trainer.compute_loss(trainer.model, inputs)
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()
-                                        if p.requires_grad}))
-    (slow_loss, slow_g), (fast_loss, fast_g) = results
-    torch.testing.assert_close(fast_loss, slow_loss, rtol=0, atol=1e-5)
-    for n in slow_g:
-        torch.testing.assert_close(fast_g[n], slow_g[n], rtol=1e-4, atol=1e-6)
+    assert_fast_path_exact(trainer, inputs)
 
 
 def _predictions(folder: Path) -> list[str]:

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from sicl.config import load_config
 from sicl.train.sicl_at import build_trainer, train
 from sicl.train.sicl_at_config import TrainConfig
-from tests.train_fixtures import overrides
+from tests.train_fixtures import assert_fast_path_exact, overrides
 
 DEMO = "configs/demo/sicl-at1.yaml"
 
@@ -94,19 +94,7 @@ def test_fast_loss_equals_full_logits_loss_and_gradients(data, tmp_path, padding
     inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     assert trainer._last_layer is not None  # the pruned last decoder layer is part of the fast path
     assert (inputs["attention_mask"] == 0).any() or padding_k == "2"
-    results = []
-    for fast in (False, True):
-        trainer.merged_lora = trainer.answer_logits_only = trainer.causal_only = fast
-        trainer.model.zero_grad()
-        loss = trainer.compute_loss(trainer.model, inputs)
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-        results.append((loss.detach(), grads))
-    (slow_loss, slow_g), (fast_loss, fast_g) = results
-    torch.testing.assert_close(fast_loss, slow_loss, rtol=0, atol=1e-5)
-    assert slow_g.keys() == fast_g.keys()
-    for n in slow_g:
-        torch.testing.assert_close(fast_g[n], slow_g[n], rtol=1e-4, atol=1e-6)
+    assert_fast_path_exact(trainer, inputs)
 
 
 def test_merged_lora_is_skipped_where_it_would_not_be_exact(data, tmp_path):

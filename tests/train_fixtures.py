@@ -38,3 +38,23 @@ def overrides(data: dict[str, Path], out: Path, **extra: object) -> list[str]:
             "report_to": "none", "logging_steps": 1, "per_device_train_batch_size": 2, "k": 2}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def assert_fast_path_exact(trainer, inputs) -> None:
+    """The trainer's fast path (merged LoRA, answer-only logits, pruned last layer, causal-only mask) gives the
+    plain path's loss (1e-5) and LoRA gradients (1e-4 relative) on ``inputs``."""
+    import torch
+
+    results = []
+    for fast in (False, True):
+        trainer.merged_lora = trainer.answer_logits_only = trainer.causal_only = fast
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, inputs)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                                        if p.requires_grad}))
+    (slow_loss, slow_g), (fast_loss, fast_g) = results
+    torch.testing.assert_close(fast_loss, slow_loss, rtol=0, atol=1e-5)
+    assert slow_g.keys() == fast_g.keys()
+    for n in slow_g:
+        torch.testing.assert_close(fast_g[n], slow_g[n], rtol=1e-4, atol=1e-6)

@@ -90,6 +90,8 @@ _TOKEN_ID_KEYS = dict(audio_token_index=151646, image_token_index=151655, video_
                       seconds_per_chunk=2)
 _AUDIO = dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120, d_model=1280,
               max_source_positions=1500, n_window=100, activation_function="gelu", scale_embedding=False)
+_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14, spatial_merge_size=2,
+               temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31], in_channels=3)
 _ROPE = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]}
 #: Thinker configs of the released checkpoints (text/audio/vision shapes and token ids).
 REAL_THINKER_CONFIGS: dict[str, dict[str, Any]] = {
@@ -99,9 +101,7 @@ REAL_THINKER_CONFIGS: dict[str, dict[str, Any]] = {
         "text_config": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                             num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
                             rms_norm_eps=1e-6, tie_word_embeddings=False, rope_parameters=dict(_ROPE)),
-        "vision_config": dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                              patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                              fullatt_block_indexes=[7, 15, 23, 31], in_channels=3),
+        "vision_config": {**_VISION, "out_hidden_size": 3584},
     },
     "qwen2.5-omni-3b": {
         **_TOKEN_ID_KEYS,
@@ -110,9 +110,7 @@ REAL_THINKER_CONFIGS: dict[str, dict[str, Any]] = {
         "text_config": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
                             num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=32768,
                             rms_norm_eps=1e-6, tie_word_embeddings=False, rope_parameters=dict(_ROPE)),
-        "vision_config": dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-                              patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                              fullatt_block_indexes=[7, 15, 23, 31], in_channels=3),
+        "vision_config": {**_VISION, "out_hidden_size": 2048},
     },
 }
 
