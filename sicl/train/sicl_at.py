@@ -213,7 +213,10 @@ def train_device(device: str) -> str:
     if str(device).startswith("cuda:"):
         raise SiclError(f"device {device!r}: training picks GPUs by CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} "
                         "(one process) or accelerate launch (several); use device: cuda")
-    dev = resolve_device(device)
+    try:
+        dev = resolve_device(device)
+    except SiclError as e:  # the shared message names the --device flag; training's is a config key
+        raise SiclError(str(e).replace("--device cpu or auto", "device=cpu or auto")) from None
     if dev not in ("cpu", "cuda"):
         raise SiclError(f"device {device!r}: training runs on cpu or cuda")
     return dev
