@@ -149,3 +149,44 @@ def test_pretrain_items_kinds_and_voices():
     assert all(set(x.target.split()) <= set(O.unheard_words()) and x.wav.size > 8000 for x in a)
     with pytest.raises(ValueError, match="unknown kind"):
         P.generate_items("nope", 1, seed=0)
+
+
+def test_contextual_asr_speaks_only_new_words_that_its_hint_spells():
+    """tiny-omni v4's contextual ASR: the clip's made-up words are listed in the hint (with distractors), no
+    unheard word is spoken, and some examples list words the clip does not speak."""
+    lexicon = set(O.words()) | O.domain_words() | T.ADULT_VOCAB | O.NUMBER_WORDS
+    unheard = set(O.unheard_words())
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(600):
+        spoken, hint = O.context_sentence(rng)
+        words = spoken.split()
+        hint_words = set(hint.replace(",", " ").rstrip(".").split()[1:])
+        new = [w for w in words if w not in lexicon]
+        assert not set(words) & unheard  # (domain words: as rare as in open_sentence, which this builds on)
+        assert len(new) <= 2 and set(new) <= hint_words, (spoken, hint)
+        assert hint_words - set(new)  # always at least one distractor
+        hits += bool(new)
+    assert 0.7 <= hits / 600 <= 0.9
+
+
+def test_hint_goes_before_the_instruction_and_is_scored(tiny):
+    from sicl.data.synth import pretrain_items as P
+    from sicl.train.pretrain_eval import chat_prompt_ids, new_word_hit
+
+    _, processor = tiny
+    tok = processor.tokenizer
+    items = P.generate_items("context", 6, seed=2)
+    assert all(it.task == "asr" and it.meta["hint"] for it in items)
+    it = items[0]
+    text = D.prompt_text(tok, it, 3)
+    assert text.index(it.meta["hint"]) < text.index(prompts.ASR_INSTRUCTION) and text.count(tok.audio_token) == 3
+    ids, feats = chat_prompt_ids(tok, [(it, None)])
+    assert tok.decode(ids).count(it.meta["hint"]) == 1 and len(feats) == 1
+    plain = Item("asr", "hello", tone(1.0))
+    assert D.item_instruction(plain) == prompts.ASR_INSTRUCTION
+    # the hit rate counts only made-up words that are spoken and listed
+    new = [w for x in items for w in x.target.split() if w not in O.words() and w in x.meta["hint"]]
+    assert new, "no example speaks a listed new word"
+    assert new_word_hit(items, [x.target for x in items]) == 1.0
+    assert new_word_hit(items, [" ".join(w for w in x.target.split() if w in O.words()) for x in items]) == 0.0

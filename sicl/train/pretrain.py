@@ -290,11 +290,12 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
             state["history"].append(rec)
         if cfg.eval_every_minutes and now - last_eval >= cfg.eval_every_minutes * 60:
             model.eval()
-            quick = {k: v[:cfg.eval_periodic_n] for k, v in eval_items.items() if k in ("adult", "unheard")}
+            quick = {k: v[:cfg.eval_periodic_n] for k, v in eval_items.items() if k in ("adult", "unheard", "context")}
             res = _evaluate_all(cfg, model, tok, quick, dev, n_copy=cfg.eval_periodic_n)
             model.train()
             rec = {"step": state["step"], "minutes": round(state["minutes"], 2),
-                   **{f"{k}_{m}": v[m] for k, v in res.items() for m in ("wer", "acc") if m in v}}
+                   **{f"{k}_{m}": v[m] for k, v in res.items() for m in ("wer", "acc", "new_word_hit")
+                      if m in v}}
             state["history"].append(rec)
             log.info("periodic check: %s", json.dumps(rec))
             last_eval = time.time()

@@ -75,9 +75,17 @@ def held_out_sentences(worlds: str | Path | None) -> set[str]:
     return found
 
 
+def item_instruction(item: Any, preset: str = "plain") -> str:
+    """The user text after an item's clip: its task instruction, after the item's text hint when it has one
+    (contextual ASR, ``meta["hint"]``)."""
+    hint = (getattr(item, "meta", None) or {}).get("hint")
+    text = prompts.example_instruction(item, preset)
+    return f"{hint}\n{text}" if hint else text
+
+
 def prompt_text(tokenizer: Any, item: Any, n_audio: int, preset: str = "plain") -> str:
     """Chat prompt (with generation prompt) whose single ``<|AUDIO|>`` is expanded to ``n_audio`` copies."""
-    messages = [{"role": "user", "content": prompts.user_content(prompts.example_instruction(item, preset))}]
+    messages = [{"role": "user", "content": prompts.user_content(item_instruction(item, preset))}]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return text.replace(tokenizer.audio_token, tokenizer.audio_token * n_audio, 1)
 

@@ -6,6 +6,7 @@ case-sensitive, on detokenised text; SQA/AQA accuracy is exact match of the extr
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 
 from sicl.episodes import prompts
 from sicl.models.processor import log_mel, num_audio_tokens
+from sicl.train.pretrain_data import item_instruction
 
 #: eval set name -> (generate_items kind, metric)
 EVAL_SETS = {"adult": ("adult", "wer"), "child-science": ("child-science", "wer"),
@@ -21,7 +23,9 @@ EVAL_SETS = {"adult": ("adult", "wer"), "child-science": ("child-science", "wer"
              "sqa": ("sqa", "acc"), "aqa": ("aqa", "acc"),
              # tiny-omni v2 (source sicl.data.synth.pretrain_items): open-vocabulary sentences of heard words,
              # and sentences made only of words no pretraining clip speaks
-             "open": ("open", "wer"), "unheard": ("unheard", "wer")}
+             "open": ("open", "wer"), "unheard": ("unheard", "wer"),
+             # tiny-omni v4: contextual ASR, made-up words whose spelling only the text hint gives
+             "context": ("context", "wer")}
 EVAL_SEED = 90_000_000  # far from training and world seeds
 
 
@@ -97,10 +101,29 @@ def evaluate(model: Any, tokenizer: Any, eval_items: dict[str, list], device: st
                                "seconds": round(time.time() - t0, 1),
                                "samples": [[r, h] for r, h in list(zip(refs, hyps, strict=True))[:examples]]}
         res["all"] = [[r, h] for r, h in zip(refs, hyps, strict=True)]  # for rescoring elsewhere
+        if name == "context":
+            res["new_word_hit"] = new_word_hit(items, hyps)
         if metric == "acc":
             res["chance"] = round(float(np.mean([1.0 / len(it.choices) for it in items if it.choices])), 4)
         out[name] = res
     return out
+
+
+def new_word_hit(items: list[Any], hyps: list[str]) -> float:
+    """Contextual ASR: the share of spoken made-up words (in the reference and the hint, in no lexicon) that
+    the hypothesis spells exactly; -1 when the items speak none."""
+    from sicl.data.synth.open_text import words
+
+    lexicon = set(words())
+    hits = total = 0
+    for it, hyp in zip(items, hyps, strict=True):
+        hint = set(re.findall(r"[a-z']+", ((it.meta or {}).get("hint") or "").lower()))
+        said = set(re.findall(r"[a-z']+", hyp.lower()))
+        for w in it.target.split():
+            if w in hint and w not in lexicon:
+                total += 1
+                hits += w in said
+    return round(hits / total, 4) if total else -1.0
 
 
 def chat_prompt_ids(tokenizer: Any, turns: list[tuple[Any, str | None]], preset: str = "plain") -> tuple[list[int], list[np.ndarray]]:
@@ -114,7 +137,7 @@ def chat_prompt_ids(tokenizer: Any, turns: list[tuple[Any, str | None]], preset:
             msgs.append({"role": "user", "content": what})
         else:
             feats.append(log_mel(what.wav))
-            msgs.append({"role": "user", "content": prompts.user_content(prompts.example_instruction(what, preset))})
+            msgs.append({"role": "user", "content": prompts.user_content(item_instruction(what, preset))})
         if answer is not None:
             msgs.append({"role": "assistant", "content": prompts.answer_text(answer, getattr(what, "task", "asr"),
                                                                               preset)})

@@ -302,3 +302,52 @@ def rare_word_sentence(rng: np.random.Generator) -> T.Sentence:
 def world_adult_sentence(rng: np.random.Generator, rare_share: float = 0.5) -> T.Sentence:
     """World v2's adult sentences: ``rare_share`` of them carry a rare-word topic, the rest are v1's."""
     return rare_word_sentence(rng) if rng.random() < rare_share else T.adult_sentence(rng)
+
+
+# ------------------------------------------------------------------------ contextual ASR (tiny-omni v4)
+CONTEXT_FORMATS = ("Words you may hear: {words}.", "Names and terms: {words}.", "Notes: {note}.")
+CONTEXT_HIT = 0.8  # share of contextual examples whose clip speaks one or two of the listed new words
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> frozenset[str]:
+    return frozenset(words()) | domain_words()
+
+
+def spoken_nonce_word(rng: np.random.Generator) -> str:
+    """A made-up word of 2-3 syllables that is no word of the lexicon (so no unheard or domain word is ever
+    spoken by the contextual task)."""
+    vocab = _lexicon()
+    while True:
+        w = "".join(_ON[int(rng.integers(len(_ON)))] + _VO[int(rng.integers(len(_VO)))]
+                    + _CO[int(rng.integers(len(_CO)))] for _ in range(2 if rng.random() < 0.7 else 3))
+        if w not in vocab:
+            return w
+
+
+def context_sentence(rng: np.random.Generator) -> tuple[str, str]:
+    """(spoken sentence, text hint) for contextual ASR, the analogue of a real omni model's "hotword" or
+    "context" ASR instruction data: the hint lists made-up words (or a note that contains them), and in
+    ``CONTEXT_HIT`` of the examples the clip speaks one or two of them. A made-up word's spelling cannot be
+    known from sound alone, so the model must take it from the text it was given: the skill that lets
+    demonstrations' transcripts supply a rare word's spelling (SICL), learnt without any demonstration
+    episode. The others are distractors, so copying every listed word is wrong."""
+    base = open_sentence(rng).split()
+    new = [spoken_nonce_word(rng) for _ in range(int(rng.integers(1, 3)))]
+    new = list(dict.fromkeys(new))
+    if rng.random() < CONTEXT_HIT:
+        for w, pos in zip(new, rng.choice(len(base), size=len(new), replace=False),
+                          strict=True):
+            base[int(pos)] = w
+    distract = [spoken_nonce_word(rng) if rng.random() < 0.6 else zipf_words(rng, words(), 1)[0]
+                for _ in range(int(rng.integers(1, 5)))]
+    listed = new + [w for w in distract if w not in new]
+    order = rng.permutation(len(listed))
+    listed = [listed[int(i)] for i in order]
+    fmt = CONTEXT_FORMATS[int(rng.integers(len(CONTEXT_FORMATS)))]
+    if "{note}" in fmt:
+        note = text_sentence(rng).split()
+        for w in listed:
+            note.insert(int(rng.integers(len(note) + 1)), w)
+        return " ".join(base), fmt.format(note=" ".join(note))
+    return " ".join(base), fmt.format(words=", ".join(listed))

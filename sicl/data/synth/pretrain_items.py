@@ -6,6 +6,8 @@ with the open-vocabulary kinds of :mod:`open_text` and the wider voice populatio
 
 * ``open``: ASR on :func:`open_text.open_sentence` (thousands of heard words, free word order, numbers);
 * ``adult``, ``translate``, ``sqa``, ``aqa``: the world's tasks, spoken by the wide population;
+* ``context``: contextual ASR: a text hint (a word list or a note) names made-up words the clip may speak
+  (:func:`open_text.context_sentence`); the hint is ``meta["hint"]`` and goes before the instruction;
 * ``unheard``: ASR on sentences made only of words no pretraining clip speaks (evaluation only);
 * ``child-science``, ``child-reading``: the world's child kinds, as in ``items`` (evaluation only).
 """
@@ -21,11 +23,12 @@ from sicl.data.synth import items as I
 from sicl.data.synth import open_text as O
 from sicl.data.synth import voices as V
 
-KINDS = ("open", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
+KINDS = ("open", "context", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
 #: what held-out sets are made with (``make_eval_items``): the world's own adult voices, so the adult, ST, SQA
 #: and AQA sets are exactly tiny-omni v1's held-out items and the numbers compare across versions
 EVAL_OPTIONS = {"voices": "world"}
-_OPEN_KINDS = {"open": O.open_sentence, "unheard": O.unheard_sentence}
+_OPEN_KINDS = {"open": lambda rng: (O.open_sentence(rng), None), "context": O.context_sentence,
+               "unheard": lambda rng: (O.unheard_sentence(rng), None)}
 
 
 def tokenizer_corpus(seed: int, n: int) -> list[str]:
@@ -56,16 +59,18 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     rng = np.random.default_rng(np.random.SeedSequence([seed, I._kind_code(kind)]))
     seen = set(exclude or ())
     plan: list[tuple[str, V.VoiceSpec]] = []
+    hints: list[str | None] = []
     tries = 0
     while len(plan) < n:
         tries += 1
         if tries > 100 * n + 1000:
             raise RuntimeError(f"cannot draw {n} distinct {kind} sentences")
-        text = _OPEN_KINDS[kind](rng)
+        text, hint = _OPEN_KINDS[kind](rng)
         if text in seen:
             continue
         seen.add(text)
         plan.append((text, pop[int(rng.integers(len(pop)))]))
+        hints.append(hint)
     ids = options.get("ids") or [f"{kind}-{i:06d}" for i in range(n)]
     seeds = np.random.SeedSequence([seed, I._kind_code(kind), 1]).generate_state(n)
     jobs = [(t, v, int(s), None, name) for (t, v), s, name in zip(plan, seeds, ids, strict=True)]
@@ -73,9 +78,12 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     with I._pool(min(workers, len(chunks)) or 1) as pool:
         start = 0
         for results in pool.imap(I._synth_chunk, chunks):
-            for (text, voice), (wav, dur), name in zip(plan[start:start + len(results)], results,
-                                                       ids[start:start + len(results)], strict=True):
+            for (text, voice), hint, (wav, dur), name in zip(plan[start:start + len(results)],
+                                                             hints[start:start + len(results)], results,
+                                                             ids[start:start + len(results)], strict=True):
                 meta = {"voice": {k: v for k, v in voice.to_dict().items() if k != "speaker"}}
+                if hint:
+                    meta["hint"] = hint
                 yield I.SynthItem(id=name, task="asr", wav=wav, voice=voice, target=text, speaker=voice.speaker,
                                   duration=round(dur, 3), meta=meta)
             start += len(results)
