@@ -17,6 +17,7 @@ The study itself is data (``configs/demo/study.yaml``); this module only runs it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
@@ -72,6 +73,8 @@ class StudyConfig:
         "help": "key=value overrides for every adapter's training config"})
     threads: int = field(default=0, metadata={
         "help": "torch CPU threads for training and evaluation (0: torch's default)"})
+    backend: str = field(default="hf", metadata={
+        "help": "evaluation engine: hf (transformers) | vllm (vLLM, one engine for every evaluation; make vllm-env)"})
     targets: list[Target] = field(default_factory=list, metadata={
         "help": "targets checked on the results (sicl.report.Target: eval_set, metric, method, baseline, factor, ...)"})
 
@@ -99,7 +102,22 @@ def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
             Target.from_dict(dataclasses.asdict(t))
         except SiclError as e:
             raise ConfigError(f"{path or DEFAULT_CONFIG}: {e}") from None
+    check_backend(cfg.backend, str(path or DEFAULT_CONFIG))
     return cfg
+
+
+def check_backend(name: str, source: str) -> None:
+    """A known evaluation backend that can run here (vllm: importable in this Python), else a one-line error."""
+    from sicl.eval.backends import backends
+
+    if name not in backends():
+        raise ConfigError(f"{source}: backend {name!r} is not one of {', '.join(backends())}")
+    if name == "vllm":
+        from sicl.eval.vllm_backend import vllm_missing_reason
+
+        reason = vllm_missing_reason()
+        if reason:
+            raise ConfigError(f"{source}: backend vllm: {reason}")
 
 
 class Study:
@@ -143,19 +161,31 @@ class Study:
         self.check_base_model()
         n_stages = 6
         self._stage(1, n_stages, "synthetic world", self.build_world)
-        self._stage(2, n_stages, "zero-shot", lambda: self.evaluate_method("zero-shot"))
-        self._stage(3, n_stages, "vanilla ICL", lambda: self.evaluate_method("vanilla-icl"))
-        self._stage(4, n_stages, "adapters (SICL-AT, direct fine-tuning)",
-                    lambda: [self.train_adapter(a) for a in adapters])
-        self._stage(5, n_stages, "adapter evaluations",
-                    lambda: [self.evaluate_method(a.method, a) for a in adapters])
-        summary: dict[str, Any] = {}
+        with self.engines() as pool:
+            self._stage(2, n_stages, "zero-shot", lambda: self.evaluate_method("zero-shot"))
+            self._stage(3, n_stages, "vanilla ICL", lambda: self.evaluate_method("vanilla-icl"))
+            self._stage(4, n_stages, "adapters (SICL-AT, direct fine-tuning)",
+                        lambda: [self.train_adapter(a) for a in adapters])
+            self._stage(5, n_stages, "adapter evaluations",
+                        lambda: [self.evaluate_method(a.method, a) for a in adapters])
+        summary: dict[str, Any] = {"backend": self.cfg.backend}
+        if pool is not None:
+            summary["vllm_engines_started"] = pool.starts
         self._stage(6, n_stages, "report", lambda: summary.update(self.report()))
         summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
         summary["stage_seconds"] = {k: round(v, 1) for k, v in self.timings.items()}
         summary["peak_rss_mb"] = peak_rss_mb()
         _write_json(self.out / "demo.json", summary)
         return summary
+
+    def engines(self) -> Any:
+        """backend vllm: one vLLM engine (LoRA on) serves every evaluation of the study, base model and adapters
+        (:func:`sicl.eval.vllm_backend.shared_engines`); hf needs nothing."""
+        if self.cfg.backend != "vllm":
+            return contextlib.nullcontext()
+        from sicl.eval.vllm_backend import shared_engines
+
+        return shared_engines()
 
     def check_base_model(self) -> None:
         """Evaluations and adapters are reused by their settings, which name the base model (``tiny-omni``), not
@@ -211,7 +241,7 @@ class Study:
         from sicl.eval.backends import shared_tower_cache
         from sicl.eval.runner import EvalConfig, evaluate
 
-        if self.tower_cache is None:  # one base model: adapters leave the frozen tower alone
+        if self.tower_cache is None and self.cfg.backend == "hf":  # one base model: adapters leave the tower alone
             self.tower_cache = shared_tower_cache()
         out = self.run_dir(method, s.name)
         pool = labels = None
@@ -224,7 +254,7 @@ class Study:
                          adapter=str(adapter_dir) if adapter_dir else None, pool=pool, ks=ks,
                          retriever=self.cfg.retriever, pseudo_labeler=labels or "backbone",
                          batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
-                         eval_set=s.name, scorer=self.cfg.scorer)
+                         eval_set=s.name, scorer=self.cfg.scorer, backend=self.cfg.backend)
         self.log(f"      {method} on {s.name}, k={','.join(map(str, ks))}")
         evaluate(cfg, resume=True, progress=True, tower_cache=self.tower_cache)
         return out

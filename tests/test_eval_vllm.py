@@ -133,3 +133,69 @@ def test_vllm_predictions_equal_hf_up_to_logit_ties(speech, tmp_path, adapter):
                                    batch_size=4))
         base_raw = [json.loads(line)["raw"] for line in (base / "predictions.jsonl").read_text().splitlines()]
         assert base_raw != [r["raw"] for r in _rows(vl_out, 0)]
+
+
+# ------------------------------------------------------------------------------------ the study (sicl demo)
+#: a reduced study: small world, two eval sets (ASR and audio QA), one adapter, 3 queries per set, k=0 and 1
+STUDY = [
+    "eval_limit=3", "k=1", "sweep=[0,1]", "sweep_sets=[child-science]", "threads=1",
+    "eval_sets=[{name: child-science, data: child-science/test.jsonl, pool: child-science/pool.jsonl},"
+    " {name: aqa, data: aqa/test.jsonl, pool: aqa/pool.jsonl}]",
+    "adapters=[{method: sicl-at2, config: configs/demo/sicl-at2.yaml}]",
+    "train_overrides=[max_steps=2, save_steps=1]",
+]
+
+
+def test_demo_with_backend_vllm_writes_the_hf_studys_files_with_one_engine(tmp_path):
+    """`sicl demo --backend vllm` on the world and adapter of an hf run of the same study: the same evaluation
+    files, episodes and prompt token counts, the same predictions except at hf logit ties, one vLLM engine for
+    every evaluation (base model and adapter)."""
+    from sicl.cli.main import main
+    from sicl.episodes.episode import Episode
+    from sicl.models.registry import load_backbone
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "small", *STUDY]) == 0
+    hf_eval = tmp_path / "eval-hf"
+    (out / "eval").rename(hf_eval)  # keep the world and the adapter: only the evaluations are made again
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SICL_VLLM_ARGS": '{"enforce_eager": true}'}
+    r = subprocess.run([str(VLLM_PYTHON), "-m", "sicl", "demo", "--out", str(out), "--size", "small",
+                        "--backend", "vllm", *STUDY], capture_output=True, text=True, env=env, timeout=2400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "sicl-at2: adapter reused" in r.stdout, r.stdout[-2000:]
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["backend"] == "vllm" and summary["vllm_engines_started"] == 1, summary
+    assert (out / "report.md").is_file()
+
+    hf_files = sorted(p.relative_to(hf_eval) for p in hf_eval.rglob("*") if p.is_file())
+    vl_files = sorted(p.relative_to(out / "eval") for p in (out / "eval").rglob("*") if p.is_file())
+    assert hf_files == vl_files  # the same runs, sweeps and files
+    preds = [p for p in hf_files if p.name == "predictions.jsonl"]
+    assert len(preds) == 8  # zero-shot x2, vanilla-icl x2, sicl-at2 k=0,1 x2
+    report, backbones = {}, {}
+    for rel in preds:
+        method, eval_set = rel.parts[0], rel.parts[1]
+        hf = [json.loads(line) for line in (hf_eval / rel).read_text().splitlines()]
+        vl = [json.loads(line) for line in (out / "eval" / rel).read_text().splitlines()]
+        assert len(hf) == 3 and [h["id"] for h in hf] == [v["id"] for v in vl]
+        for h, v in zip(hf, vl, strict=True):
+            assert h["demos"] == v["demos"]
+            assert (h["prompt_audio_tokens"], h["prompt_text_tokens"]) == (v["prompt_audio_tokens"],
+                                                                           v["prompt_text_tokens"])
+        margins = []
+        for h, v in zip(hf, vl, strict=True):
+            if h["raw"] != v["raw"]:
+                adapter = str(out / "models" / method) if method not in ("zero-shot", "vanilla-icl") else None
+                bb = backbones.get(adapter) or backbones.setdefault(adapter, load_backbone("tiny-omni", adapter=adapter))
+                world = out / "data" / eval_set
+                queries = {ex.id: ex for ex in read_manifest(world / "test.jsonl")}
+                pool = {ex.id: ex for ex in read_manifest(world / "pool.jsonl")}
+                ep = Episode(query=queries[h["id"]], demos=[pool[d] for d in h["demos"]])
+                margins.append(round(_margin_at_divergence(bb, ep, h["raw"], v["raw"]), 4))
+        report[str(rel.parent)] = {"agree": sum(h["raw"] == v["raw"] for h, v in zip(hf, vl, strict=True)),
+                                   "n": len(hf), "tie_margins": margins}
+        assert all(m < TIE for m in margins), f"{rel}: outputs differ where hf's logits do not tie: {report}"
+    print("\n[vllm vs hf, study] " + json.dumps(report), file=sys.stderr)
+    (tmp_path.parent / "agreement-study.json").write_text(json.dumps(report))
+    agree = sum(v["agree"] for v in report.values())
+    assert agree >= 0.75 * sum(v["n"] for v in report.values()), report  # ties now and then, not another model

@@ -13,6 +13,7 @@ from pathlib import Path
 EXAMPLES = [
     'sicl demo --out runs/demo',
     'sicl demo --out runs/demo-small --size small eval_limit=20',
+    '.venv-vllm/bin/sicl demo --out runs/demo-vllm --backend vllm',
 ]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="world seed (default: the config's)")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (same as the key threads=N)")
+    parser.add_argument("--backend", default=None,
+                        help="evaluation engine, hf or vllm (same as the key backend=; vllm: run from the vLLM "
+                             "environment, make vllm-env)")
     parser.add_argument("--fresh", action="store_true", help="delete previous results in --out first")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="study config overrides, values as YAML (e.g. eval_limit=20 train_overrides=[max_steps=5])")
@@ -35,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.threads is not None:
         overrides.append(f"threads={args.threads}")
+    if args.backend is not None:
+        overrides.append(f"backend={args.backend}")
     if args.size:
         overrides.append(f"world_size={args.size}")
     if args.seed is not None:

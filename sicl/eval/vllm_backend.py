@@ -19,9 +19,10 @@ reports its hit rate.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sicl.data.audio import SAMPLE_RATE, load_audio
@@ -88,27 +89,32 @@ class VLLMBackend:
         self.preset = preset
         self.max_new_tokens = max_new_tokens
         self.lora = None
-        lora_kwargs: dict[str, Any] = {}
+        rank = 0
         if adapter is not None:
-            from vllm.lora.request import LoRARequest
-
-            path, rank = vllm_adapter_dir(adapter, cache_dir)
-            self.lora = LoRARequest("sicl-adapter", 1, str(path))
-            lora_kwargs = dict(enable_lora=True, max_lora_rank=_lora_rank_bucket(rank), max_loras=1)
+            path, rank = vllm_adapter_dir(adapter, cache_dir)  # content-addressed: one folder per adapter's weights
         if str(device).startswith("cpu"):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GB)
         # In-process engine: sicl's SIGTERM/SIGINT handling (save what is done, exit 143/130) stays in charge.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from vllm import LLM
-
         self.max_clips = max_clips or 16
         args = dict(model=str(self.model_dir), dtype=dtype, seed=0, enable_prefix_caching=True,
-                    limit_mm_per_prompt={"audio": self.max_clips}, disable_log_stats=False, **lora_kwargs)
+                    limit_mm_per_prompt={"audio": self.max_clips}, disable_log_stats=False)
         args.update(engine_args_from_env())
         args.update(engine)
         args["trust_remote_code"] = False  # never, whatever the settings say
         t0 = time.perf_counter()
-        self.llm = LLM(**args)
+        pool = _POOL[-1] if _POOL else None
+        if pool is not None:  # a study: one engine per base model, LoRA on, every adapter served by it
+            self.llm = pool.engine(args, rank)
+            self.lora = pool.lora_request(path) if adapter is not None else None
+        else:
+            if adapter is not None:
+                args.update(enable_lora=True, max_lora_rank=_lora_rank_bucket(rank), max_loras=1)
+            self.llm = _start_engine(args)
+            if adapter is not None:
+                from vllm.lora.request import LoRARequest
+
+                self.lora = LoRARequest("sicl-adapter", 1, str(path))
         self.seconds_loading = time.perf_counter() - t0
         self._wavs: dict[str, Any] = {}
         self._paths: dict[str, str] = {}
@@ -199,6 +205,87 @@ def prefix_cache_counters(llm: Any = None) -> dict[str, float]:
             key = name.split(":")[1]
             found[key] = found.get(key, 0.0) + float(getattr(m, "value", 0) or 0)
     return found
+
+
+def _start_engine(args: dict[str, Any]) -> Any:
+    from vllm import LLM
+
+    return LLM(**args)
+
+
+class EnginePool:
+    """vLLM engines kept for several evaluations in one process (a study: ~20 evaluations of one base model with
+    and without adapters). One engine per base-model setting (the ``vllm.LLM`` arguments: model folder, dtype,
+    clip limit, engine options), started with LoRA enabled so it serves the base model (no LoRA request) and every
+    adapter (one ``LoRARequest`` id per adapter's content-addressed folder, so a retrained adapter gets a new id).
+    An adapter with a larger rank than the engine was started for replaces that engine with one of a larger rank.
+    Use :func:`shared_engines`."""
+
+    def __init__(self, max_lora_rank: int = 16, max_loras: int = 1) -> None:
+        self.max_lora_rank = max_lora_rank
+        self.max_loras = max_loras
+        self.engines: dict[str, tuple[Any, int]] = {}
+        self.lora_ids: dict[str, int] = {}
+        self.starts = 0
+
+    def engine(self, args: dict[str, Any], rank: int = 0) -> Any:
+        import json
+
+        key = json.dumps(args, sort_keys=True, default=str)
+        found = self.engines.get(key)
+        if found is not None and rank <= found[1]:
+            return found[0]
+        if found is not None:
+            self.engines.pop(key)
+            _shutdown(found[0])
+        max_rank = _lora_rank_bucket(max(rank, self.max_lora_rank))
+        llm = _start_engine({**args, "enable_lora": True, "max_lora_rank": max_rank, "max_loras": self.max_loras})
+        self.engines[key] = (llm, max_rank)
+        self.starts += 1
+        return llm
+
+    def lora_request(self, path: str | os.PathLike) -> Any:
+        from vllm.lora.request import LoRARequest
+
+        path = str(path)
+        lora_id = self.lora_ids.setdefault(path, len(self.lora_ids) + 1)
+        return LoRARequest(f"sicl-adapter-{lora_id}", lora_id, path)
+
+    def close(self) -> None:
+        while self.engines:
+            _shutdown(self.engines.popitem()[1][0])
+
+
+#: the active pools (innermost last); VLLMBackend takes its engine from the innermost one
+_POOL: list[EnginePool] = []
+
+
+@contextlib.contextmanager
+def shared_engines(max_lora_rank: int = 16) -> Iterator[EnginePool]:
+    """Within this block every vllm backend of one base model shares one engine (see :class:`EnginePool`); the
+    engines are shut down when it ends. Without it each backend starts its own (``sicl eval``: one per run)."""
+    pool = EnginePool(max_lora_rank=max_lora_rank)
+    _POOL.append(pool)
+    try:
+        yield pool
+    finally:
+        _POOL.remove(pool)
+        pool.close()
+
+
+def _shutdown(llm: Any) -> None:
+    """Free an engine's memory (KV cache, weights) before another one starts."""
+    import gc
+
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)  # vLLM V1: the client owns the engine
+    fn = getattr(core, "shutdown", None)
+    if callable(fn):
+        try:
+            fn()
+        except Exception:  # best effort: the engine is dropped either way
+            pass
+    del llm, core, fn
+    gc.collect()
 
 
 def _lora_rank_bucket(rank: int) -> int:
