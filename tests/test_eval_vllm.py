@@ -199,3 +199,49 @@ def test_demo_with_backend_vllm_writes_the_hf_studys_files_with_one_engine(tmp_p
     (tmp_path.parent / "agreement-study.json").write_text(json.dumps(report))
     agree = sum(v["agree"] for v in report.values())
     assert agree >= 0.75 * sum(v["n"] for v in report.values()), report  # ties now and then, not another model
+
+
+# ------------------------------------------------------------ the real-vocabulary Qwen2.5-Omni fixture (issue 18)
+def test_real_vocabulary_fixture_for_vllm_gives_hfs_predictions(speech, tmp_path):
+    """The real-layout fixture's vLLM variant (real 152k vocabulary, token ids, chat template, processor, head size
+    128 with hidden = heads x 128; random weights) loads in vLLM as a released checkpoint and gives hf's prompts and
+    greedy outputs: 4 queries, k=0 and 3, 8 new tokens."""
+    from sicl.episodes.episode import Episode
+    from sicl.models.qwen_omni_real import build_real_vocab_omni
+    from sicl.models.registry import load_backbone
+
+    model = build_real_vocab_omni(tmp_path / "omni-real-vllm", for_vllm=True, cache_dir=tmp_path / "vocab")
+    common = ["--data", str(speech["queries"]), "--pool", str(speech["pool"]), "--model", str(model), "--k", "0,3",
+              "--limit", "4", "--retriever", "random", "--batch-size", "4", "--max-new-tokens", "8",
+              "--cache-dir", str(tmp_path / "cache")]
+    hf_out, vl_out = tmp_path / "hf", tmp_path / "vllm"
+    evaluate(EvalConfig(data=str(speech["queries"]), pool=str(speech["pool"]), out=str(hf_out), model=str(model),
+                        ks=[0, 3], limit=4, retriever="random", batch_size=4, max_new_tokens=8,
+                        cache_dir=str(tmp_path / "cache")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SICL_VLLM_ARGS": '{"enforce_eager": true}'}
+    r = subprocess.run([str(VLLM_PYTHON), "-m", "sicl", "eval", "--backend", "vllm", *common, "--out", str(vl_out)],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    bb = pool = queries = None
+    report = {}
+    for k in (0, 3):
+        hf, vl = _rows(hf_out, k), _rows(vl_out, k)
+        assert len(hf) == 4 and [h["id"] for h in hf] == [v["id"] for v in vl]
+        margins = []
+        for h, v in zip(hf, vl, strict=True):
+            assert h["demos"] == v["demos"] and len(v["demos"]) == k
+            assert (h["prompt_audio_tokens"], h["prompt_text_tokens"]) == (v["prompt_audio_tokens"],
+                                                                           v["prompt_text_tokens"])
+            assert h["prompt_text_tokens"] > 0 and v["generated_tokens"] > 0
+            if h["raw"] != v["raw"]:
+                if bb is None:
+                    bb = load_backbone(str(model))
+                    pool = {ex.id: ex for ex in read_manifest(speech["pool"])}
+                    queries = {ex.id: ex for ex in read_manifest(speech["queries"])}
+                ep = Episode(query=queries[h["id"]], demos=[pool[d] for d in h["demos"]])
+                margins.append(round(_margin_at_divergence(bb, ep, h["raw"], v["raw"]), 4))
+        report[k] = {"agree": sum(h["raw"] == v["raw"] for h, v in zip(hf, vl, strict=True)), "n": len(hf),
+                     "tie_margins": margins}
+        assert all(m < TIE for m in margins), f"k={k}: outputs differ where hf's logits do not tie: {report[k]}"
+    print("\n[vllm vs hf, real-vocabulary fixture] " + json.dumps(report), file=sys.stderr)
+    assert sum(v["agree"] for v in report.values()) >= 6, report

@@ -123,3 +123,19 @@ def test_engine_arguments_from_the_environment(monkeypatch):
     assert engine_args_from_env() == {}
     with pytest.raises(SiclError, match="--audio-tokenizer is for MiMo-Audio"):
         load_vllm_backend(model="tiny-omni", audio_tokenizer="/x")
+
+
+def test_real_vocabulary_fixture_has_a_variant_in_shapes_vllm_loads():
+    """vLLM 0.32's Qwen2 attention takes its head size as hidden // heads and checks M-RoPE's sections against it;
+    the default fixture (hidden 64, 7 heads of 128) fails there, the for_vllm variant keeps head size 128 and rope."""
+    from sicl.errors import SiclError
+    from sicl.models.qwen_omni_real import fixture_thinker_config
+
+    default = fixture_thinker_config()["text_config"]
+    assert default["hidden_size"] // default["num_attention_heads"] != default["head_dim"]  # why it cannot load
+    text = fixture_thinker_config(for_vllm=True)["text_config"]
+    head = text["hidden_size"] // text["num_attention_heads"]
+    assert head == text["head_dim"] == 128 and sum(text["rope_parameters"]["mrope_section"]) == head // 2
+    assert text["vocab_size"] == default["vocab_size"] and text["rope_parameters"] == default["rope_parameters"]
+    with pytest.raises(SiclError, match="text_hidden must be text_heads x head_dim"):
+        fixture_thinker_config(for_vllm=True, text_hidden=64)

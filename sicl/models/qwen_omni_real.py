@@ -119,6 +119,11 @@ REAL_THINKER_CONFIGS: dict[str, dict[str, Any]] = {
 #: tiny width and depth.
 FIXTURE_SIZE: dict[str, int] = dict(text_layers=2, text_hidden=64, text_heads=7, text_kv_heads=1, head_dim=128,
                                     text_ffn=128, audio_layers=2, audio_dim=128, audio_heads=2, audio_ffn=512)
+#: The variant vLLM loads (``for_vllm=True``, ``make_real_omni_fixture.py --for-vllm``): vLLM's Qwen2 attention
+#: takes its head size as hidden // heads, so hidden must be heads x 128 (as in every real checkpoint). One head and
+#: one KV head at hidden 128 keeps the fixture small (the embeddings are 152k x hidden) at the cost of the real
+#: heads/KV-heads ratio (7:1 would need hidden 896: about 270 M parameters); head size, rope and vocabulary stay real.
+VLLM_FIXTURE_SIZE: dict[str, int] = {**FIXTURE_SIZE, "text_hidden": 128, "text_heads": 1, "text_kv_heads": 1}
 
 
 # ------------------------------------------------------------------------------------------------ vocabulary
@@ -253,14 +258,19 @@ def thinker_config_dict(name: str) -> dict[str, Any]:
     return copy.deepcopy(REAL_THINKER_CONFIGS[name])
 
 
-def fixture_thinker_config(base: str = "qwen2.5-omni-7b", **size: int) -> dict[str, Any]:
+def fixture_thinker_config(base: str = "qwen2.5-omni-7b", for_vllm: bool = False, **size: int) -> dict[str, Any]:
     """The real ``base`` thinker config with width and depth reduced (:data:`FIXTURE_SIZE`); everything else
-    (vocabulary size, token ids, rope, heads/KV-heads ratio, head size, audio front end) stays real."""
-    s = {**FIXTURE_SIZE, **size}
+    (vocabulary size, token ids, rope, heads/KV-heads ratio, head size, audio front end) stays real.
+    ``for_vllm``: :data:`VLLM_FIXTURE_SIZE` (hidden = heads x head size, as vLLM needs; the ratio is 1:1)."""
+    s = {**(VLLM_FIXTURE_SIZE if for_vllm else FIXTURE_SIZE), **size}
     cfg = thinker_config_dict(base)
     text = cfg["text_config"]
     ratio = text["num_attention_heads"] // text["num_key_value_heads"]
-    if s["text_heads"] % s["text_kv_heads"] or s["text_heads"] // s["text_kv_heads"] != ratio:
+    if for_vllm:
+        if s["text_hidden"] != s["text_heads"] * s["head_dim"] or s["text_heads"] % s["text_kv_heads"]:
+            raise SiclError(f"for vLLM, text_hidden must be text_heads x head_dim ({s['text_heads']} x "
+                            f"{s['head_dim']}) and text_heads a multiple of text_kv_heads")
+    elif s["text_heads"] % s["text_kv_heads"] or s["text_heads"] // s["text_kv_heads"] != ratio:
         raise SiclError(f"text_heads/text_kv_heads must keep the real ratio {ratio}")
     text.update(hidden_size=s["text_hidden"], intermediate_size=s["text_ffn"], num_hidden_layers=s["text_layers"],
                 num_attention_heads=s["text_heads"], num_key_value_heads=s["text_kv_heads"], head_dim=s["head_dim"],
@@ -274,11 +284,12 @@ def fixture_thinker_config(base: str = "qwen2.5-omni-7b", **size: int) -> dict[s
 
 
 def build_real_vocab_omni(out_dir: str | Path, base: str = "qwen2.5-omni-7b", seed: int = 0,
-                          cache_dir: str | Path | None = None, **size: int) -> Path:
+                          cache_dir: str | Path | None = None, for_vllm: bool = False, **size: int) -> Path:
     """Write a random-weight Qwen2.5-Omni folder in the released checkpoint's layout: ``config.json`` with
     ``model_type`` ``qwen2_5_omni`` (thinker + default talker/token2wav configs, audio output off), thinker
     weights under ``thinker.`` in bf16 safetensors (no talker weights), the real tokenizer files, chat template
-    and ``preprocessor_config.json``. About 20 M parameters with the default sizes (the 152k-row embeddings)."""
+    and ``preprocessor_config.json``. About 20 M parameters with the default sizes (the 152k-row embeddings);
+    ``for_vllm``: the variant vLLM loads (:data:`VLLM_FIXTURE_SIZE`, about 40 M parameters)."""
     import shutil
     import tempfile
 
@@ -293,7 +304,7 @@ def build_real_vocab_omni(out_dir: str | Path, base: str = "qwen2.5-omni-7b", se
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = cached_tokenizer(cache_dir)
-    thinker = Qwen2_5OmniThinkerConfig(**fixture_thinker_config(base, **size))
+    thinker = Qwen2_5OmniThinkerConfig(**fixture_thinker_config(base, for_vllm=for_vllm, **size))
     torch.manual_seed(seed)
     model = Qwen2_5OmniThinkerForConditionalGeneration(thinker).eval()
     from transformers.utils import logging as hf_logging
