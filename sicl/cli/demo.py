@@ -13,7 +13,7 @@ from pathlib import Path
 EXAMPLES = [
     'sicl demo --out runs/demo',
     'sicl demo --out runs/demo-small --size small eval_limit=20',
-    '.venv-vllm/bin/sicl demo --out runs/demo-vllm --backend vllm',
+    'sicl demo --out runs/demo-vllm --backend vllm   # run from .venv-vllm (make vllm-env)',
 ]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
