@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
     from sicl.data.synth import items as I
     from sicl.data.synth import text as T
     from sicl.models import tiny_omni
-    from sicl.train.pretrain_eval import generate, score
+    from sicl.pretrain.evaluate import generate, score
 
     torch.set_num_threads(1)
     model, processor = tiny_omni.load_tiny_omni(argv[0])
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
         items = I.generate_items(kind, 32, seed=4242, speakers=kids, version=2,
                                  topics=T.SCIENCE_TOPICS if kind == "child-science" else None)
         hyps = generate(model, processor.tokenizer, items, batch_size=16)
-        print(f"{kind:14s} WER {score('wer', [it.target for it in items], hyps):.3f}", flush=True)
+        print(f"{kind:14s} WER {score('wer', items, hyps):.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 # processor), metrics.json, train.log. A snapshot goes to $OUT every 2 min, so a timeout still returns weights.
 # Knobs (env): BUDGET_S total seconds (default 510), TRAIN_MIN training minutes (default 6.0), extra
 # key=value overrides as arguments. Rebuild the folder here with:
-#   python -c "from sicl.train.checkpoint import unpack_export as u; from pathlib import Path as P; u(P('OUT'), P('m'))"
+#   python -c "from sicl.pretrain.checkpoint import unpack_export as u; from pathlib import Path as P; u(P('OUT'), P('m'))"
 set -euo pipefail
 START=$(date +%s)
 BUDGET_S=${BUDGET_S:-510}
@@ -14,11 +14,14 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 if [ -d .wheels ]; then
   $PY -m pip install -q --no-index --find-links .wheels espeakng-loader soxr soundfile 2>&1 | tail -2 || true
-  # Scorers are optional (fallback WER; BLEU -1 = rescore from metrics.json samples).
   for p in jiwer whisper_normalizer sacrebleu; do
-    $PY -c "import $p" 2>/dev/null || $PY -m pip install -q --no-index --find-links .wheels $p >/dev/null 2>&1 || echo "($p not available)"
+    $PY -c "import $p" 2>/dev/null || $PY -m pip install -q --no-index --find-links .wheels $p >/dev/null 2>&1 || true
   done
 fi
+# The held-out checks score with sicl.eval.metrics (jiwer, whisper_normalizer, sacrebleu): required, not optional.
+for p in jiwer whisper_normalizer sacrebleu; do
+  $PY -c "import $p" 2>/dev/null || { echo "device_pretrain.sh: error: $p is not installed (put its wheel in .wheels/)"; exit 1; }
+done
 $PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import sicl" 2>/dev/null || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU visible"
@@ -34,6 +37,6 @@ TRAIN_MIN=${TRAIN_MIN:-$($PY -c "print(round(max(0.3, min(6.0, ($LEFT - 100) / 6
 echo "budget left ${LEFT}s, training ${TRAIN_MIN} min, ${WORKERS} synthesis workers"
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=4
 timeout --signal=TERM --kill-after=10 $(( LEFT - 5 )) \
-  $PY -m sicl.train.pretrain configs/pretrain/tiny-omni-gpu.yaml out_dir=/tmp/sicl_pretrain \
+  $PY -m sicl.pretrain configs/pretrain/tiny-omni-gpu.yaml out_dir=/tmp/sicl_pretrain \
     export_dir="$OUT" max_minutes="$TRAIN_MIN" workers="$WORKERS" exclude_world=/tmp/world-default,/tmp/world-small "$@" 2>&1 | grep -v "Writing model shards" | tail -60
 ls -la "$OUT"

@@ -1,4 +1,4 @@
-"""A pretraining ``source`` (see sicl.train.pretrain: ``generate_items(kind, n, seed, exclude=...)``) made of short
+"""A pretraining ``source`` (see sicl.pretrain.train: ``generate_items(kind, n, seed, exclude=...)``) made of short
 tones with number-word targets: fast enough for a pretraining run inside a test."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The import rule of docs/architecture.md: each layer imports only the layers below it (lazy imports inside
-functions count too), and evaluation never imports training."""
+functions count too), evaluation never imports training, and pretraining (its own project) never imports the
+SICL-AT recipe."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "retrieval": {"base", "data", "episodes", "models"},
     "train": {"base", "data", "episodes", "models", "retrieval"},
     "eval": {"base", "data", "episodes", "models", "retrieval"},
+    "pretrain": {"base", "data", "episodes", "models", "retrieval", "eval"},
     "report": {"base", "data"},
 }
 #: the one sanctioned upward edge: the callable ``sicl.train`` package forwards to the notebook API
@@ -28,6 +30,8 @@ EXCEPTIONS = {("sicl.train", "sicl.api")}
 def _layer(module: str) -> str:
     if module == "sicl":
         return "base"  # the package root: __version__ and lazy names only
+    if module.endswith(".__main__"):
+        return "top"  # `python -m sicl.X` entry points hand over to the command line
     part = module.split(".")[1]
     if part in BASE:
         return "base"
@@ -74,6 +78,19 @@ def test_evaluation_loads_no_training_module():
     code = ("import importlib, pkgutil, sys, sicl.eval\n"
             "for m in pkgutil.iter_modules(sicl.eval.__path__): importlib.import_module('sicl.eval.' + m.name)\n"
             "from sicl.eval.backends import HFBackend, shared_tower_cache\n"
+            "print(sorted(m for m in sys.modules if m.startswith('sicl.train')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_pretraining_is_its_own_layer_that_nothing_below_the_top_imports():
+    assert "train" not in ALLOWED["pretrain"] and "eval" in ALLOWED["pretrain"]
+    assert all("pretrain" not in allowed for layer, allowed in ALLOWED.items() if layer != "pretrain")
+    assert _layer("sicl.pretrain.train") == "pretrain" and _layer("sicl.pretrain.__main__") == "top"
+    assert not (ROOT / "sicl" / "train" / "pretrain.py").exists()  # moved, not copied: one trainer loop
+    code = ("import importlib, pkgutil, sys, sicl.pretrain\n"
+            "for m in pkgutil.iter_modules(sicl.pretrain.__path__):\n"
+            "    if m.name != '__main__': importlib.import_module('sicl.pretrain.' + m.name)\n"
             "print(sorted(m for m in sys.modules if m.startswith('sicl.train')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert res.stdout.strip() == "[]", res.stdout

@@ -1,7 +1,7 @@
 import pytest
 
 from sicl.errors import SiclError
-from sicl.train.pretrain_data import held_out_sentences
+from sicl.pretrain.data import held_out_sentences
 
 
 def test_exclude_world_typo_is_an_error_not_an_empty_exclusion(tmp_path):

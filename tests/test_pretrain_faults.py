@@ -20,7 +20,7 @@ def _args(tmp_path: Path, init: Path, **over: object) -> list[str]:
            "mix": "{adult: 1.0}", "eval_n": 2, "probes": "false", "min_buffer": 4, "chunk": 4, "batch_size": 2,
            "warmup_steps": 1, "max_minutes": 5, "ckpt_every_minutes": 100, "eval_every_minutes": 0, "threads": 1,
            "log_every": 1, "workers": 1, "save_dtype": "fp32", **over}
-    return [sys.executable, "-m", "sicl.train.pretrain", *(f"{k}={v}" for k, v in cfg.items())]
+    return [sys.executable, "-m", "sicl.pretrain", *(f"{k}={v}" for k, v in cfg.items())]
 
 
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path):

@@ -11,8 +11,8 @@ from sicl.data.synth import open_text as O
 from sicl.data.synth import text as T
 from sicl.episodes import prompts
 from sicl.models.processor import num_audio_tokens
+from sicl.pretrain import data as D
 from sicl.testing import tone
-from sicl.train import pretrain_data as D
 from tests.test_tiny_omni import Item, build_tiny
 
 
@@ -116,14 +116,14 @@ def test_text_only_examples_label_answers_or_the_whole_document(tiny):
     assert doc.spans == [(1, len(doc.input_ids))] and not doc.features
     batch = D.collate([chat, doc], tok.pad_token_id)
     assert "input_features" not in batch
-    from sicl.train.pretrain import CtcHead, attach_frames_hook, losses
+    from sicl.pretrain.train import CtcHead, attach_frames_hook, losses
 
     lm, ctc = losses(model, CtcHead(64), batch, attach_frames_hook(model))
     assert torch.isfinite(lm) and ctc.item() == 0.0
 
 
 def test_probes_run_on_a_model(tiny):
-    from sicl.train.pretrain_eval import chat_prompt_ids, probe_copy, probe_icl
+    from sicl.pretrain.evaluate import chat_prompt_ids, probe_copy, probe_icl
 
     model, processor = tiny
     tok = processor.tokenizer
@@ -172,7 +172,7 @@ def test_contextual_asr_speaks_only_new_words_that_its_hint_spells():
 
 def test_hint_goes_before_the_instruction_and_is_scored(tiny):
     from sicl.data.synth import pretrain_items as P
-    from sicl.train.pretrain_eval import chat_prompt_ids, new_word_hit
+    from sicl.pretrain.evaluate import chat_prompt_ids, new_word_hit
 
     _, processor = tiny
     tok = processor.tokenizer

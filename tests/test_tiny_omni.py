@@ -100,8 +100,8 @@ def test_processor_expands_audio_placeholders(tiny, seconds):
 
 
 def test_pretraining_steps_reduce_loss_and_ctc_head_is_not_saved(tiny, tmp_path):
-    from sicl.train import pretrain_data as data
-    from sicl.train.pretrain import CtcHead, attach_frames_hook, losses
+    from sicl.pretrain import data
+    from sicl.pretrain.train import CtcHead, attach_frames_hook, losses
 
     model, processor = build_tiny()
     tok = processor.tokenizer
@@ -147,7 +147,7 @@ def test_resolve_model_offline_and_local(tiny, monkeypatch):
 
 
 def test_export_round_trip(tiny, tmp_path):
-    from sicl.train.checkpoint import export_model, unpack_export
+    from sicl.pretrain.checkpoint import export_model, unpack_export
 
     out, model, _ = tiny
     files = export_model(out, tmp_path / "exp", max_shard="200KB")

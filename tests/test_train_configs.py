@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from sicl.config import load_config
-from sicl.train.pretrain import PretrainConfig
+from sicl.pretrain.train import PretrainConfig
 from sicl.train.sicl_at_config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("sicl.cli.prepare", "import a corpus in its native layout into a sicl manifest"),
     "validate": ("sicl.cli.validate", "check every row and audio file of a manifest"),
     "synth": ("sicl.cli.synth", "build the embedded synthetic speech world"),
+    "pretrain": ("sicl.cli.pretrain", "pretrain tiny-omni, the project's small model, on the synthetic world"),
     "models": ("sicl.cli.models", "list built-in models and their paths"),
     "codes": ("sicl.cli.codes", "fill MiMo-Audio's per-clip audio-code cache (import or tokenize)"),
     "retrieve": ("sicl.cli.retrieve", "retrieve in-context demonstrations for queries (TICL, TICL+, ...)"),

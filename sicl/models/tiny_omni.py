@@ -6,7 +6,7 @@ byte-level BPE vocabulary trained on our own text and the real Qwen2.5-Omni spec
 So code written against tiny-omni runs unchanged on Qwen2.5-Omni-7B.
 
 :func:`build_random_tiny_omni` writes a randomly initialised model + tokenizer + processor (tests use it;
-about a second); ``sicl.train.pretrain`` trains one from scratch.
+about a second); ``sicl.pretrain`` (``sicl pretrain``) trains one from scratch.
 """
 
 from __future__ import annotations

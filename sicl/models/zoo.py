@@ -50,7 +50,7 @@ def resolve_model(name_or_path: str | os.PathLike, allow_download: bool = False)
         path = builtin_path(key)
         if not _has_weights(path):
             raise SiclError(f"built-in model {key!r} has no weights at {path}; build it with "
-                            "`python -m sicl.train.pretrain configs/pretrain/tiny-omni.yaml ship_to=" + str(path) + "`")
+                            "`sicl pretrain configs/pretrain/tiny-omni.yaml ship_to=" + str(path) + "`")
         return path
     path = Path(key).expanduser()
     if path.exists():
@@ -110,7 +110,7 @@ def _card(dest: Path, metrics: dict[str, Any]) -> str:
             "SQA, AQA); child domains never seen")
     what = cfg.get("description") or what
     lines = [f"# {cfg.get('name') or 'tiny-omni' + (' v2' if v2 else '')}", "",
-             f"A tiny `Qwen2_5OmniThinkerForConditionalGeneration` trained by `python -m sicl.train.pretrain`: {what}. "
+             f"A tiny `Qwen2_5OmniThinkerForConditionalGeneration` trained by `sicl pretrain`: {what}. "
              "See docs/tiny-omni.md.", "",
              f"Parameters: {_param_count(dest) or 'unknown'}", ""]
     train = metrics.get("train")

@@ -1,4 +1,5 @@
-"""Training: the SICL-AT / direct fine-tuning recipe (``sicl_at``) and tiny-omni pretraining (``pretrain*``).
+"""Training: the SICL-AT / direct fine-tuning recipe (``sicl_at``). tiny-omni pretraining is its own package,
+:mod:`sicl.pretrain`.
 
 The package itself is callable, so ``sicl.train(config, **keys)`` is the notebook API's
 :func:`sicl.api.train` while ``sicl.train.sicl_at`` stays importable.

@@ -30,8 +30,6 @@ import torch
 from sicl.episodes import prompts
 from sicl.models.processor import feature_extractor, log_mel, num_audio_tokens
 
-#: generate_items kinds used for pretraining, and the task each yields. Child kinds are never trained on.
-TRAIN_KINDS = ("adult", "translate", "sqa", "aqa")
 CTC_ALPHABET = " abcdefghijklmnopqrstuvwxyz'0123456789"  # index 0 of the head is the CTC blank
 SEED_OFFSET = 7_000_000  # pretraining seeds live far from any world-building seed
 

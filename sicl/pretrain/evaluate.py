@@ -1,7 +1,14 @@
 """Quick held-out evaluation for pretraining: greedy decoding, WER / BLEU / accuracy.
 
-WER uses Whisper's English normaliser and jiwer (corpus WER over the set); ST BLEU is sacreBLEU 13a,
-case-sensitive, on detokenised text; SQA/AQA accuracy is exact match of the extracted option text.
+Scored with the project's metrics (:mod:`sicl.eval.metrics`, docs/metrics.md), the same code as ``sicl score``:
+WER is corpus WER after Whisper's English normaliser (jiwer); ST BLEU is sacreBLEU corpus BLEU on the
+detokenised, case-sensitive text with the target language's tokenizer (``13a`` for the synthetic world's
+``zx``). Accuracy (SQA/AQA) is pretraining's strict rule: exact match of the extracted answer with the target
+option's text (no benchmark's rule: a tiny model is checked for saying the option, nothing else).
+
+Generation stays here rather than going through :class:`sicl.models.backbone.Backbone`: pretraining renders
+in-memory clips with its own instructions (a contextual-ASR item's text hint before the task instruction),
+text-only turns (the copying probes) and per-clip log-mel features, none of which an ``Episode`` carries.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import numpy as np
 import torch
 
 from sicl.episodes import prompts
+from sicl.eval.metrics import score_rows
 from sicl.models.processor import log_mel, num_audio_tokens
-from sicl.train.pretrain_data import item_instruction
+from sicl.pretrain.data import item_instruction
 
 #: eval set name -> (generate_items kind, metric)
 EVAL_SETS = {"adult": ("adult", "wer"), "child-science": ("child-science", "wer"),
@@ -49,43 +57,25 @@ def generate(model: Any, tokenizer: Any, items: list[Any], batch_size: int = 32,
                           device=device, preset=preset, bf16=bf16)
 
 
-def score(metric: str, refs: list[str], hyps: list[str]) -> float:
-    if metric == "wer":
-        try:
-            import jiwer
-            from whisper_normalizer.english import EnglishTextNormalizer
-        except ImportError:  # minimal machines (the GPU box may lack them): same corpus WER, simpler normaliser
-            return _fallback_wer(refs, hyps)
-        norm = EnglishTextNormalizer()
-        r = [norm(x) or "<empty>" for x in refs]
-        h = [norm(x) for x in hyps]
-        return float(jiwer.wer(r, h))
-    if metric == "bleu":
-        try:
-            import sacrebleu
-        except ImportError:
-            return -1.0  # not computed; rescore the saved samples elsewhere
-        return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
-    return float(np.mean([h.strip() == r.strip() for r, h in zip(refs, hyps, strict=True)]))
-
-
-def _fallback_wer(refs: list[str], hyps: list[str]) -> float:
-    import re
-
-    def words(s: str) -> list[str]:
-        return re.sub(r"[^a-z0-9' ]", " ", s.lower()).split()
-
-    errors = total = 0
-    for r, h in zip(refs, hyps, strict=True):
-        rw, hw = words(r), words(h)
-        row = list(range(len(hw) + 1))
-        for i, a in enumerate(rw, 1):
-            prev, row[0] = row[0], i
-            for j, b in enumerate(hw, 1):
-                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (a != b))
-        errors += row[-1]
-        total += len(rw)
-    return errors / max(1, total)
+def score(metric: str, items: list[Any], hyps: list[str]) -> float:
+    """A held-out set's ``metric`` (``wer``, ``bleu`` or ``acc``) of ``hyps`` against ``items``' targets: WER and
+    BLEU by :func:`sicl.eval.metrics.score_rows` (see the module docstring), ``acc`` exact match. WER is
+    computed from the error counts (not the rounded ``wer``), so it is exact before this module rounds it."""
+    if len(items) != len(hyps):
+        raise ValueError(f"{len(items)} items but {len(hyps)} hypotheses")
+    if metric == "acc":
+        return float(np.mean([h.strip() == it.target.strip() for it, h in zip(items, hyps, strict=True)]))
+    task = {"wer": "asr", "bleu": "st"}.get(metric)
+    if task is None:
+        raise ValueError(f"unknown pretraining metric {metric!r} (expected wer, bleu or acc)")
+    rows = [{"id": str(i), "task": task, "target": it.target, "prediction": h, "lang": getattr(it, "lang", None),
+             "target_lang": getattr(it, "target_lang", None)} for i, (it, h) in enumerate(zip(items, hyps, strict=True))]
+    m = score_rows(rows)[task]
+    if task == "st":
+        return float(m["bleu"])
+    if not m["ref_words"]:
+        raise ValueError("WER of a set whose references are all empty after normalisation")
+    return (m["substitutions"] + m["deletions"] + m["insertions"]) / m["ref_words"]
 
 
 def evaluate(model: Any, tokenizer: Any, eval_items: dict[str, list], device: str = "cpu",
@@ -97,7 +87,7 @@ def evaluate(model: Any, tokenizer: Any, eval_items: dict[str, list], device: st
         metric = EVAL_SETS[name][1]
         hyps = generate(model, tokenizer, items, batch_size=batch_size, device=device, bf16=bf16)
         refs = [it.target for it in items]
-        res: dict[str, Any] = {metric: round(score(metric, refs, hyps), 4), "n": len(items),
+        res: dict[str, Any] = {metric: round(score(metric, items, hyps), 4), "n": len(items),
                                "seconds": round(time.time() - t0, 1),
                                "samples": [[r, h] for r, h in list(zip(refs, hyps, strict=True))[:examples]]}
         res["all"] = [[r, h] for r, h in zip(refs, hyps, strict=True)]  # for rescoring elsewhere
@@ -197,7 +187,7 @@ def probe_icl(model: Any, tokenizer: Any, items: list[Any], k: int = 3, seed: in
     hyps = generate_chats(model, tokenizer, chats, batch_size=batch_size, device=device)
     refs = [it.target for it in items]
     metric = "wer" if items[0].task == "asr" else ("bleu" if items[0].task == "st" else "acc")
-    return {metric: round(score(metric, refs, hyps), 4), "n": len(items), "k": k,
+    return {metric: round(score(metric, items, hyps), 4), "n": len(items), "k": k,
             "samples": [[r, h] for r, h in list(zip(refs, hyps, strict=True))[:3]]}
 
 
@@ -219,7 +209,7 @@ def probe_copy(model: Any, tokenizer: Any, n: int = 100, seed: int = 4242, devic
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sicl.train.pretrain_eval MODEL [--n 100] [--out metrics.json]``: the pretraining evaluation of
+    """``python -m sicl.pretrain.evaluate MODEL [--n 100] [--out metrics.json]``: the pretraining evaluation of
     a saved model (every held-out set its source can make, the copying probe, adult ASR after 3 random
     demonstrations), with the same items as a pretraining run's final evaluation."""
     import argparse
@@ -228,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sicl.models import tiny_omni
 
-    ap = argparse.ArgumentParser(prog="python -m sicl.train.pretrain_eval", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m sicl.pretrain.evaluate", description=main.__doc__)
     ap.add_argument("model", help="model folder (or tiny-omni)")
     ap.add_argument("--source", default="sicl.data.synth.pretrain_items", help="item source (default: %(default)s)")
     ap.add_argument("--sets", default=None, help="comma list of held-out sets (default: all the source can make)")

@@ -1,6 +1,7 @@
 """Pretrain tiny-omni from scratch on synthetic single-example instructions (ASR, ST, SQA, AQA).
 
-    python -m sicl.train.pretrain configs/pretrain/tiny-omni.yaml [key=value ...]
+    sicl pretrain configs/pretrain/tiny-omni.yaml [key=value ...]
+    python -m sicl.pretrain configs/pretrain/tiny-omni.yaml [key=value ...]      (the same)
 
 Full-parameter training of a random tiny Qwen2.5-Omni thinker on freshly synthesised adult speech (child
 domains stay unseen; no multi-audio episodes, so the model has little built-in in-context ability). Loss:
@@ -24,13 +25,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sicl.config import dump_config, load_config
+from sicl.config import dump_config
 from sicl.episodes import prompts
 from sicl.guard import check_stop, stop_on_signals, stop_requested
 from sicl.models import tiny_omni
-from sicl.train import pretrain_data as data
-from sicl.train.checkpoint import export_model, load_train_state, save_train_state
-from sicl.train.pretrain_eval import evaluate, make_eval_items
+from sicl.pretrain import data
+from sicl.pretrain.checkpoint import export_model, load_train_state, save_train_state
+from sicl.pretrain.evaluate import evaluate, make_eval_items
 
 log = logging.getLogger("sicl.pretrain")
 
@@ -316,7 +317,7 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
 def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[str, list], dev: torch.device,
                   n_copy: int = 100) -> dict[str, Any]:
     """The held-out sets, plus (``cfg.probes``) the copying probe and adult ASR after 3 random demonstrations."""
-    from sicl.train.pretrain_eval import probe_copy, probe_icl
+    from sicl.pretrain.evaluate import probe_copy, probe_icl
 
     res = evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16)
     if cfg.probes:
@@ -365,20 +366,3 @@ def _setup_logging(path: Path) -> None:
     console.setLevel(logging.INFO)
     log.handlers[:] = [handler, console]
     log.setLevel(logging.DEBUG)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    path = argv.pop(0) if argv and "=" not in argv[0] else None
-    from sicl.guard import Interrupted
-
-    try:
-        train(load_config(PretrainConfig, path, argv))
-    except Interrupted as e:
-        print(f"pretrain: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
