@@ -361,12 +361,15 @@ class Study:
         if res is None:
             return []
         k = self.cfg.k
+        zero_shot, vanilla = BASE_METHODS
         names = [s.name for s in self.cfg.eval_sets]
-        sicl_methods = [a.method for a in self.cfg.adapters if a.method.startswith("sicl-at")]
+        # the study's adapters by how they were trained (their configs' k), not by their names
+        with_demos = {a.method: max(self.train_config(a).k) > 0 for a in self.cfg.adapters}
+        sicl_methods = [m for m, demos in with_demos.items() if demos]
         out: list[str] = []
         for eval_set in names:  # the sets with WER numbers (ASR), in the config's order
-            zs = res.value("zero-shot", eval_set, 0, "wer")
-            icl = res.value("vanilla-icl", eval_set, k, "wer")
+            zs = res.value(zero_shot, eval_set, 0, "wer")
+            icl = res.value(vanilla, eval_set, k, "wer")
             if zs is None or icl is None:
                 continue
             ats = [(m, res.value(m, eval_set, k, "wer")) for m in sicl_methods]
@@ -383,8 +386,8 @@ class Study:
         if len(ks) > 1:
             for eval_set in names:  # the sets with WER at both ends of the sweep
                 deltas = []
-                for m in ["vanilla-icl", *sicl_methods]:
-                    first = ks[0] if m != "vanilla-icl" else min(x for x in ks if x > 0)
+                for m in [vanilla, *sicl_methods]:
+                    first = ks[0] if m != vanilla else min(x for x in ks if x > 0)
                     if first == ks[-1]:
                         continue
                     lo = res.value(m, eval_set, first, "wer")
@@ -393,19 +396,16 @@ class Study:
                         deltas.append(f"{m} {hi - lo:+.3f} (k={first} -> {ks[-1]})")
                 if deltas:
                     out.append(f"More demonstrations on {eval_set}, change in WER: " + ", ".join(deltas) + ".")
-        for a in self.cfg.adapters:
-            if a.method != "direct-ft":
-                continue
+        for m in [m for m, demos in with_demos.items() if not demos]:  # fine-tuned without demonstrations
             parts = []
-            for eval_set in [n for n in ("child-science", "child-reading") if n in names]:
-                zs = res.value("zero-shot", eval_set, 0, "wer")
-                ft = res.value("direct-ft", eval_set, 0, "wer")
+            for eval_set in names:
+                zs = res.value(zero_shot, eval_set, 0, "wer")
+                ft = res.value(m, eval_set, 0, "wer")
                 if zs is not None and ft is not None:
-                    where = ("its training domain" if a.method in self._trained_on(eval_set)
-                             else "the other child domain")
-                    parts.append(f"{eval_set} ({where}) {ft:.3f} vs zero-shot {zs:.3f}")
+                    where = " (its training domain)" if m in self._trained_on(eval_set) else ""
+                    parts.append(f"{eval_set}{where} {ft:.3f} vs zero-shot {zs:.3f}")
             if parts:
-                out.append("Direct fine-tuning (k=0) WER: " + "; ".join(parts) + ".")
+                out.append(f"Fine-tuned without demonstrations, {m} (k=0) WER: " + "; ".join(parts) + ".")
         return out
 
     def _trained_on(self, eval_set: str) -> set[str]:

@@ -104,7 +104,8 @@ def test_target_checks_and_diagnosis_follow_the_numbers(tmp_path):
     lines = study.diagnosis()
     assert any("child-science: vanilla ICL lowers WER from 0.800 (zero-shot) to 0.700" in x
                and "(below zero-shot, below vanilla ICL)" in x for x in lines)
-    assert any(x.startswith("Direct fine-tuning (k=0) WER: child-science (the other child domain) 0.900") for x in lines)
+    assert ("Fine-tuned without demonstrations, direct-ft (k=0) WER: child-science 0.900 vs zero-shot 0.800; "
+            "child-reading (its training domain) 0.400 vs zero-shot 0.900.") in lines
     # the report gets the checks as verdicts (not as notes parsed back), the diagnosis as notes
     md = (tmp_path / "report.md").read_text() if study.report() else ""
     section = md[md.index("## Targets"):md.index("## Notes")]
@@ -112,6 +113,30 @@ def test_target_checks_and_diagnosis_follow_the_numbers(tmp_path):
     assert f"{met} of {len(checks) - 1} met (1 exempt)." in section
     assert all(f"- {t['text']}" in section for t in checks)
     assert all(f"- {x}" in md[md.index("## Notes"):] for x in lines)
+
+
+def test_diagnosis_follows_the_study_config_not_method_names(tmp_path):
+    """Adapters are grouped by how their configs train them (k > 0: in-context; k = 0: fine-tuned), and every
+    configured eval set with WER numbers is read, whatever the methods and sets are called."""
+    from sicl.study import Study
+
+    adapters = ("adapters=[{method: episodic, config: configs/demo/sicl-at1.yaml}, "
+                "{method: plain-ft, config: configs/demo/direct-ft.yaml}]")
+    sets = ("eval_sets=[{name: kids, data: child-reading/test.jsonl, pool: child-reading/pool.jsonl}, "
+            "{name: grown-ups, data: adult/test.jsonl, pool: adult/pool.jsonl}]")
+    study = Study(load_study(None, [adapters, sets, "sweep=[0, 3]", "sweep_sets=[all]"]), tmp_path)
+    for eval_set, zs in (("kids", 0.9), ("grown-ups", 0.3)):
+        _write(tmp_path, "zero-shot", eval_set, 0, {"asr": {"n": 10, "wer": zs}}, False)
+        _write(tmp_path, "vanilla-icl", eval_set, 3, {"asr": {"n": 10, "wer": zs - 0.05}}, False)
+        for k, w in ((0, zs + 0.1), (3, zs - 0.2)):
+            _write(tmp_path, "episodic", eval_set, k, {"asr": {"n": 10, "wer": w}}, True)
+        _write(tmp_path, "plain-ft", eval_set, 0, {"asr": {"n": 10, "wer": zs / 2}}, False)
+    lines = study.diagnosis()
+    assert ("Prompt with 3 demonstrations, kids: vanilla ICL lowers WER from 0.900 (zero-shot) to 0.850; after "
+            "SICL-AT: episodic 0.700 (below zero-shot, below vanilla ICL).") in lines
+    assert "More demonstrations on grown-ups, change in WER: episodic -0.300 (k=0 -> 3)." in lines
+    assert ("Fine-tuned without demonstrations, plain-ft (k=0) WER: kids (its training domain) 0.450 vs zero-shot "
+            "0.900; grown-ups 0.150 vs zero-shot 0.300.") in lines
 
 
 def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):

@@ -324,6 +324,28 @@ def test_main_k_and_fallback_to_nearest_k(study: Path):
     assert "| vanilla-icl | 2 | 0.550 | 0.600 (k=3) |" in table
 
 
+def test_headline_k_comes_from_the_runs_not_the_method_names(tmp_path: Path):
+    """A method run only at k=0 headlines at k=0 whatever it is called; one also run with demonstrations
+    headlines at the main k even when its name is direct-ft (the old rule picked k=0 from a list of names)."""
+    ev = tmp_path / "eval"
+    write_run(ev / "base" / "kids", "base", "kids", 0, asr(0.8))
+    write_run(ev / "my-finetune" / "kids", "my-finetune", "kids", 0, asr(0.5), adapter="m/ft")
+    write_sweep(ev / "direct-ft" / "kids", "direct-ft", "kids", {0: asr(0.6), 3: asr(0.4)}, adapter="m/dft")
+    write_run(ev / "icl" / "kids", "icl", "kids", 3, asr(0.7))
+    res = Results(collect_results([ev]))
+    assert res.zero_k("base") and res.zero_k("my-finetune") and not res.zero_k("direct-ft")
+    assert [res.headline_k(m, "kids") for m in ("base", "my-finetune", "direct-ft", "icl")] == [0, 0, 3, 3]
+    assert "On kids, the best WER (lower is better) is direct-ft at k=3 with 0.400." in reading(res)
+    md = build_report([ev], tmp_path / "out")["report"].read_text()
+    assert "each method is compared at k=3, except base and my-finetune at k=0;" in md
+    table = md.split("### WER (lower is better)")[1].split("##")[0]
+    assert "| direct-ft | 3 | **0.400** |" in table and "| my-finetune | 0 | 0.500 |" in table
+    assert "| base | 0 | 0.800 |" in table
+    # a custom-named method without demonstrations is named plainly, not "at k=0", in target sentences too
+    r = check_target(res, Target(eval_set="kids", metric="wer", method="my-finetune", baseline="base"))
+    assert r.met is True and "on kids, my-finetune has WER 0.500, <= base (0.800)." in r.sentence
+
+
 def test_runner_key_names_and_multi_task_metrics(tmp_path: Path):
     write_run(tmp_path / "a", "sicl-at3", "mixed", 2, {"sqa": {"n": 5, "accuracy": 0.4}, "aqa": {"n": 5,
               "accuracy": 0.8}, "asr": {"n": 3, "wer": 0.2, "by_lang": {"en": {"n": 3, "wer": 0.2}}}},

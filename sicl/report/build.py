@@ -15,7 +15,6 @@ from sicl import __version__
 from sicl.report import plots
 from sicl.report.collect import (
     METRIC_ORDER,
-    ZERO_K_METHODS,
     Run,
     collect_runs,
     direction,
@@ -63,9 +62,9 @@ def results_csv(rows) -> str:
     return buf.getvalue()
 
 
-def _headline_rule(main_k: int, methods: list[str] | None = None) -> str:
-    zero = [m for m in (methods if methods is not None else sorted(ZERO_K_METHODS)) if m in ZERO_K_METHODS]
-    rule = f"each method is compared at k={main_k}"
+def _headline_rule(res: Results) -> str:
+    zero = [m for m in res.methods if res.zero_k(m)]  # run only at k=0, whatever they are called
+    rule = f"each method is compared at k={res.main_k}"
     if zero:
         rule += f", except {_names(zero)} at k=0"
     return rule + "; where that k was not run, the method's nearest k is used and shown next to the value"
@@ -139,7 +138,7 @@ def _comparison_table(res: Results, cols: list[tuple[str, str]], mixed: bool) ->
         if not present:
             continue
         common = {k for k, _ in present.values()}
-        main = min(common) if len(common) == 1 else (0 if m in ZERO_K_METHODS else res.main_k)
+        main = min(common) if len(common) == 1 else res.main_k
         rows.append((m, main, ks))
         raw.append([ks[c][1] for c in cols])
     if not rows:
@@ -217,7 +216,7 @@ def _intro(runs: list[Run], res: Results) -> list[str]:
             f"{_names(sets) if sets else _names(res.eval_sets)}")
     if models:
         text += f", with model {_names(models)}"
-    text += f". Headline k: {_headline_rule(res.main_k, res.methods)}."
+    text += f". Headline k: {_headline_rule(res)}."
     text += f" {len(runs)} evaluation run{'s' if len(runs) != 1 else ''}"
     text += f", {n_text}." if n_text else "."
     text += " " + _scoring_sentence(runs)
@@ -383,7 +382,7 @@ def _settings(runs: list[Run], res: Results, warnings: list[str], out_dir: Path 
     out = ["## Settings", ""]
     out.append(f"- {len(runs)} run(s) of {len(res.methods)} method(s) on {len(res.eval_sets)} eval set(s); "
                f"report by sicl {__version__}.")
-    out.append(f"- Headline k: {_headline_rule(res.main_k, res.methods)}.")
+    out.append(f"- Headline k: {_headline_rule(res)}.")
     out.append("- Scorer: " + ", ".join(f"`{n}` ({c} run{'s' if c != 1 else ''})"
                                          for n, c in sorted(run_scorers(runs).items()))
                + " (`sicl score --scorer`, docs/metrics.md).")

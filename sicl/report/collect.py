@@ -27,8 +27,6 @@ class ReportError(SiclError):
 METHOD_ORDER = ["zero-shot", "vanilla-icl", "sicl-at1", "sicl-at2", "sicl-at3", "direct-ft"]
 #: Eval-set order (the demo's); others follow alphabetically.
 EVAL_SET_ORDER = ["child-science", "child-reading", "adult", "translate", "aqa"]
-#: Methods evaluated without demonstrations: their headline k is 0.
-ZERO_K_METHODS = {"zero-shot", "direct-ft", "fine-tuned"}
 #: Quality metrics whose direction is known.
 LOWER_IS_BETTER = {"wer", "wer_utterance_capped", "cer"}
 HIGHER_IS_BETTER = {"bleu", "accuracy", "acc", "chrf", "f1", "exact_match"}

@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from sicl.report.collect import (
     COST_METRICS,
     METRIC_ORDER,
-    ZERO_K_METHODS,
     ReportError,
     ResultRow,
     direction,
@@ -89,14 +88,20 @@ class Results:
                 return m
         return names[0] if names else None
 
+    def zero_k(self, method: str) -> bool:
+        """Whether the results hold ``method`` only at k=0 (on every eval set): a method used without
+        demonstrations (zero-shot, a fine-tuned model, whatever it is called). It is compared at k=0 and named
+        without "at k=0". Decided by the runs found, never by the method's name."""
+        return self.ks(method) == [0]
+
     def headline_k(self, method: str, eval_set: str) -> int | None:
-        """k at which ``method`` is compared on ``eval_set``: 0 for zero-shot / direct-ft, else ``main_k``;
-        when that k was not run, the method's only k, else the nearest one (the smaller on a tie)."""
+        """k at which ``method`` is compared on ``eval_set``: ``main_k`` when it was run there, else its nearest
+        k (the smaller on a tie). A method run only at k=0 (:meth:`zero_k`) is therefore compared at k=0, and a
+        method also run with demonstrations at ``main_k``, whatever the methods are called."""
         ks = self.ks(method, eval_set)
         if not ks:
             return None
-        want = 0 if method in ZERO_K_METHODS else self.main_k
-        return min(ks, key=lambda k: (abs(k - want), k))
+        return min(ks, key=lambda k: (abs(k - self.main_k), k))
 
     def headline(self, method: str, eval_set: str, metric: str) -> tuple[int | None, float | None]:
         k = self.headline_k(method, eval_set)
@@ -107,7 +112,7 @@ class Results:
         exists; ``vanilla-icl`` is taken at its headline k."""
         k, v = self.headline(name, eval_set, metric)
         if v is not None:
-            return (name if name in ZERO_K_METHODS or k == 0 else f"{name} at k={k}", k, v)
+            return (name if k == 0 else f"{name} at k={k}", k, v)
         if name == ZERO_SHOT:
             v = self.value(VANILLA, eval_set, 0, metric)
             if v is not None:
@@ -143,8 +148,8 @@ class Results:
         return out
 
 
-def _at(method: str, k: int) -> str:
-    return method if method in ZERO_K_METHODS else f"{method} at k={k}"
+def _at(res: Results, method: str, k: int) -> str:
+    return method if res.zero_k(method) else f"{method} at k={k}"
 
 
 def _compare(metric: str, v: float, ref: float) -> str:
@@ -209,7 +214,7 @@ def check_target(res: Results, t: Target) -> TargetResult:
     if got is None:
         return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.method} on {t.eval_set}.")
     m, mk, v = got
-    who = f"best {t.method} ({_at(m, mk)})" if pattern else _at(m, mk)
+    who = f"best {t.method} ({_at(res, m, mk)})" if pattern else _at(res, m, mk)
     if t.value is not None:
         threshold, what = float(t.value), fmt(t.metric, float(t.value))
     else:
@@ -230,12 +235,12 @@ def _names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _who(items: list[tuple[str, int]]) -> str:
+def _who(res: Results, items: list[tuple[str, int]]) -> str:
     """Methods with their k, the k said once when they share it: ``vanilla-icl and sicl-at1 at k=3``."""
-    ks = {k for m, k in items if m not in ZERO_K_METHODS}
-    if len(ks) == 1 and all(m not in ZERO_K_METHODS for m, _ in items):
+    ks = {k for m, k in items if not res.zero_k(m)}
+    if len(ks) == 1 and not any(res.zero_k(m) for m, _ in items):
         return f"{_names([m for m, _ in items])} at k={ks.pop()}"
-    return _names([_at(m, k) for m, k in items])
+    return _names([_at(res, m, k) for m, k in items])
 
 
 #: Methods the reading compares with zero-shot and vanilla ICL (when none is present: every other method).
@@ -266,10 +271,10 @@ def reading(rows: Iterable[ResultRow] | Results, main_k: int | None = None,
         tops = res.best_all("*", e, metric)
         if len(tops) == 1:
             m, k, v = tops[0]
-            out.append(f"On {e}, the best {heading} is {_at(m, k)} with {fmt(metric, v)}.")
+            out.append(f"On {e}, the best {heading} is {_at(res, m, k)} with {fmt(metric, v)}.")
         elif tops:
             everyone = [m for m in res.methods if res.headline(m, e, metric)[1] is not None]
-            who = _who([(m, k) for m, k, _ in tops])
+            who = _who(res, [(m, k) for m, k, _ in tops])
             if len(tops) == len(everyone):
                 out.append(f"On {e}, all {len(tops)} methods tie on {heading} at {fmt(metric, tops[0][2])} "
                            f"({who}): no best method.")
@@ -292,7 +297,7 @@ def reading(rows: Iterable[ResultRow] | Results, main_k: int | None = None,
         parts = []
         for (k, v), ms in groups.items():
             vs = ", ".join(f"{_compare(metric, v, rv)} {label.split(' ')[0]}" for label, _, rv in refs)
-            at = "" if all(m in ZERO_K_METHODS for m in ms) else f" at k={k}"
+            at = "" if all(res.zero_k(m) for m in ms) else f" at k={k}"
             has = " all have" if len(ms) > 1 else " has"
             parts.append(f"{_names(ms)}{at}{has} {fmt(metric, v)} ({vs})")
         out.append(f"On {e}, {name} against {ref_text}: {'; '.join(parts)}.")
