@@ -161,13 +161,19 @@ def test_contextual_asr_speaks_only_new_words_that_its_hint_spells():
     for _ in range(600):
         spoken, hint = O.context_sentence(rng)
         words = spoken.split()
-        hint_words = set(hint.replace(",", " ").rstrip(".").split()[1:])
+        hint_words = {w.strip(".,:") for w in hint.split()[1:]}
         new = [w for w in words if w not in lexicon]
         assert not set(words) & unheard  # (domain words: as rare as in open_sentence, which this builds on)
         assert len(new) <= 2 and set(new) <= hint_words, (spoken, hint)
         assert hint_words - set(new)  # always at least one distractor
         hits += bool(new)
     assert 0.7 <= hits / 600 <= 0.9
+    # v5's "Earlier transcripts" hint: a transcript-like sentence per listed word, sharing words with the clip
+    related = [(s, h) for s, h in (O.context_sentence(rng) for _ in range(300)) if h.startswith("Earlier")]
+    assert len(related) > 40
+    for spoken, hint in related:
+        sents = [x.split() for x in hint.split(": ", 1)[1].split(".") if x.strip()]
+        assert len(sents) >= 2 and all(set(x) & set(spoken.split()) for x in sents), (spoken, hint)
 
 
 def test_hint_goes_before_the_instruction_and_is_scored(tiny):

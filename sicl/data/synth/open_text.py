@@ -305,7 +305,8 @@ def world_adult_sentence(rng: np.random.Generator, rare_share: float = 0.5) -> T
 
 
 # ------------------------------------------------------------------------ contextual ASR (tiny-omni v4)
-CONTEXT_FORMATS = ("Words you may hear: {words}.", "Names and terms: {words}.", "Notes: {note}.")
+CONTEXT_FORMATS = ("Words you may hear: {words}.", "Names and terms: {words}.", "Notes: {note}.",
+                   "Earlier transcripts: {related}")
 CONTEXT_HIT = 0.8  # share of contextual examples whose clip speaks one or two of the listed new words
 
 
@@ -323,6 +324,22 @@ def spoken_nonce_word(rng: np.random.Generator) -> str:
                     + _CO[int(rng.integers(len(_CO)))] for _ in range(2 if rng.random() < 0.7 else 3))
         if w not in vocab:
             return w
+
+
+def _related_sentences(rng: np.random.Generator, base: list[str], listed: list[str]) -> list[str]:
+    """The "Earlier transcripts" hint (tiny-omni v5): one sentence per listed word, each also sharing one or
+    two other words with the spoken sentence, as the transcripts of a query's TICL neighbours share its topic
+    words. Only text: the model learns to take a spelling from transcripts in its context and to transcribe
+    just the clip after them (not to continue the transcripts), still without any demonstration episode."""
+    out = []
+    for w in listed:
+        sent = open_sentence(rng).split()
+        shared = [base[int(i)] for i in rng.choice(len(base), size=min(len(base), int(rng.integers(1, 3))),
+                                                   replace=False)]
+        for x in [w, *shared]:
+            sent.insert(int(rng.integers(len(sent) + 1)), x)
+        out.append(" ".join(sent) + ".")
+    return out
 
 
 def context_sentence(rng: np.random.Generator) -> tuple[str, str]:
@@ -345,6 +362,8 @@ def context_sentence(rng: np.random.Generator) -> tuple[str, str]:
     order = rng.permutation(len(listed))
     listed = [listed[int(i)] for i in order]
     fmt = CONTEXT_FORMATS[int(rng.integers(len(CONTEXT_FORMATS)))]
+    if "{related}" in fmt:
+        return " ".join(base), fmt.format(related=" ".join(_related_sentences(rng, base, listed)))
     if "{note}" in fmt:
         note = text_sentence(rng).split()
         for w in listed:
