@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +108,61 @@ def test_merged_lora_is_skipped_where_it_would_not_be_exact(data, tmp_path):
     with merged_lora_forward(trainer.model) as m:
         assert len(m.patched) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
     assert all("forward" not in vars(mod) for mod in m.model.modules())
+
+
+def test_query_augment_adds_perturbed_copies_that_keep_their_source_demos(data, tmp_path):
+    """`query_augment`: each training query gets speed-perturbed (and some noisy) copies, written once under
+    OUTPUT_DIR/augmented; a copy has its source's transcript and demonstrations, never the source itself."""
+    import numpy as np
+
+    from sicl.data.audio import load_audio
+    from sicl.data.manifest import read_manifest
+    from sicl.train.sicl_at import load_tasks
+
+    extra = {"query_augment.copies": 2, "query_augment.speed": "[0.8, 1.2]", "query_augment.noise_prob": 1.0,
+             "retrieval.retriever": "ticl", "retrieval.pseudo_labeler": "gold"}
+    # queries = pool: retrieving for a copy could return its own source; the copy must inherit instead
+    shared = {"tasks": f"[{{name: asr, queries: '{data['pool']}', pool: '{data['pool']}'}}]"}
+    cfg = cfg_for(data, tmp_path / "run", max_steps=2, **extra, **shared)
+    (task,) = load_tasks(cfg, k_max=2)
+    src = {q.id: q for q in read_manifest(data["pool"])}
+    copies = [q for q in task.queries if "augmented_from" in q.meta]
+    assert len(task.queries) == 3 * len(src) and len(copies) == 2 * len(src)
+    for c in copies:
+        s = src[c.meta["augmented_from"]]
+        assert c.id.startswith(s.id + "~aug") and c.target == s.target and c.audio != s.audio
+        assert task.ranked[c.id] == task.ranked[s.id] and s.id not in task.ranked[c.id]
+        a, b = load_audio(s.audio, max_seconds=None), load_audio(c.audio, max_seconds=None)
+        assert 0.8 <= c.meta["speed"] <= 1.2 and abs(len(b) - len(a) / c.meta["speed"]) <= 2
+        assert abs(c.duration - s.duration / c.meta["speed"]) < 1e-3 and 10 <= c.meta["snr_db"] <= 30
+    # deterministic: a second load (a resumed run) reuses the same files and gets the same copies
+    mtimes = {c.audio: Path(c.audio).stat().st_mtime_ns for c in copies}
+    assert all(Path(c.audio).parent == tmp_path / "run" / "augmented" / "asr" for c in copies)
+    (again,) = load_tasks(cfg, k_max=2)
+    assert [q.id for q in again.queries] == [q.id for q in task.queries]
+    assert {c.audio: Path(c.audio).stat().st_mtime_ns for c in again.queries if "augmented_from" in c.meta} == mtimes
+    # the training run itself uses them
+    trainer = build_trainer(cfg)
+    ids = {trainer.train_dataset[i].query.id for i in range(len(trainer.train_dataset))}
+    assert any("~aug" in i for i in ids)
+    assert np.isfinite(trainer.train().training_loss)
+
+
+def test_speed_perturbation_and_noise_are_what_they_say():
+    import numpy as np
+
+    from sicl.data.augment import AugmentSettings, add_noise, augment_queries, speed_perturb
+    from sicl.errors import SiclError
+
+    t = np.arange(16000) / 16000
+    wav = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    fast = speed_perturb(wav, 1.25)
+    assert len(fast) == 12800  # a quarter faster: 0.8 s
+    spec = np.abs(np.fft.rfft(fast))
+    assert abs(np.argmax(spec) / 0.8 - 250) < 3  # and 200 Hz becomes 250 Hz
+    noisy = add_noise(wav, 10.0, np.random.default_rng(0))
+    snr = 10 * np.log10(np.mean(wav.astype(np.float64) ** 2) / np.mean((noisy - wav).astype(np.float64) ** 2))
+    assert abs(snr - 10.0) < 0.3
+    assert not add_noise(np.zeros(100, np.float32), 10.0, np.random.default_rng(0)).any()
+    with pytest.raises(SiclError, match="query_augment.speed"):
+        augment_queries([], AugmentSettings(copies=1, speed=[1.2, 0.9]), "unused")

@@ -24,6 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
+from sicl.data.augment import augment_queries
 from sicl.data.manifest import read_manifest
 from sicl.episodes.episode import estimated_tokens
 from sicl.errors import SiclError
@@ -164,15 +165,24 @@ def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
     for spec in cfg.tasks:
         queries = read_manifest(spec.queries)
         if k_max == 0:
-            out.append(TaskData(spec.name, spec.weight, queries))
+            out.append(TaskData(spec.name, spec.weight, queries + _augmented(cfg, spec.name, queries)))
             continue
         if not spec.pool:
             raise SiclError(f"task {spec.name!r}: k={cfg.k} needs a demo pool (pool: MANIFEST)")
         pool = read_manifest(spec.pool)
         lists = retrieve(queries, pool, k=k_max, config=cfg.retrieval)
         ranked = {q.id: [pid for pid, _ in row] for q, row in zip(queries, lists, strict=True)}
-        out.append(TaskData(spec.name, spec.weight, queries, pool, ranked))
+        # A perturbed copy keeps its source's demonstrations: retrieving for the copy could return the
+        # source itself when queries and pool share clips (the leakage guard matches ids and exact audio).
+        copies = _augmented(cfg, spec.name, queries)
+        ranked.update({c.id: ranked[c.meta["augmented_from"]] for c in copies})
+        out.append(TaskData(spec.name, spec.weight, queries + copies, pool, ranked))
     return out
+
+
+def _augmented(cfg: TrainConfig, task: str, queries: list) -> list:
+    """``cfg.query_augment``'s copies of a task's queries, written under ``OUTPUT_DIR/augmented/TASK``."""
+    return augment_queries(queries, cfg.query_augment, Path(cfg.output_dir) / "augmented" / task)
 
 
 def example_lengths(backbone: Backbone, tasks: Sequence[TaskData]) -> dict[str, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from sicl.data.augment import AugmentSettings
 from sicl.models.lora import LoraSettings
 from sicl.retrieval import RetrievalConfig
 
@@ -50,6 +51,9 @@ class TrainConfig:
         "help": "prompt budget (estimated tokens); the farthest demos are dropped to fit"})
     retrieval: RetrievalConfig = field(default_factory=_training_retrieval, metadata={
         "help": "demo retrieval for training queries (same code as evaluation)"})
+    query_augment: AugmentSettings = field(default_factory=AugmentSettings, metadata={
+        "help": "perturbed copies of the training queries (speed, noise; sicl.data.augment); "
+                "a copy keeps its source's demonstrations"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "r, alpha, dropout, targets"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "episodes per device per micro-batch"})
