@@ -290,18 +290,27 @@ class Study:
     def train_adapter(self, a: AdapterSpec) -> Path:
         import yaml
 
-        from sicl.config import to_dict
+        from sicl.config import load_config, to_dict
         from sicl.train.sicl_at import last_checkpoint, train
+        from sicl.train.sicl_at_config import TrainConfig
 
         cfg = self.train_config(a)
         out = Path(cfg.output_dir)
         done = out / "adapter_model.safetensors"
         saved = out / "config.yaml"
         if done.is_file() and saved.is_file():
-            if yaml.safe_load(saved.read_text(encoding="utf-8")) == to_dict(cfg):
+            # Read back through TrainConfig, so a key added to sicl since that run (at its default) is no change.
+            try:
+                before = to_dict(load_config(TrainConfig, saved))
+            except SiclError:
+                before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+            now = to_dict(cfg)
+            if before == now:
                 self.log(f"      {a.method}: adapter reused ({out})")
                 return out
-            raise SiclError(f"{out} holds an adapter trained with another config; pass --fresh or delete it")
+            keys = ", ".join(sorted(k for k in {*before, *now} if before.get(k) != now.get(k)))
+            raise SiclError(f"{out} holds an adapter trained with another config ({keys} differ); pass --fresh or "
+                            f"delete it")
         self.log(f"      {a.method}: training {cfg.max_steps} steps ({len(cfg.tasks)} task(s), k={cfg.k})")
         train(cfg, resume=last_checkpoint(out) is not None)
         if not done.is_file():

@@ -67,6 +67,20 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     assert "adapter reused" in again and "(reused)" in again
     assert (out / "eval" / "sicl-at2" / "aqa" / "k=1" / "predictions.jsonl").read_text() == before
 
+    # an adapter saved before a training key existed (here `query_augment`) is reused: the key is at its default
+    import yaml
+
+    saved = out / "models" / "sicl-at2" / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["query_augment"]
+    saved.write_text(yaml.safe_dump(old))
+    assert main(["demo", "--out", str(out), "--size", "small", *REDUCED]) == 0
+    assert "sicl-at2: adapter reused" in capsys.readouterr().out
+    # a changed recipe is an error that names what changed
+    changed = [*REDUCED[:-1], "train_overrides=[max_steps=2, save_steps=1, learning_rate=0.002]"]
+    assert main(["demo", "--out", str(out), "--size", "small", *changed]) != 0
+    assert "another config (learning_rate differ)" in capsys.readouterr().err
+
 
 def _write(out, method, eval_set, k, metrics, sweep):
     d = out / "eval" / method / eval_set / (f"k={k}" if sweep else "")
