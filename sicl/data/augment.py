@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,7 +94,8 @@ def augment_queries(queries: Sequence[Example], settings: AugmentSettings, out_d
                 aug = speed_perturb(wav, factor)
                 if noisy:
                     aug = add_noise(aug, snr, rng)
-                tmp = path.with_suffix(".tmp.wav")
+                # per-process temporary name: the ranks of a multi-process run may write the same copy at once
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.wav")
                 write_audio(tmp, aug)
                 tmp.replace(path)  # never a half-written clip under the final name
             meta = {**(q.meta or {}), "augmented_from": q.id, "speed": round(factor, 4)}
