@@ -32,10 +32,11 @@ def main(argv: list[str]) -> None:
     from sicl.data.synth import items as I
     from sicl.data.synth import text as T
     from sicl.models import tiny_omni
+    from sicl.models.zoo import resolve_model
     from sicl.pretrain.evaluate import generate, score
 
     torch.set_num_threads(1)
-    model, processor = tiny_omni.load_tiny_omni(argv[0])
+    model, processor = tiny_omni.load_tiny_omni(resolve_model(argv[0]))
     ranges = [float(x) for x in argv[1:7]] if len(argv) >= 7 else [1.03, 1.13, 60, 89, 0.08, 6]
     kids = children(ranges[0], ranges[1], int(ranges[2]), int(ranges[3]), ranges[4], int(ranges[5]))
     for kind in ("child-science", "adult"):
