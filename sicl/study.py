@@ -73,6 +73,8 @@ class StudyConfig:
         "help": "key=value overrides for every adapter's training config"})
     threads: int = field(default=0, metadata={
         "help": "torch CPU threads for training and evaluation (0: torch's default)"})
+    loop_trim: int = field(default=3, metadata={
+        "help": "ASR/ST predictions: a span repeated this many times in a row keeps one copy (0: off)"})
     backend: str = field(default="hf", metadata={
         "help": "evaluation engine: hf (transformers) | vllm (vLLM, one engine for every evaluation; make vllm-env)"})
     targets: list[Target] = field(default_factory=list, metadata={
@@ -239,7 +241,7 @@ class Study:
 
     def evaluate(self, method: str, s: EvalSet, ks: list[int], adapter_dir: Path | None) -> Path:
         from sicl.eval.backends import shared_tower_cache
-        from sicl.eval.runner import EvalConfig, evaluate
+        from sicl.eval.runner import EvalConfig, evaluate, settings_changed
 
         if self.tower_cache is None and self.cfg.backend == "hf":  # one base model: adapters leave the tower alone
             self.tower_cache = shared_tower_cache()
@@ -254,7 +256,12 @@ class Study:
                          adapter=str(adapter_dir) if adapter_dir else None, pool=pool, ks=ks,
                          retriever=self.cfg.retriever, pseudo_labeler=labels or "backbone",
                          batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
-                         eval_set=s.name, scorer=self.cfg.scorer, backend=self.cfg.backend)
+                         eval_set=s.name, scorer=self.cfg.scorer, backend=self.cfg.backend,
+                         loop_trim=self.cfg.loop_trim)
+        changed = settings_changed(out, cfg)
+        if changed:  # the study owns this folder: an evaluation made with other settings is made again
+            self.log(f"      {out}: made with other settings ({', '.join(changed)}); evaluating again")
+            shutil.rmtree(out)
         self.log(f"      {method} on {s.name}, k={','.join(map(str, ks))}")
         evaluate(cfg, resume=True, progress=True, tower_cache=self.tower_cache)
         return out

@@ -80,6 +80,12 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     changed = [*REDUCED[:-1], "train_overrides=[max_steps=2, save_steps=1, learning_rate=0.002]"]
     assert main(["demo", "--out", str(out), "--size", "small", *changed]) != 0
     assert "another config (learning_rate differ)" in capsys.readouterr().err
+    # a changed evaluation setting makes those evaluations again (the study owns its folders); adapters are kept
+    assert main(["demo", "--out", str(out), "--size", "small", *REDUCED, "loop_trim=0"]) == 0
+    again = capsys.readouterr().out
+    assert "made with other settings (loop_trim); evaluating again" in again and "adapter reused" in again
+    settings = json.loads((out / "eval" / "sicl-at2" / "aqa" / "settings.json").read_text())
+    assert settings["loop_trim"] == 0
 
 
 def _write(out, method, eval_set, k, metrics, sweep):

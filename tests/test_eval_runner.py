@@ -114,6 +114,45 @@ def test_method_and_adapter_labels(data, tmp_path):
     assert run["method"] == "my-method" and run["eval_set"] == "kids"
 
 
+def test_loop_trim_shortens_only_looping_free_text_and_keeps_the_raw_generation():
+    from sicl.data.manifest import Example
+    from sicl.episodes.episode import Episode
+    from sicl.eval.backends import Generation
+    from sicl.eval.runner import _row
+
+    loop = Generation(text="the lever works abtain abtain abtain abtain")
+    asr = Episode(query=Example(id="q", audio="q.wav", task="asr", target="the lever works"))
+    row = _row(asr, loop, "plain", 0.1, loop_trim=3)
+    assert row["prediction"] == "the lever works abtain" and row["raw"] == loop.text
+    assert _row(asr, loop, "plain", 0.1, loop_trim=0)["prediction"] == loop.text  # off
+    qa = Episode(query=Example(id="c", audio="c.wav", task="sqa", target="two two two", question="n?",
+                               choices=["two two two", "one"]))
+    assert _row(qa, Generation(text="two two two"), "plain", 0.1, loop_trim=3)["prediction"] == "two two two"
+
+
+def test_loop_trim_is_a_resume_setting_and_old_runs_read_as_off(data, tmp_path):
+    from sicl.eval.runner import settings_changed
+
+    out = evaluate(cfg(data, tmp_path / "run", ks=[0], pool=None, loop_trim=0, max_new_tokens=40))
+    raw = rows(out / "predictions.jsonl")
+    settings = json.loads((out / "settings.json").read_text())
+    del settings["loop_trim"]  # as written before the setting existed: its predictions were never trimmed
+    (out / "settings.json").write_text(json.dumps(settings))
+    assert settings_changed(out, cfg(data, out, ks=[0], pool=None, loop_trim=0, max_new_tokens=40)) == {}
+    assert settings_changed(out, cfg(data, out, ks=[0], pool=None, max_new_tokens=40)) == {"loop_trim": (0, 3)}
+    with pytest.raises(SiclError, match="loop_trim: 0 -> 3"):
+        evaluate(cfg(data, out, ks=[0], pool=None, max_new_tokens=40), resume=True)
+    with pytest.raises(SiclError, match="loop_trim must be 0"):
+        evaluate(cfg(data, tmp_path / "bad", ks=[0], pool=None, loop_trim=1))
+    trimmed = rows(evaluate(cfg(data, tmp_path / "trim", ks=[0], pool=None, loop_trim=2, max_new_tokens=40))
+                   / "predictions.jsonl")
+    assert [r["raw"] for r in trimmed] == [r["raw"] for r in raw]  # the same generations
+    from sicl.episodes.prompts import extract_answer, trim_loops
+
+    assert [r["prediction"] for r in trimmed] == [trim_loops(extract_answer(r["raw"]), 2) for r in raw]
+    assert any(t["prediction"] != r["prediction"] for t, r in zip(trimmed, raw, strict=True))  # the model loops
+
+
 def test_bad_manifest_is_one_line_error_and_writes_nothing(data, tmp_path, capsys):
     bad = write_rows(tmp_path / "bad.jsonl", [{"id": "a", "audio": "x.wav", "task": "asr", "target": "t"},
                                               "{not json"])

@@ -44,3 +44,24 @@ def test_extract_answer_maps_option_letters():
     assert prompts.extract_answer("(C) nine", choices=choices) == "nine"
     assert prompts.extract_answer("The answer is: A.", choices=choices) == "four"
     assert prompts.extract_answer("eight", choices=choices) == "eight"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("the lever works abtain abtain abtain abtain", "the lever works abtain"),  # a one-word loop
+    ("so the so the so the so the end", "so the end"),  # a two-word loop, text after it kept
+    ("It works. it works, IT WORKS! yes", "It works. yes"),  # case and punctuation do not hide a loop
+    ("very very good", "very very good"),  # two in a row is speech, not a loop
+    ("we saw the moon and the moon saw us", "we saw the moon and the moon saw us"),  # not consecutive
+    ("  spaced   text  kept ", "  spaced   text  kept "),  # nothing trimmed: returned exactly as given
+    ("", ""),
+])
+def test_trim_loops_collapses_three_or_more_consecutive_copies(text, expected):
+    assert prompts.trim_loops(text) == expected
+
+
+def test_trim_loops_threshold_and_off():
+    assert prompts.trim_loops("no no no", 0) == "no no no"  # off
+    assert prompts.trim_loops("very very good", 2) == "very good"
+    assert prompts.trim_loops("a b c d e f g h i a b c d e f g h i a b c d e f g h i") != "a b c d e f g h i"  # > 8
+    with pytest.raises(ValueError, match="0 \\(off\\) or >= 2"):
+        prompts.trim_loops("x", 1)

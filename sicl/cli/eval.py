@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="eval-set label (default: the --data file's folder name)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="generation budget for every task (default: asr/st 128, sqa/aqa 32)")
+    parser.add_argument("--loop-trim", type=int, default=3, metavar="N",
+                        help="ASR/ST: a span of up to 8 words repeated N or more times in a row keeps one copy (a "
+                             "degenerate loop; the raw text stays in each row's `raw`); 0: off (default: 3)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK if available)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default; 1 is much faster for small models on a "
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, limit=args.limit, method=args.method, eval_set=args.eval_set,
                      max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, preset=args.preset,
                      backend=args.backend, cache_dir=args.cache_dir, allow_download=args.allow_download,
-                     scorer=args.scorer, audio_tokenizer=args.audio_tokenizer)
+                     scorer=args.scorer, audio_tokenizer=args.audio_tokenizer, loop_trim=args.loop_trim)
     from sicl.guard import output_lock, stop_on_signals
 
     with output_lock(args.out, "sicl eval"), stop_on_signals():

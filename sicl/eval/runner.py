@@ -24,6 +24,7 @@ writes ``metrics.json`` and ``run.json``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import resource
@@ -39,7 +40,7 @@ import torch
 from sicl.data.audio import audio_duration, file_hash
 from sicl.data.manifest import Example, read_manifest
 from sicl.episodes.episode import Episode, estimated_tokens, prompt_order
-from sicl.episodes.prompts import extract_answer
+from sicl.episodes.prompts import extract_answer, trim_loops
 from sicl.errors import SiclError
 from sicl.eval.backends import GenerationBackend, load_backend, task_limit
 from sicl.eval.io import PredictionWriter, load_predictions, write_csv, write_json, write_jsonl
@@ -52,7 +53,9 @@ SWEEP_COLUMNS = ("k", "task", "metric", "value", "seconds_per_query", "prompt_to
 #: settings that must match when a run is resumed (anything that changes a prediction or the batches)
 RESUME_KEYS = ("model", "adapter", "data", "pool", "retriever", "pseudo_labeler", "embedder", "index",
                "exclude_same_speaker", "seed", "batch_size", "limit", "max_new_tokens", "dtype", "preset",
-               "backend")
+               "backend", "loop_trim")
+#: what a settings.json written before a key existed meant by it
+LEGACY_SETTINGS = {"loop_trim": 0}
 
 
 @dataclass
@@ -81,6 +84,9 @@ class EvalConfig:
     cache_dir: str | None = None
     allow_download: bool = False
     scorer: str = "official"  # sicl.eval.scorers: official | mimo-eval | lenient (not a resume key: scoring only)
+    #: ASR/ST predictions: a span repeated this many times in a row keeps one copy (0: off; the model's raw
+    #: text stays in each row's ``raw``): :func:`sicl.episodes.prompts.trim_loops`
+    loop_trim: int = 3
     #: MiMo-Audio-Tokenizer folder for clips without cached codes (code-based families only; not a resume key:
     #: a clip's codes are the same whichever run computed them)
     audio_tokenizer: str | None = None
@@ -226,16 +232,21 @@ def _check_outputs(out: Path, run_dirs: dict[int, Path], cfg: EvalConfig, resume
         if files and not resume:
             raise SiclError(f"{files[0]} already holds predictions: pass --resume to continue that run, "
                             f"or delete it to start over")
-    old = out / "settings.json"
-    if resume and old.exists():
-        import json
+    diff = settings_changed(out, cfg) if resume else {}
+    if diff:
+        raise SiclError(f"--resume with different settings than the run in {out} ("
+                        + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()) + ")")
 
-        before = json.loads(old.read_text(encoding="utf-8"))
-        now = _settings(cfg)
-        diff = [k for k in RESUME_KEYS if before.get(k) != now.get(k)]
-        if diff:
-            raise SiclError(f"--resume with different settings than the run in {out} ("
-                            + ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff) + ")")
+
+def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, Any]]:
+    """The settings that change predictions (:data:`RESUME_KEYS`) on which ``cfg`` differs from the run saved in
+    ``out`` (``{key: (before, now)}``; empty when they agree or nothing was saved there)."""
+    old = Path(out) / "settings.json"
+    if not old.exists():
+        return {}
+    before = {**LEGACY_SETTINGS, **json.loads(old.read_text(encoding="utf-8"))}
+    now = _settings(cfg)
+    return {k: (before.get(k), now.get(k)) for k in RESUME_KEYS if before.get(k) != now.get(k)}
 
 
 def _prediction_files(d: Path) -> list[Path]:
@@ -299,8 +310,9 @@ class ModelLabeler:
         self.known = known
         self.max_new_tokens = task_limit(cfg.max_new_tokens, "asr")
         adapter = model_fingerprint(cfg.adapter) if cfg.adapter else "none"
+        self.loop_trim = cfg.loop_trim  # the same answers as the zero-shot predictions it stands in for
         self.id = (f"eval:{backbone_id(cfg.model, cfg.allow_download)}:adapter={adapter}:preset={cfg.preset}"
-                   f":max_new_tokens={self.max_new_tokens}")
+                   f":max_new_tokens={self.max_new_tokens}" + (f":loop_trim={cfg.loop_trim}" if cfg.loop_trim else ""))
         self.generated = 0
 
     def label(self, examples: Sequence[Example], wavs: Sequence[Any]) -> list[str]:
@@ -311,7 +323,7 @@ class ModelLabeler:
                                                      target=None)) for i in todo]
             gens = self.backend.generate(eps)
             for i, g in zip(todo, gens, strict=True):
-                out[i] = extract_answer(g.text, self.backend.preset)
+                out[i] = trim_loops(extract_answer(g.text, self.backend.preset), self.loop_trim)
             self.generated += len(todo)
         return [o or "" for o in out]
 
@@ -322,6 +334,8 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
     (:func:`sicl.eval.backends.shared_tower_cache`) shares audio-tower outputs with other evaluations of
     the same base model in this process."""
     out = Path(cfg.out)
+    if cfg.loop_trim < 0 or cfg.loop_trim == 1:
+        raise SiclError(f"loop_trim must be 0 (off) or >= 2 repeats, got {cfg.loop_trim}")
     queries, pool, ks = load_inputs(cfg)
     sweep = len(ks) > 1
     run_dirs = {k: (out / f"k={k}" if sweep else out) for k in ks}
@@ -371,8 +385,6 @@ def _retrieval(cfg: EvalConfig, queries: list[Example], pool: list[Example], kma
                progress: bool) -> tuple[dict[str, list[str]], float]:
     """Demos for every query at ``kmax``, computed once by rank 0 and saved to ``retrievals.jsonl``
     (reused by ``--resume`` when it covers every query)."""
-    import json
-
     from sicl.retrieval.results import meta_path, read_retrievals, write_retrievals
     from sicl.retrieval.retrievers import RetrievalConfig, retrieve
 
@@ -452,8 +464,8 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
                 tb = time.perf_counter()
                 gens = backend.generate([episodes[i] for i in b])
                 share = (time.perf_counter() - tb) / len(b)
-                rows = [_row(episodes[i], g, backend.preset, share) for i, g in zip(b, gens, strict=True)
-                        if episodes[i].query.id not in done]
+                rows = [_row(episodes[i], g, backend.preset, share, cfg.loop_trim)
+                        for i, g in zip(b, gens, strict=True) if episodes[i].query.id not in done]
                 writer.write(rows)
                 made += len(rows)
                 if bar is not None:
@@ -483,9 +495,12 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
     return result
 
 
-def _row(ep: Episode, g: Any, preset: str, seconds: float) -> dict[str, Any]:
+def _row(ep: Episode, g: Any, preset: str, seconds: float, loop_trim: int = 0) -> dict[str, Any]:
     row = ep.query.to_dict()
-    row.update(prediction=extract_answer(g.text, preset, ep.query.choices), raw=g.text,
+    answer = extract_answer(g.text, preset, ep.query.choices)
+    if ep.query.task in ("asr", "st") and loop_trim:
+        answer = trim_loops(answer, loop_trim)
+    row.update(prediction=answer, raw=g.text,
                demos=[d.id for d in ep.demos], k=ep.k, prompt_audio_tokens=g.prompt_audio_tokens,
                prompt_text_tokens=g.prompt_text_tokens, generated_tokens=g.generated_tokens,
                seconds=round(seconds, 6))
