@@ -73,7 +73,7 @@ class StudyConfig:
         "help": "key=value overrides for every adapter's training config"})
     threads: int = field(default=0, metadata={
         "help": "torch CPU threads for training and evaluation (0: torch's default)"})
-    loop_trim: int = field(default=3, metadata={
+    loop_trim: int = field(default=0, metadata={
         "help": "ASR/ST predictions: a span repeated this many times in a row keeps one copy (0: off)"})
     backend: str = field(default="hf", metadata={
         "help": "evaluation engine: hf (transformers) | vllm (vLLM, one engine for every evaluation; make vllm-env)"})

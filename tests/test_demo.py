@@ -81,11 +81,11 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     assert main(["demo", "--out", str(out), "--size", "small", *changed]) != 0
     assert "another config (learning_rate differ)" in capsys.readouterr().err
     # a changed evaluation setting makes those evaluations again (the study owns its folders); adapters are kept
-    assert main(["demo", "--out", str(out), "--size", "small", *REDUCED, "loop_trim=0"]) == 0
+    assert main(["demo", "--out", str(out), "--size", "small", *REDUCED, "loop_trim=3"]) == 0
     again = capsys.readouterr().out
     assert "made with other settings (loop_trim); evaluating again" in again and "adapter reused" in again
     settings = json.loads((out / "eval" / "sicl-at2" / "aqa" / "settings.json").read_text())
-    assert settings["loop_trim"] == 0
+    assert settings["loop_trim"] == 3
 
 
 def _write(out, method, eval_set, k, metrics, sweep):

@@ -138,10 +138,11 @@ def test_loop_trim_is_a_resume_setting_and_old_runs_read_as_off(data, tmp_path):
     settings = json.loads((out / "settings.json").read_text())
     del settings["loop_trim"]  # as written before the setting existed: its predictions were never trimmed
     (out / "settings.json").write_text(json.dumps(settings))
-    assert settings_changed(out, cfg(data, out, ks=[0], pool=None, loop_trim=0, max_new_tokens=40)) == {}
-    assert settings_changed(out, cfg(data, out, ks=[0], pool=None, max_new_tokens=40)) == {"loop_trim": (0, 3)}
+    assert settings_changed(out, cfg(data, out, ks=[0], pool=None, max_new_tokens=40)) == {}  # default: off
+    changed = cfg(data, out, ks=[0], pool=None, loop_trim=3, max_new_tokens=40)
+    assert settings_changed(out, changed) == {"loop_trim": (0, 3)}
     with pytest.raises(SiclError, match="loop_trim: 0 -> 3"):
-        evaluate(cfg(data, out, ks=[0], pool=None, max_new_tokens=40), resume=True)
+        evaluate(changed, resume=True)
     with pytest.raises(SiclError, match="loop_trim must be 0"):
         evaluate(cfg(data, tmp_path / "bad", ks=[0], pool=None, loop_trim=1))
     trimmed = rows(evaluate(cfg(data, tmp_path / "trim", ks=[0], pool=None, loop_trim=2, max_new_tokens=40))

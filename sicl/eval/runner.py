@@ -84,9 +84,9 @@ class EvalConfig:
     cache_dir: str | None = None
     allow_download: bool = False
     scorer: str = "official"  # sicl.eval.scorers: official | mimo-eval | lenient (not a resume key: scoring only)
-    #: ASR/ST predictions: a span repeated this many times in a row keeps one copy (0: off; the model's raw
-    #: text stays in each row's ``raw``): :func:`sicl.episodes.prompts.trim_loops`
-    loop_trim: int = 3
+    #: ASR/ST predictions: a span repeated this many times in a row keeps one copy (0: off, the paper's plain
+    #: greedy output; the model's text stays in each row's ``raw``): :func:`sicl.episodes.prompts.trim_loops`
+    loop_trim: int = 0
     #: MiMo-Audio-Tokenizer folder for clips without cached codes (code-based families only; not a resume key:
     #: a clip's codes are the same whichever run computed them)
     audio_tokenizer: str | None = None
