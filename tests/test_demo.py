@@ -27,6 +27,9 @@ def test_the_shipped_study_config_loads_and_names_every_method_and_set():
     assert cfg.scorer == "official"  # the benchmarks' own rules (issue 20)
     with pytest.raises(ConfigError, match="scorer 'fancy' is not one of official, mimo-eval, lenient"):
         load_study(overrides=["scorer=fancy"])
+    assert cfg.loop_trim == 0  # plain greedy scoring, as the paper
+    with pytest.raises(ConfigError, match="loop_trim must be 0 \\(off\\) or >= 2 repeats, got 1"):
+        load_study(overrides=["loop_trim=1"])
 
 
 def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps(tmp_path, capsys):

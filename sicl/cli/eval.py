@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generation budget for every task (default: asr/st 128, sqa/aqa 32)")
     parser.add_argument("--loop-trim", type=int, default=0, metavar="N",
                         help="ASR/ST: a span of up to 8 words repeated N or more times in a row keeps one copy (a "
-                             "degenerate loop; the raw text stays in each row's `raw`), e.g. 3; 0: off, the plain greedy output "
-                             "(default: 0)")
+                             "degenerate loop; the raw text stays in each row's `raw`), e.g. 3; 0: off, the plain "
+                             "greedy output (default: 0)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK if available)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default; 1 is much faster for small models on a "

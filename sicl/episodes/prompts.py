@@ -108,9 +108,10 @@ def extract_answer(text: str, preset: str = "plain", choices: list[str] | None =
 
 
 def trim_loops(text: str, min_repeats: int = 3, max_span: int = 8) -> str:
-    """Collapse a degenerate loop in generated text: a span of 1..``max_span`` words said ``min_repeats`` or
-    more times in a row (``"so the so the so the so the"``) keeps its first copy (``sicl eval --loop-trim``). Words compare casefolded
-    without punctuation. ``min_repeats`` 0 turns it off; text with no such run comes back unchanged.
+    """Collapse a degenerate loop in generated text (``sicl eval --loop-trim``): a span of 1..``max_span`` words
+    said ``min_repeats`` or more times in a row (``"so the so the so the so the"``) keeps its first copy. Words
+    compare casefolded without punctuation. ``min_repeats`` 0 turns it off; text with no such run comes back
+    unchanged.
 
     Why by hand: ``transformers``' ``no_repeat_ngram_size`` and ``repetition_penalty`` act on the whole
     sequence, prompt included, so they would forbid copying a word from a demonstration's transcript, the
