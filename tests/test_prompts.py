@@ -49,6 +49,9 @@ def test_extract_answer_maps_option_letters():
 @pytest.mark.parametrize(("text", "expected"), [
     ("the lever works abtain abtain abtain abtain", "the lever works abtain"),  # a one-word loop
     ("so the so the so the so the end", "so the end"),  # a two-word loop, text after it kept
+    ("an button abtain abtain abtain abt", "an button abtain"),  # cut off by the token budget mid-copy
+    ("so the so the so the so", "so the"),
+    ("no no no nothing", "no nothing"),  # text after a loop is kept unless it is a cut-off copy
     ("It works. it works, IT WORKS! yes", "It works. yes"),  # case and punctuation do not hide a loop
     ("very very good", "very very good"),  # two in a row is speech, not a loop
     ("we saw the moon and the moon saw us", "we saw the moon and the moon saw us"),  # not consecutive

@@ -111,7 +111,8 @@ def trim_loops(text: str, min_repeats: int = 3, max_span: int = 8) -> str:
     """Collapse a degenerate loop in generated text (``sicl eval --loop-trim``): a span of 1..``max_span`` words
     said ``min_repeats`` or more times in a row (``"so the so the so the so the"``) keeps its first copy. Words
     compare casefolded without punctuation. ``min_repeats`` 0 turns it off; text with no such run comes back
-    unchanged.
+    unchanged. A loop that the token budget cut off mid-copy (``"... abtain abtain abtain abt"``) loses the
+    cut-off part too.
 
     Why by hand: ``transformers``' ``no_repeat_ngram_size`` and ``repetition_penalty`` act on the whole
     sequence, prompt included, so they would forbid copying a word from a demonstration's transcript, the
@@ -135,6 +136,9 @@ def trim_loops(text: str, min_repeats: int = 3, max_span: int = 8) -> str:
             if copies >= min_repeats:
                 step, trimmed = copies * n, True
                 out.extend(words[i:i + n])
+                rest = " ".join(keys[i + step:])
+                if rest and " ".join(keys[i:i + n]).startswith(rest):  # the loop cut off by the token budget
+                    step = len(words) - i
                 break
         else:
             out.append(words[i])
