@@ -95,10 +95,13 @@ def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
         raise ConfigError(f"{path or DEFAULT_CONFIG}: sweep_sets {unknown} are not eval sets ({names})")
     if any(k < 0 for k in cfg.sweep) or cfg.k < 1:
         raise ConfigError(f"{path or DEFAULT_CONFIG}: k must be >= 1 and sweep values >= 0")
+    from sicl.episodes.prompts import check_loop_trim
     from sicl.eval.scorers import SCORER_NAMES
 
-    if cfg.loop_trim < 0 or cfg.loop_trim == 1:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: loop_trim must be 0 (off) or >= 2 repeats, got {cfg.loop_trim}")
+    try:
+        check_loop_trim(cfg.loop_trim)
+    except ValueError as e:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: {e}") from None
     if cfg.scorer not in SCORER_NAMES:
         raise ConfigError(f"{path or DEFAULT_CONFIG}: scorer {cfg.scorer!r} is not one of {', '.join(SCORER_NAMES)}")
     for t in cfg.targets:

@@ -66,5 +66,5 @@ def test_trim_loops_threshold_and_off():
     assert prompts.trim_loops("no no no", 0) == "no no no"  # off
     assert prompts.trim_loops("very very good", 2) == "very good"
     assert prompts.trim_loops("a b c d e f g h i a b c d e f g h i a b c d e f g h i") != "a b c d e f g h i"  # > 8
-    with pytest.raises(ValueError, match="0 \\(off\\) or >= 2"):
+    with pytest.raises(ValueError, match="loop_trim must be 0 \\(off\\) or >= 2 repeats, got 1"):
         prompts.trim_loops("x", 1)

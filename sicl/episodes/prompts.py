@@ -107,6 +107,12 @@ def extract_answer(text: str, preset: str = "plain", choices: list[str] | None =
     return out
 
 
+def check_loop_trim(n: int) -> None:
+    """``--loop-trim`` / ``loop_trim`` values: 0 (off) or a run length of at least 2, else ValueError."""
+    if n < 0 or n == 1:
+        raise ValueError(f"loop_trim must be 0 (off) or >= 2 repeats, got {n}")
+
+
 def trim_loops(text: str, min_repeats: int = 3, max_span: int = 8) -> str:
     """Collapse a degenerate loop in generated text (``sicl eval --loop-trim``): a span of 1..``max_span`` words
     said ``min_repeats`` or more times in a row (``"so the so the so the so the"``) keeps its first copy. Words
@@ -121,8 +127,7 @@ def trim_loops(text: str, min_repeats: int = 3, max_span: int = 8) -> str:
     occurs 3 times, a run of three never (docs/evaluation.md, "Loop trimming")."""
     if min_repeats == 0:
         return text
-    if min_repeats < 2:
-        raise ValueError(f"min_repeats must be 0 (off) or >= 2, got {min_repeats}")
+    check_loop_trim(min_repeats)
     words = text.split()
     keys = [re.sub(r"\W+", "", w.casefold()) or w for w in words]
     out: list[str] = []

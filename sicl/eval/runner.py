@@ -40,7 +40,7 @@ import torch
 from sicl.data.audio import audio_duration, file_hash
 from sicl.data.manifest import Example, read_manifest
 from sicl.episodes.episode import Episode, estimated_tokens, prompt_order
-from sicl.episodes.prompts import extract_answer, trim_loops
+from sicl.episodes.prompts import check_loop_trim, extract_answer, trim_loops
 from sicl.errors import SiclError
 from sicl.eval.backends import GenerationBackend, load_backend, task_limit
 from sicl.eval.io import PredictionWriter, load_predictions, write_csv, write_json, write_jsonl
@@ -311,8 +311,9 @@ class ModelLabeler:
         self.max_new_tokens = task_limit(cfg.max_new_tokens, "asr")
         adapter = model_fingerprint(cfg.adapter) if cfg.adapter else "none"
         self.loop_trim = cfg.loop_trim  # the same answers as the zero-shot predictions it stands in for
+        trim = f":loop_trim={cfg.loop_trim}" if cfg.loop_trim else ""  # no suffix: the ids of earlier caches
         self.id = (f"eval:{backbone_id(cfg.model, cfg.allow_download)}:adapter={adapter}:preset={cfg.preset}"
-                   f":max_new_tokens={self.max_new_tokens}" + (f":loop_trim={cfg.loop_trim}" if cfg.loop_trim else ""))
+                   f":max_new_tokens={self.max_new_tokens}{trim}")
         self.generated = 0
 
     def label(self, examples: Sequence[Example], wavs: Sequence[Any]) -> list[str]:
@@ -334,8 +335,10 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
     (:func:`sicl.eval.backends.shared_tower_cache`) shares audio-tower outputs with other evaluations of
     the same base model in this process."""
     out = Path(cfg.out)
-    if cfg.loop_trim < 0 or cfg.loop_trim == 1:
-        raise SiclError(f"loop_trim must be 0 (off) or >= 2 repeats, got {cfg.loop_trim}")
+    try:
+        check_loop_trim(cfg.loop_trim)
+    except ValueError as e:
+        raise SiclError(str(e)) from None
     queries, pool, ks = load_inputs(cfg)
     sweep = len(ks) > 1
     run_dirs = {k: (out / f"k={k}" if sweep else out) for k in ks}
