@@ -84,6 +84,31 @@ def _items():
             Item("sqa", "two", tone(1.2), question="how many", choices=["one", "two"], transcript="two dogs")]
 
 
+def test_max_replay_makes_the_trainer_wait_for_fresh_clips(tiny):
+    import queue
+
+    _, processor = tiny
+    tok = processor.tokenizer
+    stream = D.ClipStream.__new__(D.ClipStream)  # a plain queue stands in for the synthesis workers
+    stream.q, stream.procs, stream.rng = queue.Queue(), [], __import__("random").Random(0)
+    stream.buffers, stream.buffer_size, stream.received, stream.drawn = {"audio": []}, 100, 0, 0
+    samples = [D.featurize(it, tok) for it in _items()]
+    for s in samples + samples[:1]:
+        stream.q.put(s)
+    assert stream.drain(0) == 4 and stream.received == 4
+    stream.batch(16, "single")
+    assert stream.drawn == 16 and stream.owed(0) == 0 and stream.owed(16) == 0
+    assert stream.owed(2.0) == 4 and stream.owed(3.0) == 2  # ceil(16 / 3) = 6 clips, 4 received
+    with pytest.raises(RuntimeError, match="workers died"):  # it waits for clips (none can come here)
+        stream.drain(stream.owed(2.0))
+    for s in samples + samples[:1]:
+        stream.q.put(s)
+    stream.drain(stream.owed(2.0))
+    assert stream.received == 8 and stream.owed(2.0) == 0
+    stream.batch(3, "chat", tok, (2, 2))  # a chat draws one clip per turn
+    assert stream.drawn == 22 and stream.owed(2.0) == 3
+
+
 def test_composed_chat_equals_the_chat_template_and_labels_every_answer(tiny):
     _, processor = tiny
     tok = processor.tokenizer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -238,6 +239,7 @@ class ClipStream:
         self.buffers: dict[str, list[Sample]] = {"audio": []}
         self.buffer_size = buffer_size
         self.received = 0
+        self.drawn = 0  # clips drawn from the buffer into batches (a chat draws several)
         self.rng = random.Random(seed)
 
     def drain(self, min_new: int = 0) -> int:
@@ -259,6 +261,14 @@ class ClipStream:
                 buf.append(s)
             else:  # replace a random old sample: the buffer keeps a mix of ages
                 buf[self.rng.randrange(self.buffer_size)] = s
+
+    def owed(self, max_replay: float) -> int:
+        """Fresh clips still to wait for so that clips drawn / clips received stays <= ``max_replay``
+        (0: never wait). On a GPU the trainer outruns synthesis by far, and unthrottled it would replay
+        each buffered clip dozens of times."""
+        if max_replay <= 0:
+            return 0
+        return max(0, math.ceil(self.drawn / max_replay) - self.received)
 
     @property
     def buffer(self) -> list[Sample]:
@@ -282,8 +292,11 @@ class ClipStream:
         buf = self.buffers["audio"]
         pick = lambda: buf[self.rng.randrange(len(buf))]  # noqa: E731
         if group != "chat":
+            self.drawn += size
             return [pick() for _ in range(size)]
-        return [compose_chat([pick() for _ in range(self.rng.randint(*clips))], tokenizer) for _ in range(size)]
+        chats = [[pick() for _ in range(self.rng.randint(*clips))] for _ in range(size)]
+        self.drawn += sum(len(c) for c in chats)
+        return [compose_chat(c, tokenizer) for c in chats]
 
     def close(self) -> None:
         self.stop.set()

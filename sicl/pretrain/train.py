@@ -67,6 +67,8 @@ class PretrainConfig:
     chunk: int = field(default=48, metadata={"help": "clips per generate_items call in a worker"})
     buffer_size: int = field(default=20000, metadata={"help": "replay buffer capacity (featurised examples)"})
     min_buffer: int = field(default=256, metadata={"help": "examples to wait for before the first step"})
+    max_replay: float = field(default=0.0, metadata={"help": "wait for synthesis whenever clips drawn into batches "
+                                                    "exceed this many times the fresh clips received (0: never)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast (weights and optimiser stay fp32)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads for training (0: leave default)"})
@@ -258,7 +260,7 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
         if stop_requested() is not None:  # SIGTERM/SIGINT: checkpoint below, then Interrupted (exit 128+sig)
             log.info("stop requested at step %d", state["step"])
             break
-        stream.drain(0)
+        stream.drain(stream.owed(cfg.max_replay))
         group = _group(cfg, state["step"], stream)
         samples = stream.batch(cfg.group_batch.get(group, cfg.batch_size), group, tok, tuple(cfg.chat_clips))
         batch = {k: v.to(dev, non_blocking=True) for k, v in data.collate(samples, tok.pad_token_id).items()}
