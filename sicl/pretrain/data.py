@@ -264,8 +264,8 @@ class ClipStream:
 
     def owed(self, max_replay: float) -> int:
         """Fresh clips still to wait for so that clips drawn / clips received stays <= ``max_replay``
-        (0: never wait). On a GPU the trainer outruns synthesis by far, and unthrottled it would replay
-        each buffered clip dozens of times."""
+        (0: never wait). On a GPU the trainer can draw clips far faster than the workers synthesise them
+        (tiny-omni v7's run: ~60 fresh clips/s, ~530 examples/s trained with the cap at 6)."""
         if max_replay <= 0:
             return 0
         return max(0, math.ceil(self.drawn / max_replay) - self.received)
