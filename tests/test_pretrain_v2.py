@@ -221,3 +221,60 @@ def test_hint_goes_before_the_instruction_and_is_scored(tiny):
     assert new, "no example speaks a listed new word"
     assert new_word_hit(items, [x.target for x in items]) == 1.0
     assert new_word_hit(items, [" ".join(w for w in x.target.split() if w in O.words()) for x in items]) == 0.0
+
+
+def test_shared_chat_labels_a_turn_only_once_its_made_up_words_were_spoken_before():
+    """tiny-omni v8's shared-word chats: a turn carries the loss only when each made-up word it speaks was
+    spoken (and so spelled) by an earlier turn; most later turns come back to an earlier turn's word."""
+    lexicon = set(O.words()) | O.domain_words() | T.ADULT_VOCAB | O.NUMBER_WORDS
+    rng = np.random.default_rng(4)
+    later = reused = labelled_later = 0
+    for _ in range(400):
+        turns = O.shared_chat(rng)
+        assert O.SHARED_CLIPS[0] <= len(turns) <= O.SHARED_CLIPS[1]
+        said: set[str] = set()
+        for i, (text, labelled) in enumerate(turns):
+            new = {w for w in text.split() if w not in lexicon}
+            assert labelled == (new <= said), (i, text, said)
+            if i:
+                later += 1
+                reused += bool(new & said)
+                labelled_later += labelled
+            else:
+                assert new and not labelled  # the first turn introduces a name: context, never scored
+            said |= new
+    assert reused / later > 0.7 and 0.6 < labelled_later / later < 0.95
+
+
+def test_shared_chats_come_whole_and_replay_whole(tiny):
+    import queue
+
+    from sicl.data.synth import pretrain_items as P
+
+    _, processor = tiny
+    tok = processor.tokenizer
+    items = P.generate_items("shared", 7, seed=3)
+    chat_ids = [it.meta["chat"] for it in items]
+    assert chat_ids == sorted(chat_ids) and all(chat_ids.count(c) >= 2 for c in set(chat_ids))
+    assert len({it.voice.speaker for it in items}) > 1 and all(it.task == "asr" for it in items)
+    chats = list(D._shared_chats(iter(items), tok, None, "plain"))
+    groups = [[it for it in items if it.meta["chat"] == c] for c in sorted(set(chat_ids))]
+    groups = [g for g in groups if any(it.meta["labelled"] for it in g)]
+    assert len(chats) == len(groups) >= 1
+    for chat, turns in zip(chats, groups, strict=True):
+        assert chat.kind == "shared" and len(chat.features) == len(chat.ctc) == len(turns)
+        scored = [it.target for it in turns if it.meta["labelled"]]
+        assert [tok.decode(chat.input_ids[a:b]) for a, b in chat.spans] == [f"{t}<|im_end|>" for t in scored]
+        assert not turns[0].meta["labelled"] and turns[0].target in tok.decode(chat.input_ids)  # context turn
+    stream = D.ClipStream.__new__(D.ClipStream)
+    stream.q, stream.procs, stream.rng = queue.Queue(), [], __import__("random").Random(0)
+    stream.buffers, stream.buffer_size, stream.received, stream.drawn = {"audio": []}, 100, 0, 0
+    stream.fresh_text = False
+    assert not stream.ready("shared")
+    for c in chats:
+        stream.q.put(c)
+    stream.drain(0)
+    assert stream.received == sum(len(c.features) for c in chats) and stream.buffers["audio"] == []
+    assert stream.ready("shared") and not stream.ready("single")
+    out = stream.batch(5, "shared")
+    assert all(c.kind == "shared" for c in out) and stream.drawn == sum(len(c.features) for c in out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import math
 import multiprocessing as mp
 import os
@@ -196,9 +197,10 @@ def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, k
         kind = rng.choices(kinds, weights)[0]
         chunk_seed = SEED_OFFSET + seed * 100_000_000 + rank * 1_000_000 + n
         n += 1
-        samples = (_featurized(item, tok, fe, preset, kind)
-                   for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude)
-                   if (item.meta or {}).get("category") != "age")  # child voices: never in pretraining
+        items = (item for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude)
+                 if (item.meta or {}).get("category") != "age")  # child voices: never in pretraining
+        samples = (_shared_chats(items, tok, fe, preset) if kind == "shared"
+                   else (_featurized(item, tok, fe, preset, kind) for item in items))
         for s in samples:
             while not stop.is_set() and os.getppid() == parent:
                 try:
@@ -212,6 +214,23 @@ def _featurized(item: Any, tok: Any, fe: Any, preset: str, kind: str) -> Sample:
     s = featurize(item, tok, fe, preset)
     s.kind = kind
     return s
+
+
+def _shared_chats(items: Any, tok: Any, fe: Any, preset: str) -> Any:
+    """One chat per run of consecutive items with the same ``meta["chat"]`` (the ``shared`` kind: clips that
+    share words, :func:`sicl.data.synth.open_text.shared_chat`); a turn that is not ``meta["labelled"]``
+    (it speaks a made-up word no earlier turn spelled) is context only: no loss on its answer. A chat with
+    no labelled turn is dropped."""
+    for _, turns in itertools.groupby(items, key=lambda it: (it.meta or {}).get("chat")):
+        turns = list(turns)
+        samples = [featurize(it, tok, fe, preset) for it in turns]
+        for it, s in zip(turns, samples, strict=True):
+            if not (it.meta or {}).get("labelled", True):
+                s.spans = []
+        if any(s.spans for s in samples):
+            chat = compose_chat(samples, tok)
+            chat.kind = "shared"
+            yield chat
 
 
 class ClipStream:
@@ -255,12 +274,15 @@ class ClipStream:
                     raise RuntimeError("all data workers died (see their traceback above)") from None
                 continue
             got += 1
-            self.received += 1
-            buf = self.buffers["audio"]
-            if len(buf) < self.buffer_size:
+            self.received += len(s.features)
+            # Shared-word chats come whole from the workers and are replayed whole (their own buffer, a
+            # quarter of the size); every other sample is one clip, combined into chats here.
+            name, cap = ("shared", max(1, self.buffer_size // 4)) if s.kind == "shared" else ("audio", self.buffer_size)
+            buf = self.buffers.setdefault(name, [])
+            if len(buf) < cap:
                 buf.append(s)
             else:  # replace a random old sample: the buffer keeps a mix of ages
-                buf[self.rng.randrange(self.buffer_size)] = s
+                buf[self.rng.randrange(cap)] = s
 
     def owed(self, max_replay: float) -> int:
         """Fresh clips still to wait for so that clips drawn / clips received stays <= ``max_replay``
@@ -277,18 +299,24 @@ class ClipStream:
     def ready(self, group: str) -> bool:
         if group == "text":
             return self.fresh_text
-        return bool(self.buffers["audio"])
+        return bool(self.buffers.get("shared" if group == "shared" else "audio"))
 
     def batch(self, size: int, group: str = "single", tokenizer: Any = None,
               clips: tuple[int, int] = (2, 5)) -> list[Sample]:
-        """``size`` examples of one group: ``single`` (one clip each), ``text`` (no audio) or ``chat``
-        (each a multi-turn chat of ``clips[0]..clips[1]`` unrelated buffered clips; needs ``tokenizer``)."""
+        """``size`` examples of one group: ``single`` (one clip each), ``text`` (no audio), ``chat``
+        (each a multi-turn chat of ``clips[0]..clips[1]`` unrelated buffered clips; needs ``tokenizer``) or
+        ``shared`` (buffered chats whose clips share words, the ``shared`` kind)."""
         if group == "text":
             from sicl.data.synth import open_text
 
             if not self.fresh_text or tokenizer is None:
                 raise ValueError("text batches need 'text' in the mix and a tokenizer")
             return [featurize_text(*open_text.text_example(self.text_rng), tokenizer) for _ in range(size)]
+        if group == "shared":
+            chats = self.buffers["shared"]
+            out = [chats[self.rng.randrange(len(chats))] for _ in range(size)]
+            self.drawn += sum(len(c.features) for c in out)
+            return out
         buf = self.buffers["audio"]
         pick = lambda: buf[self.rng.randrange(len(buf))]  # noqa: E731
         if group != "chat":

@@ -191,6 +191,45 @@ def probe_icl(model: Any, tokenizer: Any, items: list[Any], k: int = 3, seed: in
             "samples": [[r, h] for r, h in list(zip(refs, hyps, strict=True))[:3]]}
 
 
+def probe_shared(model: Any, tokenizer: Any, source: Any, n: int = 300, seed: int = EVAL_SEED + 50,
+                 device: str = "cpu", batch_size: int = 16, workers: int = 1) -> dict[str, Any]:
+    """Held-out chats whose clips share made-up words (``source``'s ``shared`` kind, tiny-omni v8): in each
+    chat the last turn that speaks a made-up word an earlier turn spoke is the query, after the earlier turns
+    with their gold transcripts; the same query is also asked alone. Returns WER and the share of those
+    made-up words spelled exactly (``hit``), with the context (``*_ctx``) and without (``*_alone``): the audio
+    analogue of the copying probe (the spelling is only in the context)."""
+    from sicl.data.synth.open_text import words
+
+    lexicon = set(words())
+    items = source.generate_items("shared", n, seed=seed, workers=workers, **getattr(source, "EVAL_OPTIONS", {}))
+    chats: dict[int, list] = {}
+    for it in items:
+        chats.setdefault(it.meta["chat"], []).append(it)
+    cases = []
+    for turns in chats.values():
+        for i in range(len(turns) - 1, 0, -1):
+            earlier = {w for t in turns[:i] for w in t.target.split()}
+            shared = [w for w in dict.fromkeys(turns[i].target.split()) if w in earlier and w not in lexicon]
+            if shared and turns[i].meta.get("labelled"):
+                cases.append((turns[:i], turns[i], shared))
+                break
+    if not cases:
+        return {"n": 0}
+    ctx = [chat_prompt_ids(tokenizer, [(t, t.target) for t in before] + [(q, None)]) for before, q, _ in cases]
+    alone = [chat_prompt_ids(tokenizer, [(q, None)]) for _, q, _ in cases]
+    out: dict[str, Any] = {"n": len(cases)}
+    queries = [q for _, q, _ in cases]
+    for name, prompts_ in (("ctx", ctx), ("alone", alone)):
+        hyps = generate_chats(model, tokenizer, prompts_, batch_size=batch_size, device=device)
+        hits = [w in set(re.findall(r"[a-z']+", h.lower())) for (_, _, ws), h in zip(cases, hyps, strict=True)
+                for w in ws]
+        out[f"wer_{name}"] = round(score("wer", queries, hyps), 4)
+        out[f"hit_{name}"] = round(float(np.mean(hits)), 4)
+        if name == "ctx":
+            out["samples"] = [[q.target, h] for q, h in list(zip(queries, hyps, strict=True))[:3]]
+    return out
+
+
 def probe_copy(model: Any, tokenizer: Any, n: int = 100, seed: int = 4242, device: str = "cpu",
                batch_size: int = 32, kind: str = "after") -> dict[str, Any]:
     """Text-only copying: a prompt lists five made-up words and asks for one of them back, the one after a cue
@@ -238,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     res["copy-prefix"] = probe_copy(model, processor.tokenizer, n=args.n, kind="prefix")
     if "adult" in items:
         res["adult-icl3"] = probe_icl(model, processor.tokenizer, items["adult"], k=3)
+    if "shared" in getattr(source, "KINDS", ()):
+        res["shared"] = probe_shared(model, processor.tokenizer, source, n=3 * args.n)
     for r in res.values():
         r.pop("all", None)
     print(json.dumps({k: {m: v for m, v in r.items() if m != "samples"} for k, r in res.items()}, indent=1))

@@ -213,7 +213,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     try:
         t0 = time.time()
         stream.drain(min(cfg.min_buffer, cfg.buffer_size))
-        log.info("replay buffer primed with %d clips in %.1fs; training on %s", len(stream.buffer),
+        log.info("replay buffer primed with %d clips in %.1fs; training on %s", stream.received,
                  time.time() - t0, _device_name(dev))
         with stop_on_signals():
             _loop(cfg, model, head, opt, stream, tok, dev, state, frames, eval_items, out, tqdm)
@@ -294,7 +294,7 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
         if cfg.eval_every_minutes and now - last_eval >= cfg.eval_every_minutes * 60:
             model.eval()
             quick = {k: v[:cfg.eval_periodic_n] for k, v in eval_items.items() if k in ("adult", "unheard", "context")}
-            res = _evaluate_all(cfg, model, tok, quick, dev, n_copy=cfg.eval_periodic_n)
+            res = _evaluate_all(cfg, model, tok, quick, dev, n_copy=cfg.eval_periodic_n, final=False)
             model.train()
             rec = {"step": state["step"], "minutes": round(state["minutes"], 2),
                    **{f"{k}_{m}": v[m] for k, v in res.items() for m in ("wer", "acc", "new_word_hit")
@@ -317,9 +317,11 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
 
 
 def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[str, list], dev: torch.device,
-                  n_copy: int = 100) -> dict[str, Any]:
+                  n_copy: int = 100, final: bool = True) -> dict[str, Any]:
     """The held-out sets, plus (``cfg.probes``) the copying probe and adult ASR after 3 random demonstrations."""
-    from sicl.pretrain.evaluate import probe_copy, probe_icl
+    import importlib
+
+    from sicl.pretrain.evaluate import probe_copy, probe_icl, probe_shared
 
     res = evaluate(model, tok, eval_items, device=dev.type, batch_size=cfg.eval_batch, bf16=cfg.bf16)
     if cfg.probes:
@@ -327,17 +329,24 @@ def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[st
         res["copy-prefix"] = probe_copy(model, tok, n=n_copy, device=dev.type, kind="prefix")
         if "adult" in eval_items:
             res["adult-icl3"] = probe_icl(model, tok, eval_items["adult"], k=3, device=dev.type)
+        source = importlib.import_module(cfg.source)
+        if final and "shared" in getattr(source, "KINDS", ()):  # (synthesises its chats: final check only)
+            res["shared"] = probe_shared(model, tok, source, n=3 * cfg.eval_n, device=dev.type,
+                                         workers=cfg.workers)
     return res
 
 
 def _group(cfg: PretrainConfig, step: int, stream: Any) -> str:
     """The batch group of a step (drawn from ``cfg.groups``, reproducible per step); single-clip batches
-    stand in while a group's buffer is still empty."""
+    (or, with none buffered yet, another group's) stand in while a group's buffer is still empty."""
     import random
 
     names = [g for g, w in cfg.groups.items() if w > 0]
     group = random.Random(cfg.seed * 1_000_003 + step).choices(names, [cfg.groups[g] for g in names])[0]
-    return group if stream.ready(group) else "single"
+    if stream.ready(group):
+        return group
+    # a group whose buffer is still empty: single clips stand in, or else any group that can be drawn
+    return next((g for g in ["single", *names] if stream.ready(g)), "single")
 
 
 def _processor(out: Path) -> Any:

@@ -370,3 +370,50 @@ def context_sentence(rng: np.random.Generator) -> tuple[str, str]:
             note.insert(int(rng.integers(len(note) + 1)), w)
         return " ".join(base), fmt.format(note=" ".join(note))
     return " ".join(base), fmt.format(words=", ".join(listed))
+
+
+# ------------------------------------------------- chats whose clips share words (tiny-omni v8)
+SHARED_CLIPS = (2, 5)  # clips per shared-word chat
+
+
+def shared_chat(rng: np.random.Generator, n_clips: int | None = None) -> list[tuple[str, bool]]:
+    """The sentences of one conversation whose clips share words: ``[(sentence, labelled), ...]``.
+
+    The audio analogue of the repeated spans that taught the language model to copy (:func:`text_example`):
+    a conversation keeps coming back to its own names and rare words, so a later clip speaks a word that an
+    earlier clip spoke and its transcript spelled. A made-up name's spelling cannot be known from sound alone;
+    it is only known once an earlier turn's transcript gave it, so a turn is ``labelled`` (carries the loss)
+    only when every made-up word it speaks was spoken in an earlier turn; the turns that introduce a name are
+    context, as the earlier turns of a chat are. Each chat also shares one or two rare heard words (spellable,
+    but seldom heard), and some later turns share nothing (so copying every earlier word is wrong). The
+    clips' voices are chosen by the caller (independently per clip). Not a retrieval episode: the turns are one
+    conversation's, with no query chosen among them and no instruction to look back."""
+    lo, hi = SHARED_CLIPS
+    n = n_clips or int(rng.integers(lo, hi + 1))
+    heard = heard_words()
+    tail = heard[2000:]
+    names = list(dict.fromkeys(spoken_nonce_word(rng) for _ in range(int(rng.integers(1, 4)))))
+    rare = [tail[int(i)] for i in rng.choice(len(tail), size=int(rng.integers(1, 3)), replace=False)]
+    said: set[str] = set()
+    out: list[tuple[str, bool]] = []
+    for turn in range(n):
+        sent = open_sentence(rng).split()
+        if turn and rng.random() < 0.15:  # an unrelated turn
+            out.append((" ".join(sent), True))
+            continue
+        known = [w for w in names if w in said]
+        fresh = [w for w in names if w not in said]
+        use: list[str] = []
+        if known:  # a later turn comes back to a name already spelled (the point of the chat)
+            use += [known[int(i)] for i in rng.choice(len(known), size=min(len(known), int(rng.integers(1, 3))),
+                                                      replace=False)]
+        if fresh and (not known or rng.random() < 0.3):
+            use.append(fresh[0])
+        if rng.random() < 0.6:
+            use.append(rare[int(rng.integers(len(rare)))])
+        for w in use:
+            sent.insert(int(rng.integers(len(sent) + 1)), w)
+        labelled = all(w in said for w in use if w in names)
+        said.update(use)
+        out.append((" ".join(sent), labelled))
+    return out

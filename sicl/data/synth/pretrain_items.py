@@ -8,6 +8,9 @@ with the open-vocabulary kinds of :mod:`open_text` and the wider voice populatio
 * ``adult``, ``translate``, ``sqa``, ``aqa``: the world's tasks, spoken by the wide population;
 * ``context``: contextual ASR: a text hint (a word list or a note) names made-up words the clip may speak
   (:func:`open_text.context_sentence`); the hint is ``meta["hint"]`` and goes before the instruction;
+* ``shared``: chats whose clips share words (:func:`open_text.shared_chat`): consecutive items with the same
+  ``meta["chat"]`` are one conversation's turns, in order, each clip in its own voice; ``meta["labelled"]`` says
+  whether the turn's transcript can be known (every made-up word it speaks was spoken in an earlier turn);
 * ``unheard``: ASR on sentences made only of words no pretraining clip speaks (evaluation only);
 * ``child-science``, ``child-reading``: the world's child kinds, as in ``items`` (evaluation only).
 """
@@ -23,11 +26,11 @@ from sicl.data.synth import items as I
 from sicl.data.synth import open_text as O
 from sicl.data.synth import voices as V
 
-KINDS = ("open", "context", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
+KINDS = ("open", "context", "shared", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
 #: what held-out sets are made with (``make_eval_items``): the world's own adult voices, so the adult, ST, SQA
 #: and AQA sets are exactly tiny-omni v1's held-out items and the numbers compare across versions
 EVAL_OPTIONS = {"voices": "world"}
-_OPEN_KINDS = {"open": lambda rng: (O.open_sentence(rng), None), "context": O.context_sentence,
+_OPEN_KINDS: dict[str, Any] = {"open": lambda rng: (O.open_sentence(rng), None), "context": O.context_sentence,
                "unheard": lambda rng: (O.unheard_sentence(rng), None)}
 
 
@@ -51,7 +54,7 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     if voices not in ("wide", "world"):
         raise ValueError(f"unknown voices {voices!r} (expected wide or world)")
     world = voices == "world" or kind == "unheard"
-    if kind not in _OPEN_KINDS:
+    if kind not in _OPEN_KINDS and kind != "shared":
         yield from I.iter_items(kind, n, seed, workers, exclude=exclude,
                                 speakers=speakers or (None if world else V.pretrain_population()), **options)
         return
@@ -60,6 +63,10 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     seen = set(exclude or ())
     plan: list[tuple[str, V.VoiceSpec]] = []
     hints: list[str | None] = []
+    metas: list[dict[str, Any]] = []
+    if kind == "shared":
+        _plan_chats(rng, n, seen, pop, plan, metas)
+        hints = [None] * n
     tries = 0
     while len(plan) < n:
         tries += 1
@@ -71,6 +78,7 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
         seen.add(text)
         plan.append((text, pop[int(rng.integers(len(pop)))]))
         hints.append(hint)
+        metas.append({})
     ids = options.get("ids") or [f"{kind}-{i:06d}" for i in range(n)]
     seeds = np.random.SeedSequence([seed, I._kind_code(kind), 1]).generate_state(n)
     jobs = [(t, v, int(s), None, name) for (t, v), s, name in zip(plan, seeds, ids, strict=True)]
@@ -78,15 +86,39 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     with I._pool(min(workers, len(chunks)) or 1) as pool:
         start = 0
         for results in pool.imap(I._synth_chunk, chunks):
-            for (text, voice), hint, (wav, dur), name in zip(plan[start:start + len(results)],
-                                                             hints[start:start + len(results)], results,
-                                                             ids[start:start + len(results)], strict=True):
-                meta = {"voice": {k: v for k, v in voice.to_dict().items() if k != "speaker"}}
+            for (text, voice), hint, extra, (wav, dur), name in zip(
+                    plan[start:start + len(results)], hints[start:start + len(results)],
+                    metas[start:start + len(results)], results, ids[start:start + len(results)], strict=True):
+                meta = {"voice": {k: v for k, v in voice.to_dict().items() if k != "speaker"}, **extra}
                 if hint:
                     meta["hint"] = hint
                 yield I.SynthItem(id=name, task="asr", wav=wav, voice=voice, target=text, speaker=voice.speaker,
                                   duration=round(dur, 3), meta=meta)
             start += len(results)
+
+
+def _plan_chats(rng: np.random.Generator, n: int, seen: set[str], pop: list[V.VoiceSpec],
+                plan: list[tuple[str, V.VoiceSpec]], metas: list[dict[str, Any]]) -> None:
+    """``n`` turns of shared-word chats (whole chats of 2 or more turns; the last one sized to fit), each
+    turn in a voice of its own; a chat with a held-out sentence is drawn again."""
+    lo, hi = O.SHARED_CLIPS
+    chat = tries = 0
+    while len(plan) < n:
+        tries += 1
+        if tries > 100 * n + 1000:
+            raise RuntimeError(f"cannot draw {n} distinct shared-chat sentences")
+        left = n - len(plan)
+        size = min(left, int(rng.integers(lo, hi + 1)))
+        if left - size == 1:
+            size = size + 1 if size < hi else size - 1
+        turns = O.shared_chat(rng, size)
+        if any(t in seen for t, _ in turns) or len({t for t, _ in turns}) < len(turns):
+            continue
+        for text, labelled in turns:
+            seen.add(text)
+            plan.append((text, pop[int(rng.integers(len(pop)))]))
+            metas.append({"chat": chat, "labelled": labelled})
+        chat += 1
 
 
 def generate_items(kind: str, n: int, seed: int, workers: int = 1, **options: Any) -> list[I.SynthItem]:
