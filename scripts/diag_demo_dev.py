@@ -12,7 +12,10 @@ model's own zero-shot transcripts, as the demo does) and gold labels (the oracle
 * TICL precision: the share of the 3 demonstrations from the query's own topic (``meta.topic``), pseudo vs gold;
 * the error split: word error rate on the domain words (child sets: the domain's vocabulary; adult: the query
   topic's rare words) and on all other reference words (substitutions and deletions count against the reference
-  word; insertions count as other-word errors).
+  word; insertions count as other-word errors);
+* the words a query shares with its 3 demonstrations' transcripts (their share of its reference words, and the
+  share of them the hypothesis contains; k=0 rows count the words of the gold-label demonstrations, asked
+  without them): does the model take a word from a demonstration?
 
 Results are reused when OUT already has them (``sicl eval --resume``).
 """
@@ -96,6 +99,26 @@ def precision(retrievals: Path, queries: dict[str, dict], pool: dict[str, dict],
     return round(sum(shares) / max(1, len(shares)), 3)
 
 
+def demo_word_hits(preds: list[dict], retrievals: Path, pool: dict[str, dict], k: int = 3) -> dict[str, float]:
+    """The query's reference words that its ``k`` demonstrations' transcripts also contain: their share of all
+    reference words (``in_demos``) and the share of them the hypothesis contains (``demo_word_hit``). For a k=0
+    run, pass the gold-label retrievals: the same words, asked without the demonstrations."""
+    demos = {r["id"]: r["demos"][:k] for r in rows(retrievals)}
+    total = inside = hit = 0
+    for r in preds:
+        if r["id"] not in demos:
+            continue
+        said = set(normalize_text(" ".join(pool[d]["target"] for d in demos[r["id"]]), "en").split())
+        hyp = set(normalize_text(r.get("prediction") or "", "en").split())
+        for w in normalize_text(r["target"], "en").split():
+            total += 1
+            if w in said:
+                inside += 1
+                hit += w in hyp
+    return {"in_demos": round(inside / total, 3) if total else None,
+            "demo_word_hit": round(hit / inside, 3) if inside else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", required=True)
@@ -115,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         m = json.loads((pdir / "metrics.json").read_text())
         rec = {"set": set_name, "model": name, "k": k, "labels": labels, "wer": m["asr"]["wer"],
                **error_split(set_name, preds)}
+        ret = pdir / "retrievals.jsonl"
+        ret = ret if ret.exists() else pdir.parent / "retrievals.jsonl"
         if k:
-            ret = pdir / "retrievals.jsonl"
-            rec["ticl_precision"] = precision(ret if ret.exists() else pdir.parent / "retrievals.jsonl", queries, pool)
+            rec["ticl_precision"] = precision(ret, queries, pool)
+        rec |= demo_word_hits(preds, ret if k else out / set_name / "base" / "gold" / "retrievals.jsonl", pool)
         results.append(rec)
         print(json.dumps(rec), flush=True)
 
@@ -141,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             record(set_name, name, 3, "gold", out / set_name / name / "gold" / "k=3", queries, pool)
     (out / "diag.json").write_text(json.dumps(results, indent=1) + "\n")
     seen: set = set()
-    lines = ["| set | model | k | TICL labels | WER | domain-word WER | other-word WER | TICL precision |",
-             "|---|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| set | model | k | TICL labels | WER | domain-word WER | other-word WER | TICL precision | "
+             "words in demos | of them spelled |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         key = (r["set"], r["model"], r["k"], r["labels"])
         if key in seen:
@@ -150,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         seen.add(key)
         lines.append(f"| {r['set']} | {r['model']} | {r['k']} | {r['labels']} | {r['wer']:.3f} | "
                      f"{r['domain_wer'] if r['domain_wer'] is not None else '-'} | {r['other_wer']} | "
-                     f"{r.get('ticl_precision', '-')} |")
+                     f"{r.get('ticl_precision', '-')} | {r['in_demos']} | {r['demo_word_hit']} |")
     (out / "diag.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

