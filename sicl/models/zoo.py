@@ -19,8 +19,8 @@ from sicl.errors import SiclError
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 BUILTINS: dict[str, str] = {
-    "tiny-omni": "a ~8 M-parameter Qwen2.5-Omni thinker pretrained on the synthetic world (v4: open vocabulary, "
-                 "several clips per prompt, in-context copying and contextual ASR)",
+    "tiny-omni": "a ~8 M-parameter Qwen2.5-Omni thinker pretrained on the synthetic world (v8: open vocabulary, "
+                 "several clips per prompt, in-context copying, contextual ASR, and chats whose clips share words)",
 }
 ENV_ALLOW = "SICL_ALLOW_DOWNLOAD"
 
