@@ -31,7 +31,7 @@ KINDS = ("open", "context", "shared", "adult", "translate", "sqa", "aqa", "unhea
 #: and AQA sets are exactly tiny-omni v1's held-out items and the numbers compare across versions
 EVAL_OPTIONS = {"voices": "world"}
 _OPEN_KINDS: dict[str, Any] = {"open": lambda rng: (O.open_sentence(rng), None), "context": O.context_sentence,
-               "unheard": lambda rng: (O.unheard_sentence(rng), None)}
+                               "unheard": lambda rng: (O.unheard_sentence(rng), None)}
 
 
 def tokenizer_corpus(seed: int, n: int) -> list[str]:
