@@ -297,3 +297,17 @@ def test_score_file_names_file_and_line(tmp_path):
         score_file(p)
     with pytest.raises(ManifestError, match="cannot open"):
         score_file(tmp_path / "missing.jsonl")
+
+
+def test_looping_outputs_counts_raw_loops_whatever_the_scorer():
+    rows = [{"id": "a", "task": "asr", "target": "the cat sat", "prediction": "the cat sat"},
+            {"id": "b", "task": "asr", "target": "a dog ran home",
+             "prediction": "a dog ran home home home home home"},
+            # already trimmed by --loop-trim: the raw output is what looped
+            {"id": "c", "task": "asr", "target": "so the bell rang", "prediction": "so the bell rang",
+             "raw": "so the so the so the so the bell rang"},
+            {"id": "d", "task": "asr", "target": "two two", "prediction": "two two"}]  # a run of two is speech
+    for scorer in ("official", "mimo-eval"):
+        assert score_rows(rows, scorer=scorer)["asr"]["looping_outputs"] == 2
+    st = [{"id": "s", "task": "st", "target": "le chat", "target_lang": "fr", "prediction": "le le le chat"}]
+    assert score_rows(st)["st"]["looping_outputs"] == 1

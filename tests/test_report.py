@@ -446,3 +446,16 @@ def test_report_says_which_scorer(tmp_path):
     write_run(tmp_path / "b" / "zs", "zero-shot", "aqa", 0, aqa(0.5))
     md = build_report([tmp_path / "b"], tmp_path / "rc")["report"].read_text()
     assert "Scored with `unnamed`: older metrics.json files that do not name their scorer" in md
+
+
+def test_looping_outputs_table_at_the_headline_k(tmp_path):
+    def loops(wer, n_loops):
+        return {"asr": {**asr(wer, n=60)["asr"], "looping_outputs": n_loops}}
+
+    write_run(tmp_path / "a" / "zs", "zero-shot", "child-science", 0, loops(0.5, 3))
+    write_sweep(tmp_path / "a" / "icl", "vanilla-icl", "child-science", {1: loops(0.6, 5), 3: loops(0.4, 1)})
+    md = build_report([tmp_path / "a"], tmp_path / "r")["report"].read_text()
+    section = md.split("## Looping outputs")[1].split("\n## ")[0]
+    assert "| zero-shot | 3 / 60 |" in section and "| vanilla-icl | 1 / 60 |" in section  # k=3, not k=1
+    write_run(tmp_path / "b" / "zs", "zero-shot", "child-science", 0, loops(0.5, 0))
+    assert "## Looping outputs" not in build_report([tmp_path / "b"], tmp_path / "r2")["report"].read_text()

@@ -188,3 +188,32 @@ def test_file_pseudo_labels_drive_ticl_and_name_missing_ids(tmp_path):
     preds.write_text('{"id": "q0"}\n')
     with pytest.raises(SiclError, match=r"predictions.jsonl:1: .*id and prediction"):
         FileLabeler(preds)
+
+
+def test_char_tfidf_finds_the_pool_item_a_misspelled_label_means(tmp_path):
+    import json
+
+    from sicl.retrieval.embed import CharTfidfEmbedder, make_text_embedder
+
+    texts = ["the caterpillar became a chrysalis", "the magnet pulls the iron filings",
+             "photosynthesis happens in the leaves", "the volcano erupted with lava"]
+    pool = make_corpus(tmp_path, texts)
+    queries = make_corpus(tmp_path, ["q-a", "q-b"], prefix="q", freqs=[900.0, 950.0])
+    preds = tmp_path / "predictions.jsonl"  # pseudo-labels that misspell the rare word and share no other word
+    preds.write_text(json.dumps({"id": "q0", "prediction": "a fotosinthesis thing"}) + "\n"
+                     + json.dumps({"id": "q1", "prediction": "cattapilar"}) + "\n")
+    config = RetrievalConfig(cache_dir=str(tmp_path / "cache"), pseudo_labeler=f"file:{preds}",
+                             embedder="char-tfidf")
+    out = retrieve(queries, pool, k=1, retriever="ticl", config=config)  # built from the config's name
+    assert [row[0][0] for row in out] == ["p2", "p0"]
+
+    emb = make_text_embedder("char-tfidf:256")
+    assert isinstance(emb, CharTfidfEmbedder) and emb.dim == 256
+    with pytest.raises(SiclError, match="before fit"):
+        emb.encode(["x"])
+    first = emb.fit(texts).id
+    vecs = emb.encode(texts)
+    assert vecs.shape == (4, 256) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert emb.fit(texts[:2]).id != first  # another pool, another IDF: cached vectors are not shared
+    with pytest.raises(SiclError, match="char-tfidf:<dimension>"):
+        make_text_embedder("char-tfidf:big")

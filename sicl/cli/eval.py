@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "transcript) | gold | hf-asr:<model> | file:<predictions.jsonl> (an earlier run's "
                              "predictions, e.g. the zero-shot run's) (default: %(default)s)")
     parser.add_argument("--embedder", default=None, metavar="E",
-                        help="sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)")
+                        help="text embedder: sentence-transformers name or folder, or char-tfidf[:dim] (character "
+                             "n-gram TF-IDF fitted on the pool) (default: packaged all-MiniLM-L6-v2)")
     parser.add_argument("--index", choices=INDEX_KINDS, default="exact", help="retrieval index (default: exact)")
     parser.add_argument("--exclude-same-speaker", action="store_true",
                         help="never use a demonstration by the query's speaker")

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="query text for ticl/ticl+: backbone | gold | hf-asr:<model> | "
                              "file:<predictions.jsonl> (default: %(default)s)")
     parser.add_argument("--embedder", default=None, metavar="E",
-                        help="sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)")
+                        help="text embedder: sentence-transformers name or folder, or char-tfidf[:dim] (character "
+                             "n-gram TF-IDF fitted on the pool) (default: packaged all-MiniLM-L6-v2)")
     parser.add_argument("--model", default=d.model, metavar="M",
                         help="backbone for pseudo-labels and audio vectors (default: %(default)s)")
     parser.add_argument("--index", choices=INDEX_KINDS, default=d.index,

@@ -9,7 +9,8 @@
   words); ``wer_utterance_capped`` is the paper's mean over utterances of ``min(1, utterance WER)``; ``cer`` is
   corpus CER over the normalised text (spaces removed first for zh/ja/th/yue/ko, where ``cer`` is the headline:
   ``primary`` says which one is). Rows whose reference is empty after normalisation are left out of WER/CER and
-  counted in ``skipped_empty_reference``; an empty prediction is all deletions.
+  counted in ``skipped_empty_reference``; an empty prediction is all deletions. ``looping_outputs`` (asr and
+  st) counts the outputs with a degenerate loop (:func:`looping_outputs`), whatever the scorer.
 - **st**: ``sacrebleu.corpus_bleu`` on the raw (detokenised, case-sensitive) text, tokenizer ``13a``; ``zh``
   for zh/yue targets; ``ja-mecab`` for ja when its extra dependencies are installed, otherwise ``char``; ``char``
   for th. The language is ``target_lang``.
@@ -315,13 +316,27 @@ def _task_metrics(task: str, rows: Sequence[Mapping[str, Any]], scorer: Scorer) 
         out = mimo_asr_metrics(rows) if rule.name == "mimo-mean-utterance-wer" else _asr_metrics(rows)
     else:
         out = _st_metrics(rows)
-    return {**out, "scorer": scorer.name, "rule": rule.name}
+    return {**out, "looping_outputs": looping_outputs(rows), "scorer": scorer.name, "rule": rule.name}
+
+
+def looping_outputs(rows: Sequence[Mapping[str, Any]]) -> int:
+    """How many outputs loop: a span of up to 8 words said 3 or more times in a row (the rule of
+    ``--loop-trim 3``, :func:`sicl.episodes.prompts.trim_loops`), counted on the raw output (``raw`` when a run
+    trimmed its predictions). One loop runs to the token budget and can add ~100 insertions, so on a
+    60-query set the corpus WER of two methods can differ by the count of their loops alone."""
+    from sicl.episodes.prompts import trim_loops
+
+    n = 0
+    for row in rows:
+        text = row.get("raw") or row.get("prediction") or ""
+        n += trim_loops(text, 3) != text
+    return n
 
 
 def _headline(task: str, m: Mapping[str, Any]) -> dict[str, Any]:
     keep = {"asr": ("n", "wer", "wer_utterance_capped", "cer", "primary", "skipped_empty_reference",
-                    "empty_predictions"),
-            "st": ("n", "bleu", "tokenize", "by_target_lang", "empty_predictions")}.get(
+                    "empty_predictions", "looping_outputs"),
+            "st": ("n", "bleu", "tokenize", "by_target_lang", "empty_predictions", "looping_outputs")}.get(
         task, ("n", "accuracy", "empty_predictions", "excluded"))
     return {k: m[k] for k in keep if k in m}
 

@@ -330,6 +330,30 @@ def _more_metrics(res: Results) -> list[str]:
     return ["## More metrics", "", "Each eval set's other quality metrics, as in Results.", "", *out] if out else []
 
 
+def _loops(res: Results) -> list[str]:
+    """Looping outputs per method and eval set at the headline k (metrics.json ``looping_outputs``, of ``n``)."""
+    sets = [e for e in res.eval_sets if "looping_outputs" in res.metrics("count", e)]
+    rows = []
+    for m in res.methods:
+        cells = []
+        for e in sets:
+            k = res.headline_k(m, e)
+            loops = None if k is None else res.value(m, e, k, "looping_outputs")
+            n = None if k is None else res.value(m, e, k, "n")
+            cells.append("—" if loops is None else f"{int(loops)} / {int(n)}" if n else f"{int(loops)}")
+        if any(c != "—" for c in cells):
+            rows.append([m, *cells])
+    if not rows or not any(res.value(r.method, r.eval_set, r.k, "looping_outputs") for r in res.rows
+                           if r.metric == "looping_outputs"):
+        return []
+    return ["## Looping outputs", "",
+            "Outputs in which a span of up to 8 words is said 3 or more times in a row (counted on the raw output), "
+            "of the queries scored, each method at its headline k. A loop runs to the token budget and can add "
+            "~100 insertions, so on a small eval set a few loops can decide a corpus WER comparison; "
+            "`--loop-trim 3` / `loop_trim: 3` scores without them (docs/evaluation.md).", "",
+            _table(["method", *sets], rows), ""]
+
+
 def _breakdowns(res: Results) -> list[str]:
     names = [n for n in res.metrics("breakdown") if is_quality(n.partition("[")[0])]
     if not names:
@@ -439,6 +463,7 @@ def render_markdown(runs: list[Run], res: Results, title: str, notes: list[str],
         out += ["No method was run at more than one k.", ""]
     out += _cost(res)
     out += _more_metrics(res)
+    out += _loops(res)
     out += _breakdowns(res)
     out += _settings(runs, res, list(warnings or []), out_dir)
     return "\n".join(out).rstrip("\n") + "\n"

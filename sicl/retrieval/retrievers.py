@@ -45,7 +45,8 @@ class RetrievalConfig:
                                 metadata={"help": "backbone | gold | hf-asr:<model> (query text for ticl/ticl+)"})
     model: str = field(default="tiny-omni", metadata={"help": "backbone for pseudo-labels and audio vectors"})
     embedder: str | None = field(default=None, metadata={
-        "help": "sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2)"})
+        "help": "sentence-transformers name or folder (default: packaged all-MiniLM-L6-v2), or char-tfidf[:dim] "
+                "(character n-gram TF-IDF, IDF fitted on the pool)"})
     index: str = field(default="exact", metadata={"help": "exact | hnsw | ivf (approximate, large pools)"})
     rerank_factor: int = field(default=10, metadata={"help": "ticl+: rerank the top k x this text neighbours"})
     rerank_depth: int | None = field(default=None, metadata={"help": "ticl+: fixed candidate count instead"})
@@ -151,7 +152,7 @@ def _random(q: Example, members: list[int], banned: set[int], pool: Sequence[Exa
 
 
 def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tuple[np.ndarray, np.ndarray]:
-    from sicl.retrieval.embed import TextEmbedder, embed_texts
+    from sicl.retrieval.embed import embed_texts, make_text_embedder
     from sicl.retrieval.pseudo_label import make_labeler, pseudo_labels
 
     for ex in pool:
@@ -170,8 +171,11 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
                                cfg.cache_dir, cfg.batch_size, progress)
         for i, text in zip(speech, labels, strict=True):
             q_text[i] = text
-    embedder = embedder or TextEmbedder(cfg.embedder, allow_download=cfg.allow_download, device=cfg.device)
-    p_vec = embed_texts([retrieval_text(ex) or "" for ex in pool], embedder, cfg.cache_dir, progress=progress)
+    embedder = embedder or make_text_embedder(cfg.embedder, allow_download=cfg.allow_download, device=cfg.device)
+    pool_text = [retrieval_text(ex) or "" for ex in pool]
+    if hasattr(embedder, "fit"):  # a lexical embedder learns its IDF from the texts it searches
+        embedder.fit(pool_text)
+    p_vec = embed_texts(pool_text, embedder, cfg.cache_dir, progress=progress)
     q_vec = embed_texts([t or "" for t in q_text], embedder, cfg.cache_dir, progress=progress)
     return q_vec, p_vec
 
