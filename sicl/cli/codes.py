@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sicl.cli import threads_arg
+
 #: MiMo-Audio's codebook sizes for the 8 codebooks the LLM reads (the "empty" id of each is this size).
 MIMO_CODEBOOK_SIZES = (1024, 1024, 128, 128, 128, 128, 128, 128)
 
@@ -38,7 +40,7 @@ EXAMPLES = [
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", "--manifest", dest="manifest", required=True, nargs="+", metavar="M.jsonl",
                         help="JSON Lines manifest(s) of the clips to encode (--manifest is the old name)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for --tokenizer (0: default)")
+    parser.add_argument("--threads", type=threads_arg, default=0, help="torch CPU threads for --tokenizer (0: default)")
     parser.add_argument("--out", default=None,
                         help="code cache folder (default: $SICL_MIMO_CODES; the backbone's default is "
                              "<model folder>/sicl_codes)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sicl.cli import threads_arg
 from sicl.eval.scorers import DEFAULT_SCORER, SCORER_NAMES
 from sicl.retrieval.index import INDEX_KINDS
 from sicl.retrieval.retrievers import RETRIEVERS
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "degenerate loop; the raw text stays in each row's `raw`), e.g. 3; 0: off, the plain "
                              "greedy output (default: 0)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK if available)")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=threads_arg, default=0,
                         help="torch CPU threads (0: torch's default; 1 is much faster for small models on a "
                              "CPU that other jobs share, see docs/evaluation.md)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),

@@ -12,6 +12,7 @@ import dataclasses
 import sys
 import time
 
+from sicl.cli import threads_arg
 from sicl.data.audio import file_hash
 from sicl.data.manifest import read_manifest
 from sicl.retrieval.index import INDEX_KINDS
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=d.device,
                         help="where the pseudo-labeler and embedders run: auto (CUDA when present, bf16) | cpu | "
                              "cuda:N (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=threads_arg, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--cache-dir", default=None, help="cache root (default: $SICL_CACHE or ~/.cache/sicl)")
     parser.add_argument("--allow-download", action="store_true", help="allow hub downloads of named models")
 

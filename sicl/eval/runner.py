@@ -41,7 +41,7 @@ from sicl.data.audio import audio_duration, file_hash
 from sicl.data.manifest import Example, read_manifest
 from sicl.episodes.episode import Episode, estimated_tokens, prompt_order
 from sicl.episodes.prompts import check_loop_trim, extract_answer, trim_loops
-from sicl.errors import SiclError
+from sicl.errors import AudioError, SiclError
 from sicl.eval.backends import GenerationBackend, load_backend, task_limit
 from sicl.eval.io import PredictionWriter, load_predictions, write_csv, write_json, write_jsonl
 from sicl.guard import check_stop
@@ -194,6 +194,8 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
         raise SiclError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     if cfg.limit is not None and cfg.limit < 1:
         raise SiclError(f"--limit must be >= 1, got {cfg.limit}")
+    if cfg.max_new_tokens is not None and cfg.max_new_tokens < 1:
+        raise SiclError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
     from sicl.models.zoo import resolve_model
 
     resolve_model(cfg.model, allow_download=cfg.allow_download)  # a bad --model fails before anything is written
@@ -202,6 +204,9 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
         if not (adapter / "adapter_config.json").is_file():
             what = "does not exist" if not adapter.exists() else "holds no adapter_config.json (not a PEFT adapter)"
             raise SiclError(f"--adapter {cfg.adapter}: {what}")
+        from sicl.models.lora import check_adapter_files
+
+        check_adapter_files(adapter)
     queries = read_manifest(cfg.data, require_target=True)
     if cfg.limit is not None:
         queries = queries[:cfg.limit]
@@ -215,7 +220,59 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
         if not cfg.pool:
             raise SiclError(f"k={ks[-1]} needs a demonstration pool (--pool MANIFEST)")
         pool = read_manifest(cfg.pool, require_target=True)
+        _check_pool_size(queries, pool, ks[-1], cfg)
+    check_audio_headers(queries, cfg.data)
+    if pool:
+        check_audio_headers(pool, cfg.pool)
     return queries, pool, ks
+
+
+def _check_pool_size(queries: list[Example], pool: list[Example], kmax: int, cfg: EvalConfig) -> None:
+    """Fail before any generation (a k=0 run first, in a sweep) when the pool cannot give some query ``kmax``
+    demonstrations of its task: the retriever's own check (after leakage filtering) stays the exact one."""
+    from sicl.retrieval.retrievers import _describe, _group_key
+
+    groups: dict[Any, list[Example]] = {}
+    for ex in pool:
+        groups.setdefault(_group_key(ex), []).append(ex)
+    for q in queries:
+        members = groups.get(_group_key(q), [])
+        eligible = sum(ex.id != q.id and not (cfg.exclude_same_speaker and q.speaker and ex.speaker == q.speaker)
+                       for ex in members)
+        if eligible < kmax:
+            raise SiclError(f"{cfg.pool}: k={kmax} is larger than the {eligible} {_describe(_group_key(q))} pool "
+                            f"items eligible as demonstrations for query {q.id!r} of {cfg.data}")
+
+
+def check_audio_headers(examples: Sequence[Example], manifest: str | Path) -> None:
+    """Every clip's header is readable and holds samples, checked before anything is written (libsndfile reads
+    headers only: cheap next to decoding). The error names the manifest, the line and the id."""
+    from sicl.errors import AudioError
+
+    for ex in examples:
+        try:
+            seconds = audio_duration(ex.audio) if Path(ex.audio).is_file() else None
+        except AudioError as e:
+            problem = str(e)
+        else:
+            if seconds is None:
+                problem = f"{ex.audio}: audio file not found" if not Path(ex.audio).is_dir() else \
+                    f"{ex.audio}: is a folder, not an audio file"
+            elif seconds <= 0:
+                problem = f"{ex.audio}: audio is empty (0 samples)"
+            else:
+                continue
+        raise SiclError(f"{manifest}:{_line_of(manifest, ex.id)}: id {ex.id!r}: {problem}")
+
+
+def _line_of(manifest: str | Path, row_id: str) -> str:
+    """The line of ``row_id`` in ``manifest`` (only on the error path: one more pass over the file)."""
+    from sicl.data.manifest import iter_lines
+
+    for line_no, obj, _ in iter_lines(manifest):
+        if isinstance(obj, dict) and obj.get("id") == row_id:
+            return str(line_no)
+    return "?"
 
 
 def _settings(cfg: EvalConfig) -> dict[str, Any]:
@@ -346,14 +403,14 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
     eval_set = cfg.eval_set or Path(cfg.data).resolve().parent.name
     dist = Dist()
     try:
-        if dist.main:
-            write_json(out / "settings.json", _settings(cfg))
         device = cfg.device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
         backend = load_backend(cfg.backend, model=cfg.model, adapter=cfg.adapter, device=device, dtype=cfg.dtype,
                                preset=cfg.preset, allow_download=cfg.allow_download,
                                **({"audio_tokenizer": cfg.audio_tokenizer} if cfg.audio_tokenizer else {}),
                                max_new_tokens=cfg.max_new_tokens,
                                **({"tower_cache": tower_cache} if tower_cache is not None else {}))
+        if dist.main:  # after the model and adapter loaded: a load failure leaves nothing behind
+            write_json(out / "settings.json", _settings(cfg))
         lengths = _Lengths(getattr(getattr(backend, "backbone", None), "audio_tokens_per_second", 25.0))
         common = {"eval_set": eval_set, "model": cfg.model, "adapter": cfg.adapter, "data": cfg.data,
                   "pool": cfg.pool, "retriever": cfg.retriever, "pseudo_labeler": cfg.pseudo_labeler,
@@ -442,8 +499,11 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
 
     def work() -> dict[str, Any]:
         done: set[str] = set()
+        by_id = {ep.query.id: ep.query for ep in episodes}
         for f in _prediction_files(run_dir):
-            done.update(r["id"] for r in load_predictions(f, repair=(f == own)))
+            for r in load_predictions(f, repair=(f == own)):
+                _check_saved_row(r, by_id.get(r["id"]), f, cfg.data)
+                done.add(r["id"])
         batches = batches_for(episodes, cfg.batch_size, lengths)
         mine = batches[dist.rank::dist.world]
         backend.plan([d for b in mine for i in b for d in episodes[i].demos])
@@ -465,7 +525,13 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
                 if all(episodes[i].query.id in done for i in b):
                     continue
                 tb = time.perf_counter()
-                gens = backend.generate([episodes[i] for i in b])
+                try:
+                    gens = backend.generate([episodes[i] for i in b])
+                except AudioError as e:
+                    ids = ", ".join(repr(episodes[i].query.id) for i in b)
+                    raise SiclError(f"{e} (a clip of queries {ids} of {cfg.data} or of their demonstrations; "
+                                    f"{already + made} predictions saved in {own}: fix the clip, then --resume)"
+                                    ) from None
                 share = (time.perf_counter() - tb) / len(b)
                 rows = [_row(episodes[i], g, backend.preset, share, cfg.loop_trim)
                         for i, g in zip(b, gens, strict=True) if episodes[i].query.id not in done]
@@ -496,6 +562,22 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
     if not dist.main:  # the other ranks need the zero-shot labels too only for retrieval, done by rank 0
         result = {"predictions": [""] * len(episodes)}
     return result
+
+
+#: manifest fields a saved prediction must still share with its query for ``--resume`` to keep it
+_SAVED_FIELDS = ("task", "target", "audio", "question", "choices", "lang", "target_lang")
+
+
+def _check_saved_row(row: dict[str, Any], query: Example | None, path: Path, data: str) -> None:
+    """A prediction saved by an earlier run is kept only if its query's manifest row is unchanged: an edited
+    target or clip under the same id would otherwise be scored against the old gold."""
+    if query is None:
+        return  # a row outside this run's queries (e.g. past --limit) is ignored, as before
+    now = query.to_dict()
+    changed = [k for k in _SAVED_FIELDS if (row.get(k) or None) != (now.get(k) or None)]
+    if changed:
+        raise SiclError(f"{path}: the saved prediction for {row['id']!r} was made for another version of its row "
+                        f"in {data} ({', '.join(changed)} changed): delete the run folder to start over")
 
 
 def _row(ep: Episode, g: Any, preset: str, seconds: float, loop_trim: int = 0) -> dict[str, Any]:

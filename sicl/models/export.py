@@ -31,6 +31,9 @@ def check_adapter(adapter: str | Path) -> Path:
     if missing:
         what = "does not exist" if not adapter.exists() else f"is not a PEFT adapter (no {', '.join(missing)})"
         raise SiclError(f"--adapter {adapter}: {what}")
+    from sicl.models.lora import check_adapter_files
+
+    check_adapter_files(adapter)
     return adapter
 
 

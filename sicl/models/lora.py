@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from sicl.errors import SiclError
+
 #: Every linear layer of the LLM's decoder blocks (attention and MLP).
 LLM_LINEAR_REGEX = (r"^(?:.*\.)?(?:language_model|model)\.layers\.\d+\."
                     r"(?:self_attn\.(?:q|k|v|o)_proj|mlp\.(?:gate|up|down)_proj)$")
@@ -47,8 +49,40 @@ def apply_lora(model: Any, settings: LoraSettings | None = None) -> PeftModel:
     return peft_model
 
 
+def check_adapter_files(path: str | Path) -> dict[str, Any]:
+    """Read a saved adapter folder's ``adapter_config.json`` and its safetensors header without loading any
+    weights; a broken or truncated file is a one-line error naming it. Returns the adapter config."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    cfg_file = path / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SiclError(f"{path}: not a PEFT adapter (no adapter_config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SiclError(f"{cfg_file}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise SiclError(f"{cfg_file}: expected a JSON object")
+    weights = path / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise SiclError(f"{path}: no adapter_model.safetensors (sicl saves and loads adapters as safetensors only)")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            if not list(f.keys()):
+                raise SiclError(f"{weights}: holds no tensors")
+    except SiclError:
+        raise
+    except Exception as e:  # safetensors raises its own error type for truncated or corrupt headers
+        raise SiclError(f"{weights}: cannot read ({str(e).splitlines()[0][:160]})") from None
+    return cfg
+
+
 def load_adapter(model: Any, path: str | Path, trainable: bool = False) -> PeftModel:
     """Attach a saved adapter folder (``adapter_config.json`` + safetensors)."""
+    check_adapter_files(path)
     peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     if trainable:
         _freeze_all_but_lora(peft_model)

@@ -227,6 +227,9 @@ def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str
         prefixed = any(seen.get(n, 0) > 1 for n, x in v.items() if n != "n" and _number(x) is not None)
         for name, val in v.items():
             x = _number(val)
+            if x is None and (is_quality(name) or name == "n") and val is not None \
+                    and not (isinstance(val, float) and math.isnan(val)):
+                raise ReportError(f"{where}: {task}.{name} is {json.dumps(val)}, not a number")
             full = f"{task}/{name}" if seen.get(name, 0) > 1 else name
             if x is not None:
                 out.append((full, x, "quality" if is_quality(name) else "count", task))
