@@ -459,3 +459,19 @@ def test_looping_outputs_table_at_the_headline_k(tmp_path):
     assert "| zero-shot | 3 / 60 |" in section and "| vanilla-icl | 1 / 60 |" in section  # k=3, not k=1
     write_run(tmp_path / "b" / "zs", "zero-shot", "child-science", 0, loops(0.5, 0))
     assert "## Looping outputs" not in build_report([tmp_path / "b"], tmp_path / "r2")["report"].read_text()
+
+
+def test_a_target_line_names_the_loop_counts_behind_it(tmp_path):
+    def loops(wer, n_loops):
+        return {"asr": {**asr(wer, n=60)["asr"], "looping_outputs": n_loops}}
+
+    write_run(tmp_path / "a" / "zs", "zero-shot", "child-reading", 0, loops(0.445, 4))
+    write_sweep(tmp_path / "a" / "at", "sicl-at3", "child-reading", {3: loops(0.271, 0)}, adapter="models/at3")
+    t = Target(label="<= 0.6 x zero-shot", eval_set="child-reading", metric="wer", method="sicl-at*",
+               baseline="zero-shot", factor=0.6)
+    res = Results(collect_results([tmp_path / "a"]))
+    sentence = check_target(res, t).sentence
+    assert sentence.endswith("Looping outputs: sicl-at3 0, zero-shot 4.")
+    write_run(tmp_path / "b" / "zs", "zero-shot", "child-reading", 0, loops(0.445, 0))
+    write_sweep(tmp_path / "b" / "at", "sicl-at3", "child-reading", {3: loops(0.271, 0)}, adapter="models/at3")
+    assert "Looping" not in check_target(Results(collect_results([tmp_path / "b"])), t).sentence
