@@ -32,10 +32,14 @@ def run(args: argparse.Namespace) -> int:
     report = validate_manifest(args.manifest, max_seconds=args.max_seconds, check_audio=not args.no_audio,
                                require_target=args.require_target, progress=sys.stderr.isatty())
     for p in report.problems:
-        print(f"{args.manifest}:{p}")
-    bad_lines = len({p.line for p in report.problems})
+        # line 0 is the file as a whole (e.g. no rows at all): no line to name
+        print(f"{args.manifest}: {p.message}" if p.line == 0 else f"{args.manifest}:{p}")
     if report.ok:
         print(f"{args.manifest}: OK, {report.rows} rows")
         return 0
+    if report.rows == 0:
+        print(f"{args.manifest}: {len(report.problems)} problem(s), no rows to check")
+        return 1
+    bad_lines = len({p.line for p in report.problems if p.line > 0})
     print(f"{args.manifest}: {len(report.problems)} problem(s) on {bad_lines} of {report.rows} rows")
     return 1

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sicl.atomic import atomic_open
 from sicl.errors import ManifestError
@@ -71,13 +71,13 @@ def parse_row(obj: Any, base: Path | None = None) -> tuple[Example | None, list[
     ``None`` when a problem makes it unusable."""
     problems: list[str] = []
     if not isinstance(obj, dict):
-        return None, [f"row is a JSON {type(obj).__name__}, expected an object"]
+        return None, [f"row is a JSON {json_type_name(obj)}, expected an object"]
     for name in REQUIRED:
         if name not in obj or obj[name] is None or obj[name] == "":
             problems.append(f"missing required field '{name}'")
     for name in _STR_FIELDS:
         if name in obj and obj[name] is not None and not isinstance(obj[name], str):
-            problems.append(f"field '{name}' must be a string, got {type(obj[name]).__name__}")
+            problems.append(f"field '{name}' must be a string, got {json_type_name(obj[name])}")
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
         problems.append(f"unknown field(s) {', '.join(map(repr, unknown))} (put free-form data in 'meta')")
@@ -113,30 +113,63 @@ def parse_row(obj: Any, base: Path | None = None) -> tuple[Example | None, list[
     return ex, []
 
 
+def json_type_name(value: Any) -> str:
+    """The JSON name of a decoded value's type (``null``, ``true``, ``string``, ...), for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def json_error(e: json.JSONDecodeError) -> str:
+    """``invalid JSON (MESSAGE at column N)``; json's messages may already end in 'at'."""
+    msg = e.msg[:-3] if e.msg.endswith(" at") else e.msg
+    return f"invalid JSON ({msg} at column {e.colno})"
+
+
+def _raw_lines(fh: BinaryIO) -> Iterator[bytes]:
+    """Lines as bytes without their ending; ``\n``, ``\r\n`` and a lone ``\r`` each end a line (as text
+    mode's universal newlines do). Splitting bytes is safe: no byte of a multi-byte UTF-8 character is
+    below 0x80."""
+    for chunk in fh:
+        if chunk.endswith(b"\n"):
+            chunk = chunk[:-1]
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+        yield from chunk.split(b"\r") if b"\r" in chunk else (chunk,)
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield ``(line_number, decoded_json_or_None, error_or_None)`` for each non-blank line."""
+    """Yield ``(line_number, decoded_json_or_None, error_or_None)`` for each non-blank line. Each line is
+    decoded on its own, so a bad byte is reported on its own line and the lines around it are still read."""
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")
     except OSError as e:
         raise ManifestError(f"{path}: cannot open manifest ({e.strerror})") from None
     with fh:
-        line_no = 0
-        while True:
-            line_no += 1
+        for line_no, raw in enumerate(_raw_lines(fh), start=1):
             try:
-                line = fh.readline()
-            except UnicodeDecodeError:
-                yield line_no, None, "line is not valid UTF-8"
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = f"bad byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line"
+                yield line_no, None, f"line is not valid UTF-8 ({bad})"
                 continue
-            if not line:
-                break
             if not line.strip():
                 continue
             try:
                 yield line_no, json.loads(line), None
             except json.JSONDecodeError as e:
-                yield line_no, None, f"invalid JSON ({e.msg} at column {e.colno})"
+                yield line_no, None, json_error(e)
 
 
 def read_manifest(path: str | Path, require_target: bool = False) -> list[Example]:

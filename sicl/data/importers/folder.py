@@ -51,8 +51,11 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
         header_line = fh.readline()
         fh.seek(0)
         delim = _delimiter(table, header_line)
-        # TSVs are read without quote handling (as Common Voice's), CSVs with standard quoting.
-        reader = csv.reader(fh, delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL)
+        # TSVs are read without quote handling (as Common Voice's), CSVs with standard quoting. Strict: a
+        # malformed quote is an error, and a row spanning lines (an unterminated quote) is refused below.
+        reader = csv.reader(fh, delimiter=delim, strict=True,
+                            quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL)
+        start = 1  # line on which the row being read starts
         try:
             header = [c.strip() for c in next(reader, [])]
             missing = [c for c in ("file", "text") if c not in header]
@@ -61,8 +64,15 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                                 f"(header has: {', '.join(h for h in header if h) or 'nothing'}; "
                                 "a header line is required)")
             col = {name: i for i, name in enumerate(header)}
-            for values in reader:
-                where = f"{table}:{reader.line_num}"
+            while True:
+                start = reader.line_num + 1
+                values = next(reader, None)
+                if values is None:
+                    break
+                where = f"{table}:{start}"
+                if reader.line_num != start or any("\n" in v or "\r" in v for v in values):
+                    raise SiclError(f"{where}: a field runs over several lines (unterminated quote?); "
+                                    "each row must be on one line")
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) > len(header):
@@ -81,7 +91,8 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                                 lang=text(row.get("lang")) or args.lang,
                                 speaker=text(row.get("speaker")) or None), where)
         except csv.Error as e:
-            raise SiclError(f"{table}:{reader.line_num}: {e}") from None
+            why = "unterminated quote (the row never ends)" if "end of data" in str(e) else f"malformed row ({e})"
+            raise SiclError(f"{table}:{start}: {why}") from None
         except UnicodeDecodeError as e:
             raise SiclError(f"{table}: not valid UTF-8 ({e.reason})") from None
     return out
