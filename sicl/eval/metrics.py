@@ -283,7 +283,9 @@ def _choice_metrics(rows: Sequence[Mapping[str, Any]], scorer: Scorer) -> dict[s
 def _row_problem(row: Any) -> str | None:
     """Why a prediction row cannot be scored, or None."""
     if not isinstance(row, Mapping):
-        return f"row is a JSON {type(row).__name__}, expected an object"
+        from sicl.data.manifest import json_type_name
+
+        return f"row is a JSON {json_type_name(row)}, expected an object"
     task = row.get("task")
     if task not in TASKS:
         return f"field 'task' must be one of {', '.join(TASKS)}, got {task!r}"

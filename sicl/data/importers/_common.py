@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sicl.data.audio import SAMPLE_RATE, load_audio
-from sicl.data.manifest import Example, parse_row, write_manifest
+from sicl.data.manifest import Example, json_error, parse_row, write_manifest
 from sicl.errors import AudioError, SiclError
 
 PROG = "sicl prepare"
@@ -149,7 +149,7 @@ def read_json_records(path: Path) -> list[tuple[str, Any]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise SiclError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            raise SiclError(f"{path}:{e.lineno}: {json_error(e)}") from None
         return [(f"{path} item {i}", obj) for i, obj in enumerate(data)]
     if stripped.startswith("{") and path.suffix.lower() == ".json":
         # A single object may wrap the list (e.g. {"data": [...]}); accept the one list value it holds.
@@ -170,7 +170,7 @@ def read_json_records(path: Path) -> list[tuple[str, Any]]:
         try:
             records.append((f"{path}:{line_no}", json.loads(line)))
         except json.JSONDecodeError as e:
-            raise SiclError(f"{path}:{line_no}: invalid JSON ({e.msg} at column {e.colno})") from None
+            raise SiclError(f"{path}:{line_no}: {json_error(e)}") from None
     return records
 
 
