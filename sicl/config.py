@@ -2,7 +2,10 @@
 
 YAML is parsed with ``yaml.safe_load`` (data, never code). Every field of a config dataclass documents
 itself with ``field(metadata={"help": ...})``; unknown keys and values of the wrong type are errors that
-name the key. Nested dataclasses are addressed with dots (``lora.r=16``).
+name the key and where it came from (the file, or the command-line override). Nested dataclasses are
+addressed with dots (``lora.r=16``). A config class may define ``config_problems()``, yielding
+``(key, problem)`` for values out of range; the first one is an error that names its source, raised while
+the config is loaded (before any model or output).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of keys to values")
-    cli: set[str] = set()
+    cli: dict[str, str] = {}  # key -> the override as written, for messages
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -47,21 +50,33 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
-        cli.add(key.strip())
+        cli[key.strip()] = item
     where = str(path) if path else "config"
     for key, why in getattr(cls, "IGNORED_KEYS", {}).items():
         # a value other than the default would be silently ignored (a saved, resolved config holds the default)
         if _has_dotted(data, key) and _get_dotted(data, key) != _default_of(cls, key):
             raise ConfigError(f"{'command line' if key in cli else where}: {key} is not used here ({why})")
-    token = _CLI_KEYS.set(frozenset(cli))
+    token = _CLI_KEYS.set(types.MappingProxyType(cli))
     try:
         return _build(cls, data, where=where)
     finally:
         _CLI_KEYS.reset(token)
 
 
-# Keys given on the command line while a config is built, so an error names the right source.
-_CLI_KEYS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("sicl_cli_keys", default=frozenset())
+# Keys given on the command line while a config is built (key -> override as written), so an error names
+# the right source.
+_CLI_KEYS: contextvars.ContextVar[typing.Mapping[str, str]] = contextvars.ContextVar(
+    "sicl_cli_keys", default=types.MappingProxyType({}))
+
+
+def _bad(where: str, key: str, problem: str) -> ConfigError:
+    """``KEY PROBLEM``, attributed to the override that set ``key`` (``override max_steps=ten: ...``), else
+    to the file ``where``."""
+    cli = _CLI_KEYS.get()
+    for k, item in cli.items():  # `lora={r: 0}` sets lora.r, `tasks=[...]` tasks[0].pool
+        if key == k or key.startswith((k + ".", k + "[")):
+            return ConfigError(f"override {item}: {key} {problem}")
+    return ConfigError(f"{where}: {key} {problem}")
 
 
 def _get_dotted(data: dict[str, Any], key: str) -> Any:
@@ -125,9 +140,13 @@ def _build(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> 
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", where)
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
+    check = getattr(obj, "config_problems", None)
+    for key, problem in check() if check is not None else ():
+        raise _bad(where, prefix + key, problem)
+    return obj
 
 
 def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
@@ -144,29 +163,34 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
                 return _coerce(arg, value, key, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value for {key}")
+        if errors:
+            raise ConfigError(errors[0])
+        raise _bad(where, key, "has a bad value")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key} must be a mapping")
+            raise _bad(where, key, "must be a mapping")
         return _build(tp, value, where, prefix=key + ".")
     if origin in (list, tuple):
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             value = [value]  # `k=3` for a list field means [3]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: {key} must be a list")
+            raise _bad(where, key, "must be a list")
         items = [_coerce(item_tp, v, key, where) for v in value]
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key} must be a mapping")
+            raise _bad(where, key, "must be a mapping")
         return value
     if tp is Any:
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        raise _bad(where, key, f"must be true or false, got {value!r}")
+    if isinstance(value, bool) and typing.get_origin(tp) is not typing.Literal:
+        # bool is an int subclass: `max_steps: true` must not read as 1
+        raise _bad(where, key, f"must be {getattr(tp, '__name__', tp)}, got {value!r}")
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):
@@ -179,9 +203,9 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
     if tp is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
     if typing.get_origin(tp) is typing.Literal:
-        if value in typing.get_args(tp):
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             return value
-        raise ConfigError(f"{where}: {key} must be one of {typing.get_args(tp)}, got {value!r}")
+        raise _bad(where, key, f"must be one of {typing.get_args(tp)}, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{where}: {key} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    raise _bad(where, key, f"must be {getattr(tp, '__name__', tp)}, got {value!r}")

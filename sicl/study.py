@@ -24,7 +24,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,11 @@ class StudyConfig:
         "help": "evaluation engine: hf (transformers) | vllm (vLLM, one engine for every evaluation; make vllm-env)"})
     targets: list[Target] = field(default_factory=list, metadata={
         "help": "targets checked on the results (sicl.report.Target: eval_set, metric, method, baseline, factor, ...)"})
+
+    def config_problems(self) -> Iterator[tuple[str, str]]:
+        """``(key, problem)`` for :func:`sicl.config.load_config`, which names the file or override."""
+        if self.threads < 0:
+            yield "threads", f"must be >= 0 (0: torch's default), got {self.threads}"
 
 
 def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:

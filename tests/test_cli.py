@@ -43,3 +43,17 @@ def test_the_input_manifest_is_data_everywhere_and_old_names_still_work(capsys):
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "sicl", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("sicl ")
+
+
+def test_a_closed_stdout_pipe_is_no_traceback(tmp_path):
+    """`sicl score ... | head` when head has gone: exit 141 (SIGPIPE's code), nothing on stderr."""
+    import subprocess
+    import sys
+
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"id": "a", "task": "asr", "target": "the cat", "prediction": "the cat"}\n')
+    p = subprocess.Popen([sys.executable, "-m", "sicl", "score", str(preds)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before sicl writes (it is still importing)
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err, err

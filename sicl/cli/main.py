@@ -54,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras and isinstance(getattr(args, "overrides", None), list) and not any(a.startswith("-") for a in extras):
+        # `key=value` after an option (`sicl train C.yaml --resume max_steps=5`): argparse fills a `*` positional
+        # only once, so later ones come back unparsed; they are overrides, in the order given
+        args.overrides.extend(extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not args.command:
         parser.print_help()
         return 2
@@ -68,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     except SiclError as e:
         print(f"sicl {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (`sicl score ... | head`): no traceback; stdout is pointed at /dev/null so the
+        # interpreter's final flush does not fail again (the recipe in Python's signal module docs)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
     except OSError as e:
         err = disk_error(e)
         if err is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from sicl.cli import threads_arg
 from sicl.config import field_help
 
 #: shown at the end of --help
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG.yaml", help="training config (configs/demo, configs/paper)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help=f"config overrides, values as YAML (keys: {keys}; nested: lora.r=16)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads while training (same as the key threads=N)")
+    parser.add_argument("--threads", type=threads_arg, default=None,
+                        help="torch CPU threads while training, 0: torch's default (same as the key threads=N)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint-N in output_dir (same config)")
 

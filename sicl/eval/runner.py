@@ -230,17 +230,17 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
 def _check_pool_size(queries: list[Example], pool: list[Example], kmax: int, cfg: EvalConfig) -> None:
     """Fail before any generation (a k=0 run first, in a sweep) when the pool cannot give some query ``kmax``
     demonstrations of its task: the retriever's own check (after leakage filtering) stays the exact one."""
-    from sicl.retrieval.retrievers import _describe, _group_key
+    from sicl.retrieval.retrievers import describe_group, group_key
 
     groups: dict[Any, list[Example]] = {}
     for ex in pool:
-        groups.setdefault(_group_key(ex), []).append(ex)
+        groups.setdefault(group_key(ex), []).append(ex)
     for q in queries:
-        members = groups.get(_group_key(q), [])
+        members = groups.get(group_key(q), [])
         eligible = sum(ex.id != q.id and not (cfg.exclude_same_speaker and q.speaker and ex.speaker == q.speaker)
                        for ex in members)
         if eligible < kmax:
-            raise SiclError(f"{cfg.pool}: k={kmax} is larger than the {eligible} {_describe(_group_key(q))} pool "
+            raise SiclError(f"{cfg.pool}: k={kmax} is larger than the {eligible} {describe_group(group_key(q))} pool "
                             f"items eligible as demonstrations for query {q.id!r} of {cfg.data}")
 
 

@@ -78,10 +78,10 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
         if not ex.target:
             raise SiclError(f"pool item {ex.id!r} has no target: demonstrations need their answers")
     groups = _groups(pool)
-    q_groups = [_group_key(q) for q in queries]
+    q_groups = [group_key(q) for q in queries]
     for q, g in zip(queries, q_groups, strict=True):
         if g not in groups:
-            raise SiclError(f"query {q.id!r}: the pool has no {_describe(g)} items to use as demonstrations")
+            raise SiclError(f"query {q.id!r}: the pool has no {describe_group(g)} items to use as demonstrations")
     q_hash = audio_hashes(queries, cfg.cache_dir, progress)
     p_hash = audio_hashes(pool, cfg.cache_dir, progress)
     guard = LeakageGuard(pool, p_hash, cfg.exclude_same_speaker)
@@ -90,7 +90,7 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
         eligible = len(groups[g]) - len(b.intersection(groups[g]))
         if eligible < k:
             raise SiclError(f"k={k} is larger than the {eligible} eligible pool items for query {q.id!r} "
-                            f"({_describe(g)} items, minus the query itself"
+                            f"({describe_group(g)} items, minus the query itself"
                             f"{' and its speaker' if cfg.exclude_same_speaker else ''})")
     if retriever == "random":
         return [_random(q, groups[g], b, pool, k, cfg.seed) for q, g, b in zip(queries, q_groups, banned, strict=True)]
@@ -114,11 +114,12 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
 
 
 # ------------------------------------------------------------------------------------------- grouping
-def _group_key(ex: Example) -> tuple[str, str | None]:
+def group_key(ex: Example) -> tuple[str, str | None]:
+    """Which pool items can be a query's demonstrations: same task, and for ST the same target language."""
     return ex.task, (ex.target_lang if ex.task == "st" else None)
 
 
-def _describe(key: tuple[str, str | None]) -> str:
+def describe_group(key: tuple[str, str | None]) -> str:
     task, lang = key
     return f"{task} (into {lang})" if lang else task
 
@@ -126,7 +127,7 @@ def _describe(key: tuple[str, str | None]) -> str:
 def _groups(pool: Sequence[Example]) -> dict[tuple[str, str | None], list[int]]:
     out: dict[tuple[str, str | None], list[int]] = defaultdict(list)
     for i, ex in enumerate(pool):
-        out[_group_key(ex)].append(i)
+        out[group_key(ex)].append(i)
     return dict(out)
 
 

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.augment import augment_queries
-from sicl.data.manifest import read_manifest
+from sicl.data.manifest import Example, iter_lines, read_manifest
 from sicl.episodes.episode import estimated_tokens
 from sicl.errors import SiclError
 from sicl.guard import check_stop, stop_requested
@@ -35,6 +35,7 @@ from sicl.models.lora import apply_lora, merged_lora_forward, trainable_paramete
 from sicl.models.registry import load_backbone
 from sicl.models.tower_cache import TowerCache
 from sicl.retrieval import retrieve
+from sicl.retrieval.retrievers import retrieval_text
 from sicl.train.episodes import EpisodeDataset, EpisodeSampler, TaskData
 from sicl.train.sicl_at_config import TrainConfig
 from sicl.versions import versions
@@ -163,13 +164,17 @@ def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
         raise SiclError("config has no tasks (tasks: [{name, queries, pool, weight}])")
     out = []
     for spec in cfg.tasks:
-        queries = read_manifest(spec.queries)
+        queries = read_manifest(spec.queries, require_target=True)  # the loss is on the query's target
         if k_max == 0:
             out.append(TaskData(spec.name, spec.weight, queries + _augmented(cfg, spec.name, queries)))
             continue
         if not spec.pool:
             raise SiclError(f"task {spec.name!r}: k={cfg.k} needs a demo pool (pool: MANIFEST)")
-        pool = read_manifest(spec.pool)
+        pool = read_manifest(spec.pool, require_target=True)  # a demonstration shows its answer
+        if cfg.retrieval.retriever in ("ticl", "ticl+"):  # text retrieval: name the row that lacks its text
+            gold = cfg.retrieval.pseudo_labeler == "gold"
+            _check_retrieval_text(spec.queries, [q for q in queries if gold or q.task not in ("asr", "st")], "query")
+            _check_retrieval_text(spec.pool, pool, "pool item")
         lists = retrieve(queries, pool, k=k_max, config=cfg.retrieval)
         ranked = {q.id: [pid for pid, _ in row] for q, row in zip(queries, lists, strict=True)}
         # A perturbed copy keeps its source's demonstrations: retrieving for the copy could return the
@@ -178,6 +183,19 @@ def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
         ranked.update({c.id: ranked[c.meta["augmented_from"]] for c in copies})
         out.append(TaskData(spec.name, spec.weight, queries + copies, pool, ranked))
     return out
+
+
+def _check_retrieval_text(path: str, examples: Sequence[Example], what: str) -> None:
+    """A one-line ``MANIFEST:LINE: id ...`` error for the first example without the text TICL matches by."""
+    for ex in examples:
+        if retrieval_text(ex):
+            continue
+        field = "question" if ex.task not in ("asr", "st") else "target" if ex.task == "asr" else "transcript"
+        line = next((n for n, obj, _ in iter_lines(path) if isinstance(obj, dict) and obj.get("id") == ex.id), None)
+        gold = " (retrieval.pseudo_labeler gold uses it as the query's text)" if field != "question" and \
+            what == "query" else ""
+        raise SiclError(f"{path}{f':{line}' if line else ''}: id {ex.id!r}: {what} has no {field} to retrieve "
+                        f"demonstrations by{gold}")
 
 
 def _augmented(cfg: TrainConfig, task: str, queries: list) -> list:
@@ -250,6 +268,8 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
 def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> EpisodeTrainer:
     k = list(cfg.k)
     train_device(cfg.device)  # a device this machine lacks fails here, before data or model loading
+    if cfg.threads is not None and cfg.threads < 0:  # load_config refuses it; a TrainConfig built in code too
+        raise SiclError(f"threads must be >= 0 (0: torch's default), got {cfg.threads}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)  # LoRA initialisation

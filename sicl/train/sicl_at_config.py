@@ -7,6 +7,8 @@ targets, demo order.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -85,3 +87,72 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={
         "help": "trainer loggers (tensorboard, none, ...)"})
     preset: str = field(default="plain", metadata={"help": "prompt preset (sicl.episodes.prompts)"})
+
+    def config_problems(self) -> Iterator[tuple[str, str]]:
+        """``(key, problem)`` for values out of range (:func:`sicl.config.load_config` raises the first one):
+        checked while the config loads, before any manifest, model or output."""
+        if not self.tasks:
+            yield "tasks", "is empty: training needs at least one task ([{name, queries, pool, weight}])"
+        if len(self.k) not in (1, 2) or min(self.k) < 0 or self.k[0] > self.k[-1]:
+            yield "k", f"must be one value or a range [min, max] with 0 <= min <= max, got {list(self.k)}"
+            return
+        weights = [t.weight for t in self.tasks]
+        for i, t in enumerate(self.tasks):
+            if not math.isfinite(t.weight) or t.weight < 0:
+                yield f"tasks[{i}].weight", f"must be >= 0, got {t.weight} (task {t.name!r})"
+            if max(self.k) > 0 and not t.pool:
+                yield f"tasks[{i}].pool", f"is missing: k={list(self.k)} needs a demo pool (task {t.name!r})"
+        if self.tasks and sum(weights) <= 0:
+            yield "tasks", f"weights must not all be 0, got {weights}"
+        yield from _at_least(self, 1, "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                             "save_steps", "logging_steps", "group_batches")
+        yield from _at_least(self, 0, "warmup_steps", "seed")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            yield "max_prompt_tokens", f"must be >= 1 (or null: no budget), got {self.max_prompt_tokens}"
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            yield "save_total_limit", f"must be >= 1 (or null: keep every checkpoint), got {self.save_total_limit}"
+        if self.threads is not None and self.threads < 0:
+            yield "threads", f"must be >= 0 (0: torch's default), got {self.threads}"
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            yield "learning_rate", f"must be a number > 0, got {self.learning_rate}"
+        for name in ("weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                yield name, f"must be a number >= 0, got {value}"
+        problem = scheduler_problem(self.lr_scheduler_type)
+        if problem:
+            yield "lr_scheduler_type", problem
+        if self.lora.r < 1:
+            yield "lora.r", f"must be >= 1, got {self.lora.r}"
+        if not (math.isfinite(self.lora.alpha) and self.lora.alpha > 0):
+            yield "lora.alpha", f"must be > 0, got {self.lora.alpha}"
+        if not (0 <= self.lora.dropout < 1):
+            yield "lora.dropout", f"must be >= 0 and < 1, got {self.lora.dropout}"
+
+
+def _at_least(cfg: TrainConfig, low: int, *names: str) -> Iterator[tuple[str, str]]:
+    for name in names:
+        if getattr(cfg, name) < low:
+            yield name, f"must be >= {low}, got {getattr(cfg, name)}"
+
+
+#: transformers schedules that need settings this config does not pass (an error at the first step)
+_SCHEDULERS_NOT_HERE = {
+    "reduce_lr_on_plateau": "needs an evaluation during training, which sicl train does not run",
+    "cosine_with_min_lr": "needs lr_scheduler_kwargs (min_lr), which this config does not set",
+    "cosine_warmup_with_min_lr": "needs lr_scheduler_kwargs (min_lr), which this config does not set",
+    "warmup_stable_decay": "needs lr_scheduler_kwargs (num_decay_steps), which this config does not set",
+}
+
+
+def scheduler_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable ``lr_scheduler_type`` (None when it is): one of transformers'
+    ``SchedulerType`` values that works with the settings this config passes."""
+    from transformers.trainer_utils import SchedulerType
+
+    usable = [s.value for s in SchedulerType if s.value not in _SCHEDULERS_NOT_HERE]
+    if name in usable:
+        return None
+    why = f"{name!r} {_SCHEDULERS_NOT_HERE[name]}" if name in _SCHEDULERS_NOT_HERE \
+        else f"{name!r} is not a transformers scheduler"
+    return f"{why}; use one of {', '.join(usable)}"
