@@ -32,7 +32,7 @@ def load_audio(
     """
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"{path}: audio file not found")
+        raise AudioError(f"{path}: {'is a folder, not an audio file' if path.is_dir() else 'audio file not found'}")
     try:
         with sf.SoundFile(str(path)) as f:
             native_sr = f.samplerate
