@@ -15,18 +15,21 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sicl.data.audio import SAMPLE_RATE, load_audio
-from sicl.data.manifest import Example, json_error, parse_row, write_manifest
+from sicl.data.manifest import Example, json_error, json_type_name, parse_row, write_manifest
 from sicl.errors import AudioError, SiclError
 
 PROG = "sicl prepare"
@@ -53,8 +56,13 @@ class Scan:
     dropped: Counter[str] = field(default_factory=Counter)
     #: (where, problem) for rows that cannot become a valid manifest row; errors under --strict.
     bad_rows: list[tuple[str, str]] = field(default_factory=list)
-    #: files the importer wrote (embedded audio); removed again if the import fails.
-    created: list[Path] = field(default_factory=list)
+    #: final path -> where the importer actually wrote it (see :meth:`stage`). Files are moved into place
+    #: only when the import succeeds, so a failed run never deletes or overwrites an earlier run's audio.
+    created: dict[Path, Path] = field(default_factory=dict)
+    #: target folder -> its temporary staging folder (and whether the target folder already existed).
+    staging: dict[Path, tuple[Path, bool]] = field(default_factory=dict)
+    #: (row, problem) for rows whose audio the importer already found unreadable (e.g. a missing file).
+    bad_audio: list[tuple[Candidate, str]] = field(default_factory=list)
     #: rows whose decoded audio is shorter than this are dropped (MyST's --min-seconds).
     min_seconds: float = 0.0
 
@@ -68,6 +76,71 @@ class Scan:
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
+
+    def stage(self, target: Path) -> Path:
+        """Where to write extracted audio that should end up at ``target``: a file in a temporary folder
+        beside it, moved to ``target`` by :func:`finish` only if the import succeeds (and only if a kept row
+        uses it). Call once per target; ``target in scan.created`` tells whether a name is taken."""
+        folder = target.parent
+        if folder not in self.staging:
+            existed = folder.is_dir()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=".sicl-staging-", dir=folder))
+            except OSError as e:
+                self.staging.pop(folder, None)
+                raise SiclError(f"{folder}: cannot write extracted audio here ({e.strerror})") from None
+            self.staging[folder] = (tmp, existed)
+        staged = self.staging[folder][0] / target.name
+        self.created[target] = staged
+        return staged
+
+    def source(self, audio: str | Path) -> Path:
+        """The file to read for a row's audio: the staged copy while the import runs."""
+        return self.created.get(Path(audio), Path(audio))
+
+    def commit(self, kept: Iterable[Example]) -> list[tuple[Path, Path | None]]:
+        """Move the staged audio that ``kept`` rows use into place. Returns what :meth:`rollback_commit`
+        needs to undo it: ``(target, backup of the file it replaced or None)``."""
+        done: list[tuple[Path, Path | None]] = []
+        try:
+            for ex in kept:
+                target = Path(ex.audio)
+                staged = self.created.get(target)
+                if staged is None or not staged.exists():
+                    continue
+                backup = None
+                if target.exists():
+                    backup = staged.with_name(staged.name + ".previous")
+                    os.replace(target, backup)
+                done.append((target, backup))
+                os.replace(staged, target)
+        except OSError as e:
+            self.rollback_commit(done)
+            raise SiclError(f"{e.filename}: cannot move extracted audio into place ({e.strerror})") from None
+        return done
+
+    def rollback_commit(self, done: list[tuple[Path, Path | None]]) -> None:
+        """Undo :meth:`commit`: earlier files get their old content back, new ones are removed."""
+        for target, backup in reversed(done):
+            try:
+                if backup is not None:
+                    os.replace(backup, target)
+                else:
+                    target.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def cleanup(self) -> None:
+        """Remove the staging folders (and target folders this run created and left empty)."""
+        for folder, (tmp, existed) in self.staging.items():
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not existed:
+                try:
+                    folder.rmdir()  # only succeeds when empty
+                except OSError:
+                    pass
+        self.staging.clear()
 
 
 # --------------------------------------------------------------------------------------------- options
@@ -99,10 +172,15 @@ def read_tsv(path: Path, required: Sequence[str]) -> tuple[list[str], Iterator[t
     tools strip trailing empty columns.
     """
     try:
-        fh = open(path, encoding="utf-8-sig", newline="")
+        fh = open(path, "rb")
     except OSError as e:
         raise SiclError(f"{path}: cannot open ({e.strerror})") from None
-    first = fh.readline().rstrip("\r\n")
+    lines = _lines(fh, path)
+    try:
+        first = next(lines, (1, ""))[1].removeprefix("\ufeff").rstrip("\r\n")
+    except BaseException:
+        fh.close()
+        raise
     header = first.split("\t")
     missing = [c for c in required if c not in header]
     if missing:
@@ -112,7 +190,7 @@ def read_tsv(path: Path, required: Sequence[str]) -> tuple[list[str], Iterator[t
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
         with fh:
-            for line_no, line in enumerate(_lines(fh, path), start=2):
+            for line_no, line in lines:
                 line = line.rstrip("\r\n")
                 if not line.strip():
                     continue
@@ -126,11 +204,14 @@ def read_tsv(path: Path, required: Sequence[str]) -> tuple[list[str], Iterator[t
     return header, rows()
 
 
-def _lines(fh: TextIO, path: Path) -> Iterator[str]:
-    try:
-        yield from fh
-    except UnicodeDecodeError as e:
-        raise SiclError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+def _lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of a binary file read as UTF-8; a bad byte is a SiclError naming its line."""
+    for line_no, raw in enumerate(fh, start=1):
+        try:
+            yield line_no, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SiclError(f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start + 1} of the line; "
+                            "re-save the file as UTF-8)") from None
 
 
 def read_json_records(path: Path) -> list[tuple[str, Any]]:
@@ -177,7 +258,7 @@ def read_json_records(path: Path) -> list[tuple[str, Any]]:
 def require_keys(obj: Any, keys: Iterable[str], where: str) -> dict[str, Any]:
     """The record as a dict, or a SiclError naming the first missing key (a malformed index file)."""
     if not isinstance(obj, dict):
-        raise SiclError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise SiclError(f"{where}: expected a JSON object, got {json_type_name(obj)}")
     missing = [k for k in keys if k not in obj]
     if missing:
         raise SiclError(f"{where}: missing required field(s) {', '.join(missing)}")
@@ -251,13 +332,16 @@ def decode_all(scan: Scan, max_seconds: float, strict: bool, jobs: int = 1
 
     def check(c: Candidate) -> float | str:
         try:
-            wav = load_audio(c.example.audio, max_seconds=max_seconds)
+            wav = load_audio(scan.source(c.example.audio), max_seconds=max_seconds)
         except AudioError as e:
-            return str(e)
+            return str(e).replace(str(scan.source(c.example.audio)), c.example.audio)
         return round(len(wav) / SAMPLE_RATE, 3)
 
     kept: list[Example] = []
-    bad: list[tuple[Candidate, str]] = []
+    bad: list[tuple[Candidate, str]] = list(scan.bad_audio)
+    if strict and bad:
+        c, problem = bad[0]
+        raise SiclError(f"{c.where}: {problem}")
     cands = scan.candidates
     with tqdm(total=len(cands), desc=PROG, unit="clip", file=sys.stderr, disable=None, leave=False) as bar:
         for c, result in zip(cands, _map(check, cands, jobs), strict=True):
@@ -319,27 +403,29 @@ def finish(scan: Scan, out: Path, *, max_seconds: float, strict: bool, jobs: int
            id_prefix: str = "", source: str = "") -> int:
     """Decode, report, write. Returns the number of rows written. Nothing is written when it raises."""
     try:
+        check_out(out)  # also checked by the CLI before the scan; here for the Python entry point
+        check_max_seconds(max_seconds)
         if strict and scan.bad_rows:
             where, problem = scan.bad_rows[0]
             raise SiclError(f"{where}: {problem}")
-        total = len(scan.candidates) + len(scan.bad_rows)
+        total = len(scan.candidates) + len(scan.bad_rows) + len(scan.bad_audio)
         kept, bad = decode_all(scan, max_seconds, strict, jobs)
-        for c, _ in bad:  # extracted audio nobody will use
-            if Path(c.example.audio) in scan.created:
-                Path(c.example.audio).unlink(missing_ok=True)
         if not kept:
-            raise SiclError(f"{source or 'source'}: no usable rows ({_why_none(scan, bad)})")
+            raise SiclError(f"{source or 'source'}: no usable rows ({_why_none(scan, bad)}){_first(scan, bad)}")
         repeated = unique_ids(kept, id_prefix)
-        write_manifest(out, kept)
-    except BaseException:
-        for p in scan.created:
-            p.unlink(missing_ok=True)
-        for d in {p.parent for p in scan.created}:
-            try:
-                d.rmdir()  # only succeeds when we emptied it
-            except OSError:
-                pass
-        raise
+        moved = scan.commit(kept)
+        try:
+            write_manifest(out, kept)
+        except BaseException:
+            scan.rollback_commit(moved)
+            raise
+        for _, backup in moved:  # the earlier run's files that were replaced: no longer needed
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+    except OSError as e:
+        raise SiclError(f"{e.filename or out}: cannot write ({e.strerror})") from None
+    finally:
+        scan.cleanup()  # staged audio that no kept row uses (bad clips, a failed run) goes with it
     if scan.bad_rows:
         warn(f"skipped {len(scan.bad_rows)} of {total} rows that do not fit the manifest: "
              + _names([f"{w} ({p})" for w, p in scan.bad_rows]))
@@ -356,6 +442,26 @@ def finish(scan: Scan, out: Path, *, max_seconds: float, strict: bool, jobs: int
     return len(kept)
 
 
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written, before any work is done (one line, no traceback)."""
+    out = Path(out)
+    if out.is_dir():
+        raise SiclError(f"{out}: --out is a folder; give a file name such as {out / 'manifest.jsonl'}")
+    parent = out.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SiclError(f"{out}: --out is below {existing}, which is not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise SiclError(f"{out}: cannot write here ({existing} is not writable)")
+    if out.exists() and not os.access(out, os.W_OK) and not os.access(parent, os.W_OK):
+        raise SiclError(f"{out}: cannot write here (not writable)")
+
+
+def check_max_seconds(value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise SiclError(f"--max-seconds must be a positive number of seconds, not {value!r}")
+
+
 def _reason(message: str) -> str:
     """The part of an AudioError message after 'FILE: '."""
     head, sep, tail = message.partition(": ")
@@ -370,3 +476,14 @@ def _why_none(scan: Scan, bad: list) -> str:
         parts.append(f"{len(bad)} with bad audio")
     parts += [f"{n} {why}" for why, n in scan.dropped.items()]
     return "; ".join(parts) or "the index holds no rows"
+
+
+def _first(scan: Scan, bad: list) -> str:
+    """The first problem, so the user need not rerun with --strict to see why nothing was usable."""
+    if scan.bad_rows:
+        where, problem = scan.bad_rows[0]
+        return f"; first: {where}: {problem}"
+    if bad:
+        c, problem = bad[0]
+        return f"; first: {c.where}: {problem}"
+    return ""

@@ -20,8 +20,9 @@ from sicl.data.manifest import Example
 
 
 def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Sequence[str],
-            what: str, benchmark: str) -> Scan:
-    """``benchmark`` goes into every row's ``meta.benchmark``: the scorers pick the benchmark's rule by it."""
+            what: str, benchmark: str, lang_key: str | None = None) -> Scan:
+    """``benchmark`` goes into every row's ``meta.benchmark``: the scorers pick the benchmark's rule by it.
+    ``lang_key``: a field whose value (e.g. ``"zh"``), when present, is the row's ``lang``."""
     path = src if src.is_file() else single_file(src, patterns, what)
     out = Scan()
     required = ("id", audio_key, "question", "choices", "answer")
@@ -35,6 +36,10 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
         if not isinstance(choices, list) or not all(isinstance(c, str | int | float) for c in choices):
             out.bad_rows.append((where, f"id {rid!r}: 'choices' is not a list of strings"))
             continue
+        question = text(row["question"])
+        if not question:
+            out.bad_rows.append((where, f"id {rid!r}: 'question' is {_describe(row['question'])}"))
+            continue
         choices = [text(c) for c in choices if text(c)]
         target = resolve_answer(row["answer"], choices)
         if target is None:
@@ -44,7 +49,12 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
         if not rel:
             out.bad_rows.append((where, f"id {rid!r}: empty '{audio_key}'"))
             continue
+        lang = text(row.get(lang_key)) if lang_key else ""
         out.add(Example(id=rid, audio=str(resolve_audio(path.parent, rel).resolve()), task="aqa",
-                        target=target, question=text(row["question"]), choices=choices,
+                        target=target, question=question, choices=choices, **({"lang": lang} if lang else {}),
                         meta={**pick_meta(row, meta_keys), "benchmark": benchmark}), where)
     return out
+
+
+def _describe(value: object) -> str:
+    return "null" if value is None else "empty"

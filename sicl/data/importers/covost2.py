@@ -3,12 +3,19 @@ un-split release ``covost_v2.{src}_{tgt}.tsv`` with a ``split`` column, plus the
 
 The un-split release may lack ``sentence``/``client_id`` (CoVoST's own script joins them from Common
 Voice's ``validated.tsv``); when a ``validated.tsv`` sits beside the clips folder we do the same join.
+
+CoVoST's ``get_covost_splits.py`` writes the split files with pandas ``to_csv(sep='\\t',
+quoting=QUOTE_NONE, escapechar='\\')``: a backslash escapes the next character (``He said \\"yes\\".``),
+so a backslash before any character there means that character. The un-split release is read the same
+way by that script, but only the escapes pandas itself writes (backslash before a backslash, a ``"``, a tab
+or a line break) are undone in it, so a stray literal backslash in an unescaped release file is kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from sicl.data.importers._common import Scan, read_tsv, text
@@ -20,6 +27,13 @@ SPLIT_HELP = "train, dev or test (default: every split found)"
 NAME_RE = re.compile(r"^covost_v2\.([^._]+)_([^._]+)(?:\.([A-Za-z_]+))?\.tsv$")
 SPLIT_ALIASES = {"validation": "dev", "valid": "dev"}
 SPLITS = ("train", "dev", "test")
+#: split-column value -> CoVoST 2 split (the official ``get_v2_split``: train = train + train_covost; dev and
+#: test are only ``dev`` / ``test``; ``dev_covost`` / ``test_covost`` are in no CoVoST 2 split).
+SPLIT_COLUMN = {"train": "train", "train_covost": "train", "dev": "dev", "test": "test"}
+#: characters pandas' writer escapes with QUOTE_NONE + escapechar='\\' (escapechar, quotechar, delimiter,
+#: line breaks): the only escapes undone in the un-split release file.
+_WRITER_ESCAPED = '\\"\t\n\r'
+_TOKEN = re.compile(r"\\(.)|\t|[^\\\t]+|\\", re.S)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,21 +110,114 @@ def _cv_side_info(clips: Path) -> dict[str, tuple[str, str]]:
     return {r["path"]: (text(r["sentence"]), text(r.get("client_id"))) for _, r in rows}
 
 
+def _fields(line: str, any_escape: bool) -> list[str]:
+    """Split one record on unescaped tabs and undo backslash escapes (all of them, or only the ones pandas
+    writes). Escaped line breaks become spaces: a manifest text is one line."""
+    fields, cur = [], []
+    for m in _TOKEN.finditer(line):
+        tok = m.group(0)
+        if m.group(1) is not None:
+            ch = m.group(1)
+            if any_escape or ch in _WRITER_ESCAPED:
+                cur.append(" " if ch in "\r\n" else ch)
+            else:
+                cur.append(tok)
+        elif tok == "\t":
+            fields.append("".join(cur))
+            cur = []
+        else:
+            cur.append(tok)
+    fields.append("".join(cur))
+    return fields
+
+
+def _ends_escaped(line: str) -> bool:
+    """True when the line break after ``line`` is escaped (an odd run of backslashes ends it)."""
+    if not line.endswith("\n"):
+        return False
+    body = line.rstrip("\r\n")
+    return (len(body) - len(body.rstrip("\\"))) % 2 == 1
+
+
+def read_escaped_tsv(path: Path, required: tuple[str, ...], any_escape: bool
+                     ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """Like ``read_tsv`` (no quote handling; errors name the file and line), for a TSV written by pandas
+    with ``escapechar='\\'``: tabs and line breaks may be escaped, and escapes are undone (see module doc)."""
+    try:
+        fh = open(path, encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise SiclError(f"{path}: cannot open ({e.strerror})") from None
+    line_no = 0
+
+    def physical() -> Iterator[tuple[int, str]]:
+        nonlocal line_no
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as e:
+                raise SiclError(f"{path}:{line_no + 1}: not valid UTF-8 ({e.reason})") from None
+            if not line:
+                return
+            line_no += 1
+            yield line_no, line
+
+    def records() -> Iterator[tuple[int, str]]:
+        lines = physical()
+        for start, line in lines:
+            while _ends_escaped(line):
+                nxt = next(lines, None)
+                if nxt is None:
+                    break
+                line += nxt[1]
+            yield start, line.rstrip("\r\n")
+
+    recs = records()
+    try:
+        first = next(recs, (1, ""))[1]
+    except SiclError:
+        fh.close()
+        raise
+    header = _fields(first, any_escape)
+    missing = [c for c in required if c not in header]
+    if missing:
+        fh.close()
+        raise SiclError(f"{path}:1: missing required column(s) {', '.join(missing)} "
+                        f"(header has: {', '.join(h for h in header if h) or 'nothing'})")
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        with fh:
+            for start, line in recs:
+                if not line.strip():
+                    continue
+                values = _fields(line, any_escape)
+                if len(values) > len(header):
+                    raise SiclError(f"{path}:{start}: {len(values)} tab-separated fields, "
+                                    f"the header has {len(header)}")
+                values += [""] * (len(header) - len(values))
+                yield start, dict(zip(header, values, strict=True))
+
+    return header, rows()
+
+
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     split = SPLIT_ALIASES.get(args.split, args.split)
     tsvs, src_lang, tgt_lang, by_column = locate(src, args.pair, split)
     clips = _clips_folder(src, tsvs[0], args.clips)
     out = Scan()
     for tsv in tsvs:
-        header, rows = read_tsv(tsv, required=("path", "translation") + (("split",) if by_column else ()))
+        header, rows = read_escaped_tsv(tsv, ("path", "translation") + (("split",) if by_column else ()),
+                                        any_escape=not by_column)
         side = _cv_side_info(clips) if "sentence" not in header or "client_id" not in header else {}
         file_split = (_parse_name(tsv) or (None, None, None))[2]
         for line_no, row in rows:
             where = f"{tsv}:{line_no}"
             row_split = file_split
             if by_column:
-                # CoVoST marks extra training rows as "train_covost"; they belong to train.
-                row_split = text(row["split"]).removesuffix("_covost")
+                value = text(row["split"])
+                row_split = SPLIT_COLUMN.get(value)
+                if row_split is None:  # dev_covost, test_covost, empty or unknown: in no CoVoST 2 split
+                    out.drop(f"with split {value!r} (in no CoVoST 2 split)" if value else "with an empty split")
+                    continue
                 if split and row_split != split:
                     continue
             rel = text(row["path"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
+import os
 from pathlib import Path
 
 from sicl.data.importers._common import Scan, single_file, text
@@ -42,10 +44,19 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
     if not src.is_dir():
         raise SiclError(f"{src}: expected the audio folder (the transcript table goes in --transcripts)")
     table = args.transcripts or single_file(src, ("*.csv", "*.tsv"), "transcript table (*.csv / *.tsv)")
+    # Decoded whole before parsing so that invalid UTF-8 anywhere (the header too) is one error naming the line.
     try:
-        fh = open(table, encoding="utf-8-sig", newline="")
+        data = table.read_bytes()
     except OSError as e:
         raise SiclError(f"{table}: cannot open ({e.strerror})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SiclError(f"{table}:{line}: not valid UTF-8 ({e.reason}); save the table as UTF-8") from None
+    fh = io.StringIO(content, newline="")
+    src_abs = Path(os.path.normpath(src.absolute()))
     out = Scan()
     with fh:
         header_line = fh.readline()
@@ -85,14 +96,22 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                 if not transcript:
                     out.drop("with an empty transcript")
                     continue
-                # id = path below SRC without its suffix: unique even when subfolders reuse file names.
-                rid = Path(rel).with_suffix("").as_posix()
+                rid = _row_id(src_abs, rel)
                 out.add(Example(id=rid, audio=str((src / rel).resolve()), task="asr", target=transcript,
                                 lang=text(row.get("lang")) or args.lang,
                                 speaker=text(row.get("speaker")) or None), where)
         except csv.Error as e:
             why = "unterminated quote (the row never ends)" if "end of data" in str(e) else f"malformed row ({e})"
             raise SiclError(f"{table}:{start}: {why}") from None
-        except UnicodeDecodeError as e:
-            raise SiclError(f"{table}: not valid UTF-8 ({e.reason})") from None
     return out
+
+
+def _row_id(src_abs: Path, rel: str) -> str:
+    """The path below SRC without its suffix (``wavs/a``): unique even when subfolders reuse file names.
+    ``./``, ``..`` and absolute paths are normalised first; a file outside SRC gets its bare file stem
+    (repeats are renamed ``~2`` ... as for any repeated id)."""
+    path = Path(os.path.normpath(src_abs / rel))  # an absolute ``rel`` replaces src_abs
+    try:
+        return path.relative_to(src_abs).with_suffix("").as_posix()
+    except ValueError:
+        return path.stem

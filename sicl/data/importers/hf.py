@@ -23,7 +23,8 @@ from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
 HELP = "Hugging Face datasets: save_to_disk folder or local parquet/arrow with an audio column -> asr"
-SPLIT_HELP = "split of a DatasetDict folder (train, validation, test, ...)"
+SPLIT_HELP = ("split of a DatasetDict folder, or of a Hub-style folder (its test-*.parquet or test/ files); "
+              "train, validation, test, ...")
 TEXT_COLUMNS = ("text", "sentence", "transcript", "transcription", "normalized_text", "raw_text", "target")
 ID_COLUMNS = ("id", "utterance_id", "segment_id", "audio_id", "key", "file", "path")
 SPEAKER_COLUMNS = ("speaker_id", "speaker", "client_id", "spk_id")
@@ -43,11 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def locate(src: Path, split: str | None) -> list[Path]:
-    """The data files of SRC (see module docstring), in order."""
+    """The data files of SRC (see module docstring), in order. ``split`` picks a split of a DatasetDict, or
+    the files of a folder laid out as on the Hub (``test-*.parquet``, ``test/...``, ``data/test-*``)."""
     if src.is_file():
+        if split is not None:
+            raise SiclError(f"{src}: --split {split!r} needs a folder of splits, not a single file; "
+                            "pass the split's file as SRC instead")
         return [src]
     if (src / "dataset_dict.json").is_file():
-        splits = json.loads((src / "dataset_dict.json").read_text()).get("splits", [])
+        try:
+            splits = json.loads((src / "dataset_dict.json").read_text()).get("splits", [])
+        except (ValueError, AttributeError) as e:
+            raise SiclError(f"{src / 'dataset_dict.json'}: not a datasets DatasetDict ({e})") from None
         if split is None:
             if len(splits) != 1:
                 raise SiclError(f"{src}: a DatasetDict with splits {', '.join(splits)}; choose one with --split")
@@ -56,6 +64,8 @@ def locate(src: Path, split: str | None) -> list[Path]:
             raise SiclError(f"{src}: no split {split!r} (splits: {', '.join(splits)})")
         return locate(src / split, None)
     if (src / "state.json").is_file():
+        if split is not None:
+            raise SiclError(f"{src}: a single Dataset (save_to_disk) has no splits; drop --split {split!r}")
         try:
             files = [src / f["filename"] for f in json.loads((src / "state.json").read_text())["_data_files"]]
         except (ValueError, KeyError, TypeError) as e:
@@ -64,7 +74,23 @@ def locate(src: Path, split: str | None) -> list[Path]:
     found = sorted([*src.rglob("*.parquet"), *src.rglob("*.arrow")])
     if not found:
         raise SiclError(f"{src}: no dataset here (no dataset_dict.json, state.json, *.parquet or *.arrow)")
-    return found
+    if split is None:
+        return found
+    picked = [p for p in found if _in_split(p.relative_to(src), split)]
+    if not picked:
+        names = ", ".join(str(p.relative_to(src)) for p in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise SiclError(f"{src}: no files of split {split!r} (looked for {split}-*.parquet/.arrow or a "
+                        f"{split}/ folder; found {names})")
+    return picked
+
+
+def _in_split(rel: Path, split: str) -> bool:
+    """Whether a data file belongs to ``split`` as the Hub lays files out: a ``split/`` folder on the way,
+    or a file named ``split-00000-of-00001.parquet`` / ``split.parquet``."""
+    if split in rel.parts[:-1]:
+        return True
+    name = rel.name
+    return name.startswith(f"{split}-") or name.startswith(f"{split}.")
 
 
 def _tables(path: Path) -> Iterator[Any]:
@@ -129,21 +155,24 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                 rid = text(row.get(id_col)) if id_col else ""
                 rid = rid or f"{path.stem}-{row_no:06d}"
                 row_no += 1
+                transcript = text(row.get(text_col))
+                if not transcript:  # checked first: no audio is extracted for a row that is left out
+                    out.drop("empty transcript")
+                    continue
                 value = row.get(args.audio_column)
                 if isinstance(value, dict) and value.get("array") is not None:
                     target = audio_dir / f"{safe_filename(rid)}.flac"
-                    write_audio(target, np.asarray(value["array"], dtype=np.float32),
+                    n = 1
+                    while target in out.created:  # two rows with one id: do not overwrite the first clip
+                        n += 1
+                        target = audio_dir / f"{safe_filename(rid)}_{n}.flac"
+                    write_audio(out.stage(target), np.asarray(value["array"], dtype=np.float32),
                                 int(value.get("sampling_rate") or 16000))
-                    out.created.append(target)
-                    audio = target.resolve()
+                    audio: Path | None = target
                 else:
                     audio = audio_path(value, rid, path.parent, audio_dir, out)
-                transcript = text(row.get(text_col))
                 if audio is None:
                     out.bad_rows.append((where, f"id {rid!r}: no audio"))
-                    continue
-                if not transcript:
-                    out.drop("empty transcript")
                     continue
                 out.add(Example(id=rid, audio=str(audio), task="asr", target=transcript, lang=args.lang,
                                 speaker=text(row.get(spk_col)) or None if spk_col else None), where)

@@ -12,13 +12,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sicl.data.importers._common import Scan, text
+from sicl.data.importers._common import Candidate, Scan, text
 from sicl.data.importers.mmsu import safe_filename
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
 HELP = "lhotse cuts (or recordings + --supervisions) -> asr, one row per supervision"
-SPLIT_HELP = "not used"
+SPLIT_HELP = "a lhotse manifest holds one split: pass that split's manifest as SRC"
 USES_SPLIT = False
 #: lhotse language names seen in its recipes -> ISO codes (others: two/three-letter values are kept, else --lang)
 LANGS = {"english": "en", "german": "de", "french": "fr", "spanish": "es", "italian": "it", "chinese": "zh",
@@ -79,6 +79,20 @@ def _lang(value: Any, default: str) -> str:
     return LANGS.get(v.lower(), v.lower() if len(v) <= 3 else default)
 
 
+def _load_problem(e: Exception, sources: list[Any]) -> tuple[str, str]:
+    """(file, problem) for audio lhotse could not load: a missing source file by name, else lhotse's message
+    (with its cause) on one line."""
+    files = [text(s.source) for s in sources if getattr(s, "type", None) == "file"]
+    for f in files:
+        if not Path(f).exists():
+            return f, "no such file"
+    msg = " ".join(str(e).split())
+    if msg.endswith("Details:") and e.__cause__ is not None:
+        msg += " " + " ".join(str(e.__cause__).split())
+    msg = msg.removesuffix(" Details:").removesuffix("Details:").strip() or type(e).__name__
+    return (files[0] if files else "audio"), f"cannot load ({msg[:200]})"
+
+
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     from sicl.data.audio import write_audio
 
@@ -105,13 +119,18 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
         else:
             try:
                 wav = cut.load_audio()
-            except Exception as e:  # missing file, unreadable format: a bad row, like any bad audio
-                out.bad_rows.append((where, f"id {rid!r}: cannot load audio ({str(e).splitlines()[0][:120]})"))
+            except Exception as e:  # missing file, unreadable format: bad audio, like any other
+                file, problem = _load_problem(e, sources)
+                ex = Example(id=rid, audio=file, task="asr", target=transcript, lang=_lang(sup.language, args.lang))
+                out.bad_audio.append((Candidate(ex, where), f"{file}: {problem}"))
                 continue
             target = audio_dir / f"{safe_filename(rid)}.flac"
-            write_audio(target, wav[0], int(cut.sampling_rate))
-            out.created.append(target)
-            audio = target.resolve()
+            n = 1
+            while target in out.created:  # two supervisions with one id: do not overwrite the first clip
+                n += 1
+                target = audio_dir / f"{safe_filename(rid)}_{n}.flac"
+            write_audio(out.stage(target), wav[0], int(cut.sampling_rate))  # moved into place on success
+            audio = target
         out.add(Example(id=rid, audio=str(audio), task="asr", target=transcript,
                         lang=_lang(sup.language, args.lang), speaker=text(sup.speaker) or None), where)
     return out

@@ -10,7 +10,7 @@ from sicl.data.importers._common import Scan
 from sicl.data.importers._qa import scan_qa
 
 HELP = "MMAR (MMAR-meta.json + audio) -> aqa"
-SPLIT_HELP = "not used (MMAR has a single set)"
+SPLIT_HELP = "MMAR has a single set"
 USES_SPLIT = False
 META_KEYS = ("modality", "category", "sub-category", "language", "source")
 
@@ -22,4 +22,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     return scan_qa(src, audio_key="audio_path", meta_keys=META_KEYS,
                    patterns=("MMAR-meta.json", "MMAR-meta.jsonl", "*.json", "*.jsonl"), what="MMAR meta",
-                   benchmark="mmar")
+                   benchmark="mmar", lang_key="language")

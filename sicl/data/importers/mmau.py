@@ -11,7 +11,7 @@ from sicl.data.importers._common import Scan
 from sicl.data.importers._qa import scan_qa
 
 HELP = "MMAU test-mini JSON (+ test-mini-audios/) -> aqa"
-SPLIT_HELP = "not used (pass the JSON of the split you want as SRC)"
+SPLIT_HELP = "pass the JSON of the split you want as SRC"
 USES_SPLIT = False
 META_KEYS = ("task", "category", "sub-category", "difficulty", "dataset", "split")
 

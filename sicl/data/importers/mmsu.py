@@ -24,7 +24,7 @@ from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
 HELP = "MMSU (JSON / JSONL / parquet with choice_a..d, answer_gt) -> sqa"
-SPLIT_HELP = "not used (MMSU has a single test set)"
+SPLIT_HELP = "MMSU has a single test set"
 USES_SPLIT = False
 REQUIRED = ("id", "audio", "question", "choice_a", "choice_b", "answer_gt")
 CHOICE_KEYS = ("choice_a", "choice_b", "choice_c", "choice_d")
@@ -98,10 +98,8 @@ def audio_path(value: Any, rid: str, base: Path, audio_dir: Path, scan: Scan) ->
             while target in scan.created:  # two rows with one id: do not overwrite the first clip
                 n += 1
                 target = audio_dir / f"{safe_filename(rid)}_{n}{suffix}"
-            audio_dir.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            scan.created.append(target)
-            return target.resolve()
+            scan.stage(target).write_bytes(data)  # moved to target only if the import succeeds
+            return target
         value = name
     rel = text(value)
     return resolve_audio(base, rel).resolve() if rel else None

@@ -18,20 +18,27 @@ SPLITS = ("train", "development", "test")
 SPLIT_ALIASES = {"dev": "development", "validation": "development"}
 
 # Innermost groups first, repeated until nothing changes, so nested markup such as "(<NOISE>)" goes too.
-_GROUPS = re.compile(r"<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}|\+[^+\s][^+]*\+")
+_GROUPS = re.compile(r"<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
+# Filler tokens, one at a time: "+um", "+uh", also "+um+". A '+' never pairs with another token's '+', so
+# "+um the magnet +uh sticks" keeps "the magnet" and "sticks".
+_FILLER = re.compile(r"\+[^+\s]+\+?")
+# Control characters (C0, DEL, C1), byte-order marks and replacement characters never belong in a target.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufeff\ufffd]")
 # What may be left behind: stray '*' and unmatched bracket characters (never part of a spoken word).
 _STRAY = re.compile(r"[*<>()\[\]{}+]")
 
 
 def clean_transcript(raw: str) -> str:
-    """Remove MyST markup: ``<...>`` tags, ``(...)`` incl. ``(*)``, ``[...]``, ``{...}``, ``+...+``,
-    stray ``*``; collapse whitespace. An utterance that held only markup becomes ``''``."""
-    text = raw
+    """Remove MyST markup: ``<...>`` tags, ``(...)`` incl. ``(*)``, ``[...]``, ``{...}``, ``+um``-style
+    filler tokens (each on its own; ``+um+`` too), stray ``*``; control characters become spaces; collapse
+    whitespace. An utterance that held only markup becomes ``''``."""
+    text = _CONTROL.sub(" ", raw)
     while True:
         new = _GROUPS.sub(" ", text)
         if new == text:
             break
         text = new
+    text = _FILLER.sub(" ", text)
     return " ".join(_STRAY.sub(" ", text).split())
 
 
@@ -46,7 +53,8 @@ def _splits(root: Path, split: str | None) -> list[Path]:
     present = [s for s in SPLITS if (root / s).is_dir()]
     if split is None:
         if not present:
-            raise SiclError(f"{root}: no {'/'.join(SPLITS)} folder (expected SRC/data/<split>/...)")
+            raise SiclError(f"{root}: no {'/'.join(SPLITS)} folder (expected SRC/data/<split>/...; SRC is "
+                            "the myst_child_conv_speech folder or its data/)")
         return [root / s for s in present]
     split = SPLIT_ALIASES.get(split, split)
     if not (root / split).is_dir():
@@ -55,22 +63,36 @@ def _splits(root: Path, split: str | None) -> list[Path]:
 
 
 def _read_trn(path: Path) -> str:
-    data = path.read_bytes()
+    """UTF-8 (a BOM is dropped), else Windows-1252 (a few old transcripts: ``\\x92`` is a right quote, not
+    a C1 control); control characters are removed by :func:`clean_transcript`."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SiclError(f"{path}: cannot read ({e.strerror})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:  # a few old transcripts are Latin-1
-        return data.decode("latin-1")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # the 5 undefined bytes become U+FFFD, then spaces
+
+
+def _by_suffix(folder: Path, suffix: str) -> list[Path]:
+    """Files below ``folder`` whose suffix is ``suffix`` in any case (``.flac``, ``.FLAC``), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == suffix and p.is_file())
 
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     if src.is_file():
         raise SiclError(f"{src}: give the MyST folder (the one holding data/), not a file")
+    if not (src / "data").is_dir() and (src / "myst_child_conv_speech").is_dir():
+        src = src / "myst_child_conv_speech"  # the LDC extraction root holds the corpus folder
     root = src / "data" if (src / "data").is_dir() else src
     out = Scan(min_seconds=max(0.0, args.min_seconds))
     for split_dir in _splits(root, args.split):
-        trns = sorted(split_dir.rglob("*.trn"))
+        trns = _by_suffix(split_dir, ".trn")
         have_trn = {p.with_suffix("") for p in trns}
-        orphans = sum(1 for f in split_dir.rglob("*.flac") if f.with_suffix("") not in have_trn)
+        clips = {f.with_suffix(""): f for f in _by_suffix(split_dir, ".flac")}
+        orphans = sum(1 for stem in clips if stem not in have_trn)
         if orphans:
             out.drop("clips without a .trn transcript", orphans)
         for trn in trns:
@@ -85,7 +107,8 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
             meta = {"split": split_dir.name}
             if len(rel) >= 3:
                 meta["session"] = rel[1]
-            out.add(Example(id=trn.stem, audio=str(trn.with_suffix(".flac").resolve()), task="asr",
+            audio = clips.get(trn.with_suffix(""), trn.with_suffix(".flac"))
+            out.add(Example(id=trn.stem, audio=str(audio.resolve()), task="asr",
                             target=transcript, lang="en", speaker=rel[0] if len(rel) >= 2 else None,
                             meta=meta), str(trn))
     return out
