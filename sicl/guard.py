@@ -101,6 +101,9 @@ def output_lock(folder: str | Path, command: str, name: str = LOCK_NAME) -> Iter
         yield folder
         return
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if left empty
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SiclError(f"{folder}: cannot be an output folder ({blocker} is a file)")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     while True:

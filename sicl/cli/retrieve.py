@@ -12,7 +12,7 @@ import dataclasses
 import sys
 import time
 
-from sicl.cli import threads_arg
+from sicl.cli import positive_int, threads_arg
 from sicl.data.audio import file_hash
 from sicl.data.manifest import read_manifest
 from sicl.retrieval.index import INDEX_KINDS
@@ -43,16 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="backbone for pseudo-labels and audio vectors (default: %(default)s)")
     parser.add_argument("--index", choices=INDEX_KINDS, default=d.index,
                         help="exact (default) or an approximate index for very large pools")
-    parser.add_argument("--rerank-factor", type=int, default=d.rerank_factor,
+    parser.add_argument("--rerank-factor", type=positive_int, default=d.rerank_factor,
                         help="ticl+: rerank the top k x this many text neighbours (default: %(default)s)")
-    parser.add_argument("--rerank-depth", type=int, default=None,
+    parser.add_argument("--rerank-depth", type=positive_int, default=None,
                         help="ticl+: rerank this many text neighbours instead (the TICL+ paper also uses 300)")
     parser.add_argument("--exclude-same-speaker", action="store_true",
                         help="never pick a demonstration by the query's speaker")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the random retriever")
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+    parser.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens,
                         help="pseudo-label length limit in tokens (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                         help="clips per model batch (default: %(default)s)")
     parser.add_argument("--device", default=d.device,
                         help="where the pseudo-labeler and embedders run: auto (CUDA when present, bf16) | cpu | "
@@ -77,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     from sicl.guard import output_lock
 
+    out = Path(args.out)
+    if out.is_dir():
+        from sicl.errors import SiclError
+
+        raise SiclError(f"--out {out}: is a folder; give a file name such as {out / 'retrievals.jsonl'}")
     queries = read_manifest(args.queries)
     pool = read_manifest(args.pool, require_target=True)
-    out = Path(args.out)
     with output_lock(out.parent, "sicl retrieve", name=f".{out.name}.lock"):
         return _retrieve_and_write(args, cfg, queries, pool)
 

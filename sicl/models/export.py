@@ -142,7 +142,14 @@ def export_adapter(adapter: str | Path, out: str | Path, merge: bool = False, mo
     if out.exists() and any(out.iterdir()):
         raise SiclError(f"--out {out}: folder exists and is not empty")
     cfg_path = adapter / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SiclError(f"{cfg_path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if cfg is not None and not isinstance(cfg, dict):
+        raise SiclError(f"{cfg_path}: expected a mapping of training settings")
     base = model or (cfg or {}).get("model") or json.loads(
         (adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -104,7 +105,9 @@ class VectorCache:
             try:
                 with np.load(shard, allow_pickle=False) as z:
                     keys, vecs = z["keys"], z["vectors"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+                continue  # a torn or truncated shard: its vectors are computed again
+            if len(keys) != len(vecs):
                 continue
             self._data.update(zip(keys.tolist(), vecs, strict=True))
 

@@ -358,6 +358,9 @@ def resumable_checkpoint(output_dir: str | Path) -> Path | None:
 def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Run the recipe; returns the output folder (adapter, ``config.yaml``, ``log_history.jsonl``, logs)."""
     out = Path(cfg.output_dir)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SiclError(f"output_dir {out}: cannot be a folder ({blocker} is a file)")
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "logs"))
     threads = torch.get_num_threads()
@@ -367,9 +370,38 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCal
         torch.set_num_threads(threads)  # `threads` applies to training only, not to what runs after it
 
 
+#: settings a resumed run may change: they alter logging, saving or speed, never what is trained
+RESUME_SAFE_KEYS = frozenset({"threads", "logging_steps", "save_steps", "save_total_limit", "report_to", "device"})
+
+
+def _check_resume_config(cfg: TrainConfig, out: Path) -> None:
+    """``--resume`` continues the run that wrote ``OUT/config.yaml`` only with the same settings (but
+    :data:`RESUME_SAFE_KEYS`): another learning rate, k, seed, LoRA shape or step count would make the
+    adapter the record of a run that never happened (a changed LoRA shape cannot even load)."""
+    from sicl.config import load_config, to_dict
+
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return  # a run from before config.yaml was written at the start: nothing to compare
+    try:
+        before = to_dict(load_config(TrainConfig, saved))
+    except SiclError:
+        return
+    now = to_dict(cfg)
+    diff = sorted(k for k in {*before, *now} if k not in RESUME_SAFE_KEYS and before.get(k) != now.get(k))
+    if diff:
+        raise SiclError(f"--resume with other settings than the run in {out} (" +
+                        ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff) +
+                        "): resume with the same config, or train into another output_dir")
+
+
 def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[TrainerCallback]) -> Path:
     ckpt = resumable_checkpoint(out) if resume else None
+    if ckpt is not None:
+        _check_resume_config(cfg, out)
     trainer = build_trainer(cfg, callbacks)
+    if ckpt is None and trainer.is_world_process_zero():
+        dump_config(cfg, out / "config.yaml")  # written at the start, so a later --resume can be checked
     if resume and ckpt is None:
         print(f"sicl train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
     check_stop(f"nothing trained yet in {out}")
