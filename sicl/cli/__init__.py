@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
-def threads_arg(text: str) -> int:
-    """argparse type of ``--threads``: torch CPU threads, 0 for torch's default."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0: torch's default), got {n}")
-    return n
+def _int_at_least(low: int, note: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low`` (else argparse's one-line usage error)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}{note}, got {n}")
+        return n
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type of counts that must be at least 1 (batch sizes, token budgets, workers)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+#: ``--threads``: torch CPU threads, 0 for torch's default
+threads_arg = _int_at_least(0, " (0: torch's default)")
+#: counts that must be at least 1 (batch sizes, token budgets, workers)
+positive_int = _int_at_least(1)

@@ -162,26 +162,33 @@ def add_common_arguments(parser: argparse.ArgumentParser, split_help: str) -> No
 
 # ----------------------------------------------------------------------------------------- index files
 
-def read_tsv(path: Path, required: Sequence[str]) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+def read_tsv(path: Path, required: Sequence[str], split: Callable[[str], list[str]] | None = None,
+             join: Callable[[Iterator[tuple[int, str]]], Iterator[tuple[int, str]]] | None = None
+             ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
     """Read a tab-separated file with a header line, *without* quote handling.
 
     Common Voice / CoVoST sentences contain unbalanced ``"`` characters; the csv module would join lines
     or drop quotes, so each line is simply split on tabs. Returns ``(header, rows)`` where rows yields
     ``(line_number, {column: value})``. A missing required column, or a row with more fields than the
     header, is a :class:`SiclError` naming the file (and line). Rows with fewer fields are padded: some
-    tools strip trailing empty columns.
+    tools strip trailing empty columns. ``split`` replaces the tab split of one record and ``join`` turns
+    the file's ``(line_number, line)`` pairs into records (a record's number is its first line's), for
+    formats with escaped tabs and line breaks (CoVoST 2's pandas-written splits).
     """
+    split = split or (lambda line: line.split("\t"))
     try:
         fh = open(path, "rb")
     except OSError as e:
         raise SiclError(f"{path}: cannot open ({e.strerror})") from None
     lines = _lines(fh, path)
+    if join is not None:
+        lines = join(lines)
     try:
         first = next(lines, (1, ""))[1].removeprefix("\ufeff").rstrip("\r\n")
     except BaseException:
         fh.close()
         raise
-    header = first.split("\t")
+    header = split(first)
     missing = [c for c in required if c not in header]
     if missing:
         fh.close()
@@ -194,7 +201,7 @@ def read_tsv(path: Path, required: Sequence[str]) -> tuple[list[str], Iterator[t
                 line = line.rstrip("\r\n")
                 if not line.strip():
                     continue
-                values = line.split("\t")
+                values = split(line)
                 if len(values) > len(header):
                     raise SiclError(f"{path}:{line_no}: {len(values)} tab-separated fields, "
                                     f"the header has {len(header)}")

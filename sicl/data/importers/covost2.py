@@ -141,62 +141,18 @@ def _ends_escaped(line: str) -> bool:
 
 def read_escaped_tsv(path: Path, required: tuple[str, ...], any_escape: bool
                      ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """Like ``read_tsv`` (no quote handling; errors name the file and line), for a TSV written by pandas
-    with ``escapechar='\\'``: tabs and line breaks may be escaped, and escapes are undone (see module doc)."""
-    try:
-        fh = open(path, encoding="utf-8-sig", newline="")
-    except OSError as e:
-        raise SiclError(f"{path}: cannot open ({e.strerror})") from None
-    line_no = 0
-
-    def physical() -> Iterator[tuple[int, str]]:
-        nonlocal line_no
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as e:
-                raise SiclError(f"{path}:{line_no + 1}: not valid UTF-8 ({e.reason})") from None
-            if not line:
-                return
-            line_no += 1
-            yield line_no, line
-
-    def records() -> Iterator[tuple[int, str]]:
-        lines = physical()
+    """``read_tsv`` for a TSV written by pandas with ``escapechar='\\'``: tabs and line breaks may be
+    escaped, and escapes are undone (see module doc)."""
+    def records(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
         for start, line in lines:
-            while _ends_escaped(line):
+            while _ends_escaped(line):  # an escaped line break continues the record on the next line
                 nxt = next(lines, None)
                 if nxt is None:
                     break
                 line += nxt[1]
-            yield start, line.rstrip("\r\n")
+            yield start, line
 
-    recs = records()
-    try:
-        first = next(recs, (1, ""))[1]
-    except SiclError:
-        fh.close()
-        raise
-    header = _fields(first, any_escape)
-    missing = [c for c in required if c not in header]
-    if missing:
-        fh.close()
-        raise SiclError(f"{path}:1: missing required column(s) {', '.join(missing)} "
-                        f"(header has: {', '.join(h for h in header if h) or 'nothing'})")
-
-    def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        with fh:
-            for start, line in recs:
-                if not line.strip():
-                    continue
-                values = _fields(line, any_escape)
-                if len(values) > len(header):
-                    raise SiclError(f"{path}:{start}: {len(values)} tab-separated fields, "
-                                    f"the header has {len(header)}")
-                values += [""] * (len(header) - len(values))
-                yield start, dict(zip(header, values, strict=True))
-
-    return header, rows()
+    return read_tsv(path, required, split=lambda line: _fields(line, any_escape), join=records)
 
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
