@@ -5,22 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sicl.cli.main import main
 from sicl.data.importers.myst import clean_transcript
 from sicl.data.manifest import read_manifest
 from sicl.testing import write_tone
+from tests.test_importers import by_id, run
 
 SEC = 0.3
-
-
-def run(capsys, *argv: object) -> tuple[int, str, str]:
-    rc = main(["prepare", *map(str, argv)])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def by_id(path: Path) -> dict:
-    return {ex.id: ex for ex in read_manifest(path)}
 
 
 def write_lines(path: Path, lines: list[str], encoding: str = "utf-8") -> Path:

@@ -8,19 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sicl.cli.main import main
 from sicl.data.importers import prepare
 from sicl.data.manifest import read_manifest
 from sicl.errors import SiclError
 from sicl.testing import write_tone
+from tests.test_importers import run
 
 SEC = 0.3
-
-
-def run(capsys, *argv: object) -> tuple[int, str, str]:
-    rc = main(["prepare", *map(str, argv)])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def mmsu_parquet(path: Path, clips: list[bytes | None], question: str = "Q?") -> Path:
