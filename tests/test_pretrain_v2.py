@@ -246,6 +246,43 @@ def test_shared_chat_labels_a_turn_only_once_its_made_up_words_were_spoken_befor
     assert reused / later > 0.7 and 0.6 < labelled_later / later < 0.95
 
 
+def test_respell_gives_another_spelling_with_the_same_sound():
+    """tiny-omni v9: a respelt made-up word is spelled differently but espeak-ng says it the same, so only a
+    transcript (not the sound) can give its spelling."""
+    from sicl.data.synth.tts import phonemes
+
+    assert phonemes("fanbick") == phonemes("phanbick") != phonemes("panbick")
+    rng = np.random.default_rng(5)
+    lexicon = set(O.words()) | O.domain_words()
+    done = 0
+    for _ in range(60):
+        w = O.spoken_nonce_word(rng)
+        r = O.respell(w, rng)
+        if r is None:
+            continue
+        done += 1
+        assert r != w and r not in lexicon and phonemes(r) == phonemes(w), (w, r)
+        assert not O._TRIPLE.search(r)
+    assert done >= 50  # almost every made-up word has a respelling
+
+
+def test_respelt_chats_speak_respelt_names_and_keep_the_labelling_rule():
+    from sicl.data.synth import pretrain_items as P
+
+    lexicon = set(O.words()) | O.domain_words() | T.ADULT_VOCAB | O.NUMBER_WORDS
+    rng = np.random.default_rng(6)
+    for _ in range(40):
+        turns = O.shared_chat(rng, respelt=True)
+        said: set[str] = set()
+        for i, (text, labelled) in enumerate(turns):
+            new = {w for w in text.split() if w not in lexicon}
+            assert labelled == (new <= said)
+            said |= new
+    assert "respelt" in P.CHAT_KINDS and "shared" in P.CHAT_KINDS
+    items = P.generate_items("respelt", 6, seed=2)
+    assert all("chat" in it.meta and "labelled" in it.meta for it in items)
+
+
 def test_shared_chats_come_whole_and_replay_whole(tiny):
     import queue
 

@@ -199,7 +199,7 @@ def _worker(rank: int, out_q: Any, stop: Any, tokenizer_dir: str, source: str, k
         n += 1
         items = (item for item in synth.generate_items(kind, chunk, seed=chunk_seed, exclude=exclude)
                  if (item.meta or {}).get("category") != "age")  # child voices: never in pretraining
-        samples = (_shared_chats(items, tok, fe, preset) if kind == "shared"
+        samples = (_shared_chats(items, tok, fe, preset) if kind in getattr(synth, "CHAT_KINDS", ("shared",))
                    else (_featurized(item, tok, fe, preset, kind) for item in items))
         for s in samples:
             while not stop.is_set() and os.getppid() == parent:

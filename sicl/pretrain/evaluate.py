@@ -192,16 +192,17 @@ def probe_icl(model: Any, tokenizer: Any, items: list[Any], k: int = 3, seed: in
 
 
 def probe_shared(model: Any, tokenizer: Any, source: Any, n: int = 300, seed: int = EVAL_SEED + 50,
-                 device: str = "cpu", batch_size: int = 16, workers: int = 1) -> dict[str, Any]:
+                 device: str = "cpu", batch_size: int = 16, workers: int = 1, kind: str = "shared") -> dict[str, Any]:
     """Held-out chats whose clips share made-up words (``source``'s ``shared`` kind, tiny-omni v8): in each
     chat the last turn that speaks a made-up word an earlier turn spoke is the query, after the earlier turns
     with their gold transcripts; the same query is also asked alone. Returns WER and the share of those
     made-up words spelled exactly (``hit``), with the context (``*_ctx``) and without (``*_alone``): the audio
-    analogue of the copying probe (the spelling is only in the context)."""
+    analogue of the copying probe (the spelling is only in the context). ``kind="respelt"`` (tiny-omni v9): the
+    made-up words are respelt so that the spelling the sound suggests is wrong (``hit_alone`` near 0 again)."""
     from sicl.data.synth.open_text import words
 
     lexicon = set(words())
-    items = source.generate_items("shared", n, seed=seed, workers=workers, **getattr(source, "EVAL_OPTIONS", {}))
+    items = source.generate_items(kind, n, seed=seed, workers=workers, **getattr(source, "EVAL_OPTIONS", {}))
     chats: dict[int, list] = {}
     for it in items:
         chats.setdefault(it.meta["chat"], []).append(it)
@@ -277,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     res["copy-prefix"] = probe_copy(model, processor.tokenizer, n=args.n, kind="prefix")
     if "adult" in items:
         res["adult-icl3"] = probe_icl(model, processor.tokenizer, items["adult"], k=3)
-    if "shared" in getattr(source, "KINDS", ()):
-        res["shared"] = probe_shared(model, processor.tokenizer, source, n=3 * args.n)
+    for kind in getattr(source, "CHAT_KINDS", ()):
+        res[kind] = probe_shared(model, processor.tokenizer, source, n=3 * args.n, kind=kind)
     for r in res.values():
         r.pop("all", None)
     print(json.dumps({k: {m: v for m, v in r.items() if m != "samples"} for k, r in res.items()}, indent=1))

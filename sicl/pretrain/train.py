@@ -330,9 +330,9 @@ def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[st
         if "adult" in eval_items:
             res["adult-icl3"] = probe_icl(model, tok, eval_items["adult"], k=3, device=dev.type)
         source = importlib.import_module(cfg.source)
-        if final and "shared" in getattr(source, "KINDS", ()):  # (synthesises its chats: final check only)
-            res["shared"] = probe_shared(model, tok, source, n=3 * cfg.eval_n, device=dev.type,
-                                         workers=cfg.workers)
+        for kind in getattr(source, "CHAT_KINDS", ()) if final else ():  # (synthesises chats: final only)
+            res[kind] = probe_shared(model, tok, source, n=3 * cfg.eval_n, device=dev.type,
+                                     workers=cfg.workers, kind=kind)
     return res
 
 

@@ -326,6 +326,51 @@ def spoken_nonce_word(rng: np.random.Generator) -> str:
             return w
 
 
+# Respellings that often keep a made-up word's sound (k -> ck, f -> ph, ee -> ea, doubled consonants, silent
+# letters): each candidate is kept only if espeak-ng gives it the same phonemes (:func:`respell`).
+_RESPELL = ((r"f", "ph"), (r"k", "c"), (r"k", "ck"), (r"k", "ch"), (r"s", "ss"), (r"s", "c"), (r"ee", "ea"),
+            (r"ee", "ie"), (r"ai", "ay"), (r"ai", "ei"), (r"i", "y"), (r"z", "zz"), (r"t", "tt"), (r"l", "ll"),
+            (r"n", "nn"), (r"m", "mm"), (r"r", "rr"), (r"p", "pp"), (r"d", "dd"), (r"b", "bb"), (r"g", "gh"),
+            (r"ch", "tch"), (r"^r", "wr"), (r"^n", "kn"), (r"oo", "ou"), (r"oo", "ew"), (r"u", "ou"), (r"sh", "sch"),
+            (r"er", "ur"), (r"m$", "mb"), (r"t$", "te"), (r"v", "ve"), (r"a", "ah"), (r"o", "oh"))
+
+
+_TRIPLE = re.compile(r"(.)\1\1")
+
+
+def _edits(word: str) -> list[str]:
+    out = []
+    for pat, rep in _RESPELL:
+        for m in re.finditer(pat, word):
+            out.append(word[:m.start()] + rep + word[m.end():])
+    return list(dict.fromkeys(w for w in out if w != word))
+
+
+def respell(word: str, rng: np.random.Generator, tries: int = 12) -> str | None:
+    """Another spelling of ``word`` that espeak-ng says the same way (one or two edits from ``_RESPELL``), or
+    None. A model that hears it writes its own guess (the regular spelling); only a transcript in its context
+    can give this one, as a demonstration gives a rare word's irregular spelling ("crystal", not "christal")."""
+    from sicl.data.synth.tts import phonemes
+
+    target = phonemes(word)
+    vocab = _lexicon()
+    cands = _edits(word)
+    rng.shuffle(cands)
+    good: list[str] = []
+    for c in cands[:tries]:
+        if c not in vocab and not _TRIPLE.search(c) and phonemes(c) == target:
+            good.append(c)
+    if not good:
+        return None
+    first = good[int(rng.integers(len(good)))]
+    twice = [c for c in _edits(first) if c not in vocab and c != word and not _TRIPLE.search(c)]
+    rng.shuffle(twice)
+    for c in twice[:4]:
+        if rng.random() < 0.5 and phonemes(c) == target:
+            return c
+    return first
+
+
 def _related_sentences(rng: np.random.Generator, base: list[str], listed: list[str]) -> list[str]:
     """The "Earlier transcripts" hint (tiny-omni v5): one sentence per listed word, each also sharing one or
     two other words with the spoken sentence, as the transcripts of a query's TICL neighbours share its topic
@@ -376,7 +421,8 @@ def context_sentence(rng: np.random.Generator) -> tuple[str, str]:
 SHARED_CLIPS = (2, 5)  # clips per shared-word chat
 
 
-def shared_chat(rng: np.random.Generator, n_clips: int | None = None) -> list[tuple[str, bool]]:
+def shared_chat(rng: np.random.Generator, n_clips: int | None = None,
+                respelt: bool = False) -> list[tuple[str, bool]]:
     """The sentences of one conversation whose clips share words: ``[(sentence, labelled), ...]``.
 
     The audio analogue of the repeated spans that taught the language model to copy (:func:`text_example`):
@@ -387,12 +433,20 @@ def shared_chat(rng: np.random.Generator, n_clips: int | None = None) -> list[tu
     context, as the earlier turns of a chat are. Each chat also shares one or two rare heard words (spellable,
     but seldom heard), and some later turns share nothing (so copying every earlier word is wrong). The
     clips' voices are chosen by the caller (independently per clip). Not a retrieval episode: the turns are one
-    conversation's, with no query chosen among them and no instruction to look back."""
+    conversation's, with no query chosen among them and no instruction to look back.
+
+    ``respelt`` (tiny-omni v9): every made-up name is spelled another way that sounds the same (:func:`respell`:
+    "fanbick" as "phanbick"), so the model's own guess from the sound is wrong and only the earlier transcript
+    is right: the situation of a rare word whose demonstrations spell it ("crystal", heard as "christal")."""
     lo, hi = SHARED_CLIPS
     n = n_clips or int(rng.integers(lo, hi + 1))
     heard = heard_words()
     tail = heard[2000:]
     names = list(dict.fromkeys(spoken_nonce_word(rng) for _ in range(int(rng.integers(1, 4)))))
+    if respelt:
+        names = list(dict.fromkeys(r for w in names if (r := respell(w, rng))))
+        while not names:
+            names = [r] if (r := respell(spoken_nonce_word(rng), rng)) else []
     rare = [tail[int(i)] for i in rng.choice(len(tail), size=int(rng.integers(1, 3)), replace=False)]
     said: set[str] = set()
     out: list[tuple[str, bool]] = []

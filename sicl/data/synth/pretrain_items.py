@@ -11,6 +11,9 @@ with the open-vocabulary kinds of :mod:`open_text` and the wider voice populatio
 * ``shared``: chats whose clips share words (:func:`open_text.shared_chat`): consecutive items with the same
   ``meta["chat"]`` are one conversation's turns, in order, each clip in its own voice; ``meta["labelled"]`` says
   whether the turn's transcript can be known (every made-up word it speaks was spoken in an earlier turn);
+* ``respelt``: ``shared`` chats whose made-up names are respelt so that they sound like another spelling
+  (:func:`open_text.respell`; tiny-omni v9): the model's own guess from the sound is wrong, the earlier
+  transcript is right;
 * ``unheard``: ASR on sentences made only of words no pretraining clip speaks (evaluation only);
 * ``child-science``, ``child-reading``: the world's child kinds, as in ``items`` (evaluation only).
 """
@@ -26,10 +29,12 @@ from sicl.data.synth import items as I
 from sicl.data.synth import open_text as O
 from sicl.data.synth import voices as V
 
-KINDS = ("open", "context", "shared", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
+KINDS = ("open", "context", "shared", "respelt", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
 #: what held-out sets are made with (``make_eval_items``): the world's own adult voices, so the adult, ST, SQA
 #: and AQA sets are exactly tiny-omni v1's held-out items and the numbers compare across versions
 EVAL_OPTIONS = {"voices": "world"}
+#: kinds whose items are whole chats' turns (consecutive items with the same ``meta["chat"]``)
+CHAT_KINDS = ("shared", "respelt")
 _OPEN_KINDS: dict[str, Any] = {"open": lambda rng: (O.open_sentence(rng), None), "context": O.context_sentence,
                                "unheard": lambda rng: (O.unheard_sentence(rng), None)}
 
@@ -54,7 +59,7 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     if voices not in ("wide", "world"):
         raise ValueError(f"unknown voices {voices!r} (expected wide or world)")
     world = voices == "world" or kind == "unheard"
-    if kind not in _OPEN_KINDS and kind != "shared":
+    if kind not in _OPEN_KINDS and kind not in CHAT_KINDS:
         yield from I.iter_items(kind, n, seed, workers, exclude=exclude,
                                 speakers=speakers or (None if world else V.pretrain_population()), **options)
         return
@@ -64,8 +69,8 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     plan: list[tuple[str, V.VoiceSpec]] = []
     hints: list[str | None] = []
     metas: list[dict[str, Any]] = []
-    if kind == "shared":
-        _plan_chats(rng, n, seen, pop, plan, metas)
+    if kind in CHAT_KINDS:
+        _plan_chats(rng, n, seen, pop, plan, metas, respelt=kind == "respelt")
         hints = [None] * n
     tries = 0
     while len(plan) < n:
@@ -98,7 +103,7 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
 
 
 def _plan_chats(rng: np.random.Generator, n: int, seen: set[str], pop: list[V.VoiceSpec],
-                plan: list[tuple[str, V.VoiceSpec]], metas: list[dict[str, Any]]) -> None:
+                plan: list[tuple[str, V.VoiceSpec]], metas: list[dict[str, Any]], respelt: bool = False) -> None:
     """``n`` turns of shared-word chats (whole chats of 2 or more turns; the last one sized to fit), each
     turn in a voice of its own; a chat with a held-out sentence is drawn again."""
     lo, hi = O.SHARED_CLIPS
@@ -111,7 +116,7 @@ def _plan_chats(rng: np.random.Generator, n: int, seen: set[str], pop: list[V.Vo
         size = min(left, int(rng.integers(lo, hi + 1)))
         if left - size == 1:
             size = size + 1 if size < hi else size - 1
-        turns = O.shared_chat(rng, size)
+        turns = O.shared_chat(rng, size, respelt=respelt)
         if any(t in seen for t, _ in turns) or len({t for t, _ in turns}) < len(turns):
             continue
         for text, labelled in turns:

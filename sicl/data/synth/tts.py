@@ -99,6 +99,25 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
     return trim_silence(wav)
 
 
+def phonemes(text: str, voice: str = "en-us") -> str:
+    """espeak-ng's phonemes for ``text`` (IPA) in ``voice``: what :func:`synthesize` would say, without the
+    audio. Two spellings with the same phonemes are homophones to the synthesiser (used to respell made-up
+    words, :func:`sicl.data.synth.open_text.respell`)."""
+    with _lock:
+        lib, _, _ = _init()
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"unknown espeak voice {voice!r}")
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        buf = ctypes.c_char_p(text.encode("utf-8"))
+        out: list[str] = []
+        ptr = ctypes.pointer(buf)
+        while ptr.contents.value:  # one call per clause; the pointer advances past it
+            res = lib.espeak_TextToPhonemes(ptr, _CHARS_UTF8, 0x02)  # 0x02: IPA
+            out.append((res or b"").decode("utf-8"))
+    return " ".join(x.strip() for x in out if x.strip())
+
+
 def trim_silence(wav: np.ndarray, threshold: float = 1e-3, pad: float = 0.1) -> np.ndarray:
     """Cut silence at both ends, keeping ``pad`` seconds (espeak adds a long pause at the end)."""
     idx = np.flatnonzero(np.abs(wav) > threshold)
