@@ -315,3 +315,18 @@ def test_shared_chats_come_whole_and_replay_whole(tiny):
     assert stream.ready("shared") and not stream.ready("single")
     out = stream.batch(5, "shared")
     assert all(c.kind == "shared" for c in out) and stream.drawn == sum(len(c.features) for c in out)
+
+
+def test_respelt_probe_asks_a_later_turn_for_a_name_spelled_only_in_an_earlier_turn(tiny):
+    """probe_shared(kind="respelt") on a real (tiny, untrained) thinker: each query is a labelled later turn whose
+    made-up words an earlier turn spoke and spelled; an exact answer scores hit 1, the model's guess 0."""
+    from sicl.data.synth import pretrain_items as P
+    from sicl.pretrain import evaluate as E
+
+    model, processor = tiny
+    res = E.probe_shared(model, processor.tokenizer, P, n=12, kind="respelt", batch_size=4)
+    assert res["n"] >= 1 and set(res) >= {"wer_ctx", "hit_ctx", "wer_alone", "hit_alone"}
+    assert 0.0 <= res["hit_ctx"] <= 1.0 and res["wer_ctx"] > 0.5  # an untrained model does not transcribe
+    query, _ = res["samples"][0]
+    lexicon = set(O.words())
+    assert any(w not in lexicon for w in query.split())  # the query speaks a respelt name
