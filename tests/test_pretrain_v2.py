@@ -274,7 +274,7 @@ def test_respelt_chats_speak_respelt_names_and_keep_the_labelling_rule():
     for _ in range(40):
         turns = O.shared_chat(rng, respelt=True)
         said: set[str] = set()
-        for i, (text, labelled) in enumerate(turns):
+        for text, labelled in turns:
             new = {w for w in text.split() if w not in lexicon}
             assert labelled == (new <= said)
             said |= new
