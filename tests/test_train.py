@@ -166,3 +166,48 @@ def test_speed_perturbation_and_noise_are_what_they_say():
     assert not add_noise(np.zeros(100, np.float32), 10.0, np.random.default_rng(0)).any()
     with pytest.raises(SiclError, match="query_augment.speed"):
         augment_queries([], AugmentSettings(copies=1, speed=[1.2, 0.9]), "unused")
+
+
+def test_respell_shared_words_respells_only_shared_rare_words_the_same_way_everywhere():
+    import numpy as np
+
+    from sicl.data.manifest import Example
+    from sicl.data.synth.tts import phonemes
+    from sicl.train.episodes import respell_shared_words
+
+    q = Example(id="q", audio="q.wav", task="asr", target="The crystal sank near the Periscope, said Fenwick.")
+    demos = [Example(id="d1", audio="d1.wav", task="asr", target="a periscope and a crystal"),
+             Example(id="d2", audio="d2.wav", task="asr", target="the crystal is near"),
+             Example(id="d3", audio="d3.wav", task="asr", target="nothing here")]
+    q2, d2, mapping = respell_shared_words(q, demos, np.random.default_rng(3), common=frozenset({"near"}))
+    # shared with a demo and not common: crystal, periscope. Not shared: sank, said, fenwick. Common: near.
+    assert set(mapping) <= {"crystal", "periscope"} and mapping
+    for old, new in mapping.items():
+        assert new != old and phonemes(new) == phonemes(old)
+    words_q = q2.target.replace(",", "").replace(".", "").split()
+    assert words_q[0] == "The" and "sank" in words_q and "near" in words_q and "Fenwick" in words_q
+    if "periscope" in mapping:  # the capital survives
+        assert mapping["periscope"].capitalize() in words_q
+    if "crystal" in mapping:  # one spelling for the query and every demo that says it
+        assert mapping["crystal"] in words_q
+        assert d2[0].target.split()[-1] == d2[1].target.split()[1] == mapping["crystal"]
+    assert d2[2] is demos[2] and q.target.startswith("The crystal")  # untouched; inputs not mutated
+    assert [d.id for d in d2] == ["d1", "d2", "d3"] and q2.audio == "q.wav"
+
+
+def test_respell_shared_changes_transcripts_not_episodes(data, tmp_path):
+    plain = build_trainer(cfg_for(data, tmp_path / "a", max_steps=4)).train_dataset
+    resp = build_trainer(cfg_for(data, tmp_path / "b", max_steps=4, respell_shared=1.0)).train_dataset
+    n_respelt = 0
+    for i in range(len(plain)):
+        a, b = plain[i], resp[i]
+        assert (a.id, [d.id for d in a.demos]) == (b.id, [d.id for d in b.demos])  # same queries and demos
+        mapping = b.meta.get("respelt", {})
+        n_respelt += bool(mapping)
+        for x, y in zip(a.examples, b.examples, strict=True):
+            expect = " ".join(mapping.get(w, w) for w in x.target.split())
+            assert y.target == expect and y.audio == x.audio
+    assert n_respelt > 0  # the fixture's two-word targets share words with the pool
+    assert "respelt" not in plain[0].meta
+    with pytest.raises(Exception, match="respell_shared"):
+        cfg_for(data, tmp_path / "c", respell_shared=1.5)

@@ -8,11 +8,20 @@ uninterrupted one would, and lets every process of a multi-process run agree wit
 
 Prompt order: demos farthest first, nearest last (next to the query), unless ``shuffle_demos``. A
 prompt-length budget drops the farthest demos first; audio is never truncated.
+
+``respell_shared`` (an option, off by default; not in the paper): with that probability an ASR episode's rare words
+that the query shares with its demonstrations are spelled another way that sounds the same, in the query's answer and
+in every demonstration's transcript alike (:func:`respell_shared_words`). The audio is unchanged, so the model can
+only get such a word right by copying it from a demonstration: an episode that rewards using the context even when
+the model already spells the word right from the sound.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,11 +45,66 @@ class TaskData:
     ranked: dict[str, list[str]] = field(default_factory=dict)
 
 
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
+#: words a pool's transcripts use in more than this share of its examples (and more than COMMON_MIN of them) are
+#: common, never respelt: function words and a world's template words, which the model spells right anyway
+COMMON_DF = 0.02
+COMMON_MIN = 5
+#: shortest word that is respelt
+MIN_RESPELL_LEN = 4
+
+
+def common_words(pool: Sequence[Example], max_df: float = COMMON_DF, min_count: int = COMMON_MIN) -> frozenset[str]:
+    """Lower-cased words in more than ``max_df`` of the pool's ASR transcripts and in more than ``min_count`` of
+    them (document frequency)."""
+    texts = [ex.target for ex in pool if ex.task == "asr" and ex.target]
+    df = Counter(w for t in texts for w in {m.group().lower() for m in _WORD.finditer(t)})
+    return frozenset(w for w, c in df.items() if c > max(min_count, max_df * len(texts)))
+
+
+def _match_case(word: str, like: str) -> str:
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    return word[0].upper() + word[1:] if like[:1].isupper() else word
+
+
+def respell_shared_words(query: Example, demos: Sequence[Example], rng: np.random.Generator,
+                         common: frozenset[str] = frozenset()) -> tuple[Example, list[Example], dict[str, str]]:
+    """The query and demos with every word the query's answer shares with a demonstration's transcript (plain
+    letters, at least :data:`MIN_RESPELL_LEN` long, not in ``common``) respelt consistently: the same new spelling,
+    one that espeak-ng says the same way (:func:`sicl.data.synth.open_text.respell`), everywhere it occurs. Words
+    with no such spelling stay as they are. Returns (query, demos, {word: new spelling})."""
+    from sicl.data.synth.open_text import respell
+
+    def words(ex: Example) -> set[str]:
+        return {m.group().lower() for m in _WORD.finditer(ex.target or "")}
+
+    shared = words(query) & set().union(*(words(d) for d in demos)) if demos else set()
+    mapping: dict[str, str] = {}
+    for w in sorted(shared):  # sorted: the same episode index gives the same spellings
+        if len(w) >= MIN_RESPELL_LEN and w.isascii() and w.isalpha() and w not in common:
+            new = respell(w, rng)
+            if new:
+                mapping[w] = new
+    if not mapping:
+        return query, list(demos), {}
+
+    def sub(ex: Example) -> Example:
+        if not ex.target:
+            return ex
+        text = _WORD.sub(lambda m: _match_case(mapping[m.group().lower()], m.group())
+                         if m.group().lower() in mapping else m.group(), ex.target)
+        return ex if text == ex.target else dataclasses.replace(ex, target=text)
+
+    return sub(query), [sub(d) for d in demos], mapping
+
+
 class EpisodeSampler:
     """``episode(i)``: the i-th training episode (module docstring)."""
 
     def __init__(self, tasks: Sequence[TaskData], k: Sequence[int], seed: int = 0, shuffle_demos: bool = False,
-                 max_prompt_tokens: int | None = None, length_of: Callable[[Example], int] | None = None) -> None:
+                 max_prompt_tokens: int | None = None, length_of: Callable[[Example], int] | None = None,
+                 respell_shared: float = 0.0) -> None:
         if not tasks:
             raise SiclError("training needs at least one task")
         if len(k) not in (1, 2) or min(k) < 0 or k[0] > k[-1]:
@@ -59,6 +123,10 @@ class EpisodeSampler:
         self.max_prompt_tokens = max_prompt_tokens
         self.length_of = length_of or (lambda ex: 0)
         self._pools = [{ex.id: ex for ex in t.pool} for t in self.tasks]
+        if not 0.0 <= respell_shared <= 1.0:
+            raise SiclError(f"respell_shared must be a probability in [0, 1], got {respell_shared}")
+        self.respell_shared = respell_shared
+        self._common = [common_words(t.pool) if respell_shared > 0 else frozenset() for t in self.tasks]
 
     def episode(self, index: int) -> Episode:
         rng = np.random.default_rng([self.seed, index])
@@ -78,7 +146,15 @@ class EpisodeSampler:
         demos = prompt_order(demos)  # farthest first, nearest next to the query
         if self.shuffle_demos:
             demos = [demos[int(j)] for j in rng.permutation(len(demos))]
-        return Episode(query=query, demos=demos, id=f"{index}:{query.id}", meta={"task": task.name})
+        meta: dict = {"task": task.name}
+        if self.respell_shared > 0 and demos and query.task == "asr":
+            # its own generator: episodes with the option off are exactly those of a run without it
+            r2 = np.random.default_rng([self.seed, index, 7_919])
+            if r2.random() < self.respell_shared:
+                query, demos, mapping = respell_shared_words(query, demos, r2, self._common[ti])
+                if mapping:
+                    meta["respelt"] = mapping
+        return Episode(query=query, demos=demos, id=f"{index}:{query.id}", meta=meta)
 
     def length(self, ep: Episode) -> int:
         """Estimated prompt tokens of an episode (for length grouping)."""

@@ -279,7 +279,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     backbone.model = apply_lora(backbone.model, cfg.lora)
     lengths = example_lengths(backbone, tasks)
     sampler = EpisodeSampler(tasks, k, cfg.seed, cfg.shuffle_demos, cfg.max_prompt_tokens,
-                             length_of=lambda ex: lengths[ex.id])
+                             length_of=lambda ex: lengths[ex.id], respell_shared=cfg.respell_shared)
     args = training_arguments(cfg)
     world = args.world_size
     n = cfg.max_steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world

@@ -56,6 +56,10 @@ class TrainConfig:
     query_augment: AugmentSettings = field(default_factory=AugmentSettings, metadata={
         "help": "perturbed copies of the training queries (speed, noise; sicl.data.augment); "
                 "a copy keeps its source's demonstrations"})
+    respell_shared: float = field(default=0.0, metadata={
+        "help": "probability that an ASR episode's rare words shared by the query and its demos are respelt (a "
+                "spelling that sounds the same) in all their transcripts: only the demos give it (not in the paper; "
+                "sicl.train.episodes)"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "r, alpha, dropout, targets"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "episodes per device per micro-batch"})
@@ -113,6 +117,8 @@ class TrainConfig:
             yield "save_total_limit", f"must be >= 1 (or null: keep every checkpoint), got {self.save_total_limit}"
         if self.threads is not None and self.threads < 0:
             yield "threads", f"must be >= 0 (0: torch's default), got {self.threads}"
+        if not (math.isfinite(self.respell_shared) and 0 <= self.respell_shared <= 1):
+            yield "respell_shared", f"must be a probability in [0, 1], got {self.respell_shared}"
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             yield "learning_rate", f"must be a number > 0, got {self.learning_rate}"
         for name in ("weight_decay", "max_grad_norm"):
