@@ -47,6 +47,11 @@ def load_train_state(folder: Path, opt: torch.optim.Optimizer, head: torch.nn.Mo
     return meta
 
 
+#: the pretraining CTC head's weights, saved beside a final model so that a warm start from it (``init``) keeps its
+#: head (sicl.pretrain.train.CtcHead); it travels in an export's meta.tar.gz
+CTC_HEAD_FILE = "ctc_head.safetensors"
+
+
 def export_model(model_dir: Path, dest: Path, max_shard: str = "12MB", extra: list[Path] | None = None) -> list[Path]:
     """Copy a saved model to ``dest`` as weight shards (re-sharded to ``max_shard``) + ``meta.tar.gz``
     (config, tokenizer, processor files) + ``extra`` files. Unpack with :func:`unpack_export`."""
@@ -62,7 +67,7 @@ def export_model(model_dir: Path, dest: Path, max_shard: str = "12MB", extra: li
     written = _write_shards(weights, dest, _parse_size(max_shard))
     with tarfile.open(dest / "meta.tar.gz", "w:gz") as tar:
         for f in sorted(model_dir.iterdir()):
-            if f.is_file() and not f.name.startswith("model") and f.suffix != ".safetensors":
+            if f.is_file() and not f.name.startswith("model") and (f.suffix != ".safetensors" or f.name == CTC_HEAD_FILE):
                 tar.add(f, arcname=f.name)
     written.append(dest / "meta.tar.gz")
     for f in extra or []:

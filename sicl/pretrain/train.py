@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from sicl.config import dump_config
 from sicl.episodes import prompts
 from sicl.guard import check_stop, stop_on_signals, stop_requested
 from sicl.models import tiny_omni
 from sicl.pretrain import data
-from sicl.pretrain.checkpoint import export_model, load_train_state, save_train_state
+from sicl.pretrain.checkpoint import CTC_HEAD_FILE, export_model, load_train_state, save_train_state
 from sicl.pretrain.evaluate import evaluate, make_eval_items
 
 log = logging.getLogger("sicl.pretrain")
@@ -61,6 +62,10 @@ class PretrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm"})
     ctc_weight: float = field(default=0.5, metadata={"help": "weight of the auxiliary CTC loss (0 disables the head)"})
+    ctc_warmup_steps: int = field(default=0, metadata={
+        "help": "first steps whose CTC loss trains only the head (audio frames detached): a warm start from a model "
+                "saved without its head (CTC_HEAD_FILE) gets a random head, whose gradients would otherwise reach the "
+                "audio tower"})
     max_minutes: float = field(default=40.0, metadata={"help": "wall-clock training budget in minutes (summed over resumes)"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many steps (0: no limit)"})
     workers: int = field(default=1, metadata={"help": "synthesis worker processes"})
@@ -106,7 +111,7 @@ def _corpus_module(cfg: PretrainConfig) -> Any:
 
 
 class CtcHead(torch.nn.Module):
-    """Characters from audio-tower frames; discarded after pretraining."""
+    """Characters from audio-tower frames; not part of the model (saved beside it as :data:`CTC_HEAD_FILE`)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -124,9 +129,9 @@ class CtcHead(torch.nn.Module):
 
 
 def losses(model: Any, head: CtcHead, batch: dict[str, torch.Tensor], frames: dict[str, Any],
-           use_ctc: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+           use_ctc: bool = True, head_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(answer-token cross-entropy, CTC loss) for one collated batch. ``frames`` is filled by the forward
-    hook on the audio tower (see :func:`attach_frames_hook`)."""
+    hook on the audio tower (see :func:`attach_frames_hook`). ``head_only``: the CTC loss reaches the head only."""
     audio = "input_features" in batch
     extra = dict(input_features=batch["input_features"],
                  feature_attention_mask=batch["feature_attention_mask"]) if audio else {}
@@ -138,7 +143,8 @@ def losses(model: Any, head: CtcHead, batch: dict[str, torch.Tensor], frames: di
     if use_ctc and audio:
         _, out_lens = tiny_omni.audio_tower(model)._get_feat_extract_output_lengths(
             batch["feature_attention_mask"].sum(-1))
-        ctc = head.loss(frames["h"], out_lens, batch["ctc_targets"], batch["ctc_lengths"])
+        h = frames["h"].detach() if head_only else frames["h"]
+        ctc = head.loss(h, out_lens, batch["ctc_targets"], batch["ctc_lengths"])
     return lm, ctc
 
 
@@ -178,11 +184,13 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     source = importlib.import_module(cfg.source)
     ckpt = out / "checkpoint"
     state: dict[str, Any] = {"step": 0, "minutes": 0.0, "examples": 0, "history": []}
+    init_head: Path | None = None
     if cfg.resume and (ckpt / "model" / "config.json").exists():
         model, processor = tiny_omni.load_tiny_omni(ckpt / "model")
         log.info("resuming from %s", ckpt)
     elif cfg.init:
         model, processor = tiny_omni.load_tiny_omni(cfg.init)
+        init_head = Path(cfg.init) / CTC_HEAD_FILE
     else:
         t0 = time.time()
         tok = tiny_omni.train_tokenizer(tokenizer_texts(source, cfg), cfg.vocab_size)
@@ -194,7 +202,11 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     tok = processor.tokenizer
     processor.save_pretrained(out / "tokenizer")  # the workers' tokenizer
     model.to(dev).train()
-    head = CtcHead(model.config.text_config.hidden_size).to(dev)
+    head = CtcHead(model.config.text_config.hidden_size)
+    if init_head is not None and init_head.exists():  # a checkpoint's own head comes back with its train state
+        head.load_state_dict(load_file(init_head))
+        log.info("CTC head from %s", init_head)
+    head.to(dev)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98),
                             fused=dev.type == "cuda")
@@ -233,6 +245,8 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     final = out / "final"
     dtype = torch.bfloat16 if cfg.save_dtype == "bf16" else torch.float32
     tiny_omni.save_tiny_omni(final, model.cpu(), processor, dtype=dtype)
+    if cfg.ctc_weight > 0:
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, final / CTC_HEAD_FILE)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if cfg.export_dir:
@@ -267,7 +281,8 @@ def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any,
         for g in opt.param_groups:
             g["lr"] = cfg.lr * lr_factor(cfg, state["step"], minutes)
         with amp:
-            lm, ctc = losses(model, head, batch, frames, cfg.ctc_weight > 0)
+            lm, ctc = losses(model, head, batch, frames, cfg.ctc_weight > 0,
+                             head_only=state["step"] < cfg.ctc_warmup_steps)
         loss = lm + cfg.ctc_weight * ctc
         opt.zero_grad(set_to_none=True)
         loss.backward()
