@@ -181,16 +181,16 @@ def test_respell_shared_words_respells_only_shared_rare_words_the_same_way_every
              Example(id="d3", audio="d3.wav", task="asr", target="nothing here")]
     q2, d2, mapping = respell_shared_words(q, demos, np.random.default_rng(3), common=frozenset({"near"}))
     # shared with a demo and not common: crystal, periscope. Not shared: sank, said, fenwick. Common: near.
-    assert set(mapping) <= {"crystal", "periscope"} and mapping
+    assert set(mapping) == {"crystal", "periscope"}
     for old, new in mapping.items():
         assert new != old and phonemes(new) == phonemes(old)
     words_q = q2.target.replace(",", "").replace(".", "").split()
     assert words_q[0] == "The" and "sank" in words_q and "near" in words_q and "Fenwick" in words_q
-    if "periscope" in mapping:  # the capital survives
-        assert mapping["periscope"].capitalize() in words_q
-    if "crystal" in mapping:  # one spelling for the query and every demo that says it
-        assert mapping["crystal"] in words_q
-        assert d2[0].target.split()[-1] == d2[1].target.split()[1] == mapping["crystal"]
+    assert mapping["periscope"].capitalize() in words_q  # the capital survives
+    # one spelling for the query and every demo that says it
+    assert mapping["crystal"] in words_q
+    assert d2[0].target.split()[-1] == d2[1].target.split()[1] == mapping["crystal"]
+    assert d2[0].target.split()[1] == mapping["periscope"]
     assert d2[2] is demos[2] and q.target.startswith("The crystal")  # untouched; inputs not mutated
     assert [d.id for d in d2] == ["d1", "d2", "d3"] and q2.audio == "q.wav"
 
