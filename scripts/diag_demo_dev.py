@@ -58,7 +58,10 @@ def domain_vocab(set_name: str, row: dict) -> set[str]:
         return set(T.SCIENCE_WORDS)
     if set_name == "child-reading":
         return set(T.READING_WORDS)
-    topic = (row.get("meta") or {}).get("topic") or ""
+    meta = row.get("meta") or {}
+    if meta.get("names"):  # scripts/make_names_task.py: the query's made-up names
+        return set(meta["names"])
+    topic = meta.get("topic") or ""
     if topic.startswith("rare-"):
         return set(O.rare_topics()[int(topic.split("-")[1])][1])
     return set()

@@ -30,3 +30,24 @@ def test_demo_word_hits_counts_the_query_words_its_demonstrations_spell(tmp_path
     # q2: no word in its demo; 7 reference words in all
     assert diag.demo_word_hits(preds, ret, pool) == {"in_demos": round(3 / 7, 3), "demo_word_hit": round(2 / 3, 3)}
     assert diag.demo_word_hits(preds[1:2], ret, pool) == {"in_demos": 0.0, "demo_word_hit": None}
+
+
+def test_names_task_sentences_speak_their_topics_made_up_names_and_the_diag_scores_them_as_domain_words():
+    import numpy as np
+
+    from sicl.data.synth import open_text as O
+
+    names = _script("make_names_task")
+    rng = np.random.default_rng(3)
+    tops = names.topics(rng, 20)
+    every = [n for (a, b), _ in tops for n in (a, b)]
+    assert len(set(every)) == 40 and not set(every) & set(O.words())  # made-up: in no lexicon, never reused
+    for topic in tops:
+        for _ in range(5):
+            text, spoken = names.sentence(rng, topic)
+            assert spoken and set(spoken) <= set(topic[0]) and all(w in text.split() for w in spoken)
+    diag = _script("diag_demo_dev")
+    row = {"target": "one day ninfi found a jacket", "meta": {"topic": "names-017", "names": ["ninfi"]}}
+    assert diag.domain_vocab("names", row) == {"ninfi"}
+    errs = diag.error_split("names", [{**row, "prediction": "one day ninety found a jacket"}])
+    assert errs["domain_wer"] == 1.0 and errs["other_wer"] == 0.0
