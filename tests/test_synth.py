@@ -18,7 +18,7 @@ from sicl.data.synth import world as W
 from sicl.errors import SiclError
 
 TINY = {"adult": (4, 6, 5), "translate": (3, 4, 4), "sqa": (3, 4, 4), "child-science": (3, 6, 5),
-        "child-reading": (3, 6, 5), "aqa": (7, 7, 7)}
+        "child-reading": (3, 6, 5), "aqa": (7, 7, 7), "names": (2, 12, 4)}
 
 
 def _f0(wav: np.ndarray, sr: int = 16_000) -> float:
@@ -102,7 +102,7 @@ def test_world_is_deterministic_and_honours_the_contract(tmp_path, monkeypatch):
     s1 = W.build_world(tmp_path / "a", seed=0, size="tiny", workers=1)
     W.build_world(tmp_path / "b", seed=0, size="tiny", workers=2)
     ha, hb = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
-    assert ha == hb and len(ha) == s1["clips"] + 18 + 1
+    assert ha == hb and len(ha) == s1["clips"] + 3 * len(TINY) + 1  # clips, manifests, world.json
     # another seed: other sentences (the audio follows the text; items test checks seeds too)
     other = I._plan("adult", 5, W.split_seed(1, "adult", "test"), set(), None, None)
     assert [f["target"] for f, _, _ in other] != [W._spoken(r) for r in
@@ -130,6 +130,12 @@ def test_world_is_deterministic_and_honours_the_contract(tmp_path, monkeypatch):
     info = json.loads((root / "world.json").read_text())
     for domain in ("child-science", "child-reading"):
         assert info["child"][domain]["test_domain_absent_from_adult"] == 1.0
+    # names (world v3): two topics (12 pool clips / 6), every split speaks their names, the pool spells them all
+    names = {s: read_manifest(root / "names" / f"{s}.jsonl") for s in W.SPLITS}
+    assert {r.meta["topic"] for r in names["pool"]} == {"names-000", "names-001"}
+    assert all(r.meta["topic"] in {"names-000", "names-001"} and r.meta["names"]
+               and set(r.meta["names"]) <= set(r.target.split()) for rows in names.values() for r in rows)
+    assert info["names"]["test_names_covered_by_pool"] == 1.0 and info["names"]["test_name_tokens"] >= 4
     assert W.world_sentences(root) >= spoken["adult/test"] | spoken["sqa/test"]
 
 
@@ -166,9 +172,55 @@ def test_world_v2_text_rare_topics_and_child_sentences():
         assert v1 == [make(np.random.default_rng(9), version=1).text for _ in range(5)]  # v1 unchanged
 
 
+def test_world_v3_names_topics_are_made_up_fixed_and_spoken_by_their_sentences():
+    from sicl.data.synth import open_text as O
+
+    topics = O.name_topics()
+    made_up = [w for (a, b), _ in topics for w in (a, b)]
+    assert len(topics) == O.N_NAME_TOPICS and len(set(made_up)) == len(made_up)
+    assert not set(made_up) & (set(O.words()) | O.domain_words())  # in no lexicon: no model heard them as words
+    assert all(anchor in O.heard_words() for _, anchor in topics)
+    rng = np.random.default_rng(11)
+    for t in (0, 7, 149):
+        for _ in range(10):
+            s = O.name_sentence(rng, t)
+            (a, b), anchor = topics[t]
+            spoken = s.slots["names"].split()
+            assert s.topic == f"names-{t:03d}" and spoken and set(spoken) <= {a, b} <= set(made_up)
+            assert all(w in s.text.split() for w in spoken) and not {a, b} - set(spoken) & set(s.text.split())
+
+
 def test_children_are_a_moderate_step_beyond_the_pretraining_voices():
     kids = V.classroom("science")
     wide = V.pretrain_population()
     assert np.median([k.shift for k in kids]) > np.median([v.shift for v in wide]) + 0.03  # a step beyond ...
     assert max(k.shift for k in kids) <= 1.13 <= max(v.shift for v in wide) + 0.01  # ... but not outside
     assert np.median([k.pitch for k in kids]) > np.median([v.pitch for v in wide]) and all(k.child for k in kids)
+
+
+def test_a_version_2_world_is_upgraded_by_building_only_the_names_domain(tmp_path, monkeypatch):
+    monkeypatch.setitem(W.SIZES, "tiny", TINY)
+    out = tmp_path / "w"
+    full = W.build_world(out, seed=0, size="tiny", workers=1)
+    before = _hashes(out)
+    # make it the version-2 world it would have been: no names domain, version 2
+    import shutil
+
+    shutil.rmtree(out / "names")
+    info = json.loads((out / "world.json").read_text())
+    info["version"] = 2
+    (out / "world.json").write_text(json.dumps(info))
+    stamp = (out / "adult" / "test.jsonl").stat().st_mtime_ns
+    done = []
+    summary = W.build_world(out, seed=0, size="tiny", workers=1, progress=done.append)
+    assert summary["version"] == W.WORLD_VERSION and summary["counts"] == full["counts"]
+    assert summary["names"] == full["names"] and sum(done) == full["clips"]
+    assert (out / "adult" / "test.jsonl").stat().st_mtime_ns == stamp  # the old domains were not rebuilt
+    after = _hashes(out)
+    assert after.pop("world.json") and after == {k: v for k, v in before.items() if k != "world.json"}
+    assert abs(summary["audio_hours"] - full["audio_hours"]) < 1e-3  # the same world as one built from nothing
+    # a version-1 world (an older change to the existing domains) is still refused
+    info["version"] = 1
+    (out / "world.json").write_text(json.dumps(info))
+    with pytest.raises(SiclError, match="version=1"):
+        W.build_world(out, seed=0, size="tiny", workers=1)

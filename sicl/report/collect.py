@@ -26,7 +26,7 @@ class ReportError(SiclError):
 #: Method order of every table and plot; other methods follow alphabetically.
 METHOD_ORDER = ["zero-shot", "vanilla-icl", "sicl-at1", "sicl-at2", "sicl-at3", "direct-ft"]
 #: Eval-set order (the demo's); others follow alphabetically.
-EVAL_SET_ORDER = ["child-science", "child-reading", "adult", "translate", "aqa"]
+EVAL_SET_ORDER = ["child-science", "child-reading", "adult", "names", "translate", "aqa"]
 #: Quality metrics whose direction is known.
 LOWER_IS_BETTER = {"wer", "wer_utterance_capped", "cer"}
 HIGHER_IS_BETTER = {"bleu", "accuracy", "acc", "chrf", "f1", "exact_match"}

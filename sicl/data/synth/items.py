@@ -30,10 +30,10 @@ from sicl.data.synth import text as T
 from sicl.data.synth import voices as V
 from sicl.data.synth.tts import SAMPLE_RATE
 
-KINDS = ("adult", "translate", "sqa", "aqa", "child-science", "child-reading")
+KINDS = ("adult", "translate", "sqa", "aqa", "child-science", "child-reading", "names")
 CHUNK = 128  # items per fresh process; part of the determinism contract (changing it changes audio)
 _TASK = {"adult": "asr", "translate": "st", "sqa": "sqa", "aqa": "aqa", "child-science": "asr",
-         "child-reading": "asr"}
+         "child-reading": "asr", "names": "asr"}
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _aqa_plan(i: int, rng: np.random.Generator, cats: list[str], adults: list[V.
 
 
 def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.VoiceSpec] | None,
-          topics: list[str] | None, version: int = 1) -> list[tuple[dict, V.VoiceSpec, float | None]]:
+          topics: list[str] | list[int] | None, version: int = 1) -> list[tuple[dict, V.VoiceSpec, float | None]]:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     rng = np.random.default_rng(np.random.SeedSequence([seed, _kind_code(kind)]))
@@ -144,6 +144,11 @@ def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.Voic
                 topic = topics[i % len(topics)] if topics else None
                 sent = (T.science_sentence if domain == "science" else T.reading_sentence)(rng, topic, version)
                 fields = dict(target=sent.text, meta={"topic": sent.topic})
+            elif kind == "names":
+                from sicl.data.synth.open_text import name_sentence
+
+                sent = name_sentence(rng, topics[i % len(topics)] if topics else None)
+                fields = dict(target=sent.text, meta={"topic": sent.topic, "names": sent.slots["names"].split()})
             elif kind == "adult" and version >= 2:
                 from sicl.data.synth.open_text import world_adult_sentence
 
@@ -191,13 +196,14 @@ def _pool(workers: int):
 
 
 def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,
-               speakers: list[V.VoiceSpec] | None = None, topics: list[str] | None = None,
+               speakers: list[V.VoiceSpec] | None = None, topics: list[str] | list[int] | None = None,
                ids: list[str] | None = None, audio_dir: str | Path | None = None,
                version: int = 1) -> Iterator[SynthItem]:
     """Yield the items of ``generate_items`` in order, as chunks finish (keeps memory flat).
 
     ``exclude``: spoken sentences never to produce. ``speakers``: voices to draw from (default: the adult
-    population, or the domain's classroom for child kinds). ``topics``: child topics, cycled. ``ids``: item
+    population, or the domain's classroom for child kinds). ``topics``: child topics, or ``names`` topic
+    indices (:func:`open_text.name_topics`), cycled. ``ids``: item
     ids (default ``<kind>-<i>``). ``audio_dir``: write ``<id>.flac`` there from the workers instead of
     returning waveforms. ``version``: the text of that world version (2: rare-word topics in adult speech and
     longer child sentences; 1: the original grammars). Child voices are always the current classrooms.
@@ -223,6 +229,6 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
 
 
 def generate_items(kind: str, n: int, seed: int, workers: int = 1, **options: Any) -> list[SynthItem]:
-    """``n`` items of ``kind`` (adult | translate | sqa | aqa | child-science | child-reading); identical for
+    """``n`` items of ``kind`` (adult | translate | sqa | aqa | child-science | child-reading | names); identical for
     any ``workers``. Options: see :func:`iter_items`."""
     return list(iter_items(kind, n, seed, workers, **options))

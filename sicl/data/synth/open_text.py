@@ -304,6 +304,49 @@ def world_adult_sentence(rng: np.random.Generator, rare_share: float = 0.5) -> T
     return rare_word_sentence(rng) if rng.random() < rare_share else T.adult_sentence(rng)
 
 
+# ----------------------------------------------------------------------- world v3: made-up names per topic
+N_NAME_TOPICS = 150
+_NAME_SLOTS = ("place", "object", "food", "vehicle", "event")
+
+
+@lru_cache(maxsize=1)
+def name_topics() -> tuple[tuple[tuple[str, str], str], ...]:
+    """World v3's ``names`` domain: ``N_NAME_TOPICS`` topics of (two made-up names, one anchor word). The names
+    (:func:`spoken_nonce_word`: pronounceable, in no lexicon, so never spoken by a pretraining clip except by
+    chance) cannot be spelled from the sound alone; the topic's other sentences, which text retrieval finds
+    through the shared names and anchor, spell them: the situation of Common Voice's rare names, where the
+    demonstrations carry what the query needs. Fixed (its own seed), so a world's pool and test share them."""
+    rng = np.random.default_rng(20261201)
+    rank = {w: i for i, w in enumerate(words())}
+    anchors = [w for w in heard_words() if 800 <= rank[w] < 3000 and len(w) >= 4]
+    out: list[tuple[tuple[str, str], str]] = []
+    used: set[str] = set()
+    while len(out) < N_NAME_TOPICS:
+        a, b = spoken_nonce_word(rng), spoken_nonce_word(rng)
+        if a == b or {a, b} & used:
+            continue
+        used |= {a, b}
+        out.append(((a, b), anchors[int(rng.integers(len(anchors)))]))
+    return tuple(out)
+
+
+def name_sentence(rng: np.random.Generator, topic: int | None = None) -> T.Sentence:
+    """An adult template sentence whose ``{name}`` slots hold one topic's made-up names (``topic`` holds
+    ``names-NNN``; ``slots["names"]`` the names it speaks, space-separated) and one noun slot its anchor."""
+    t = int(rng.integers(N_NAME_TOPICS)) if topic is None else int(topic)
+    (a, b), anchor = name_topics()[t]
+    named = [tpl for tpl, _, _ in T.ADULT_TEMPLATES if "{name}" in tpl]
+    template = named[int(rng.integers(len(named)))]
+    first, second = (a, b) if rng.random() < 0.5 else (b, a)
+    preset = {"name": first, "name2": second}
+    nouns = [s for s in _NAME_SLOTS if "{" + s + "}" in template]
+    if nouns:
+        preset[nouns[int(rng.integers(len(nouns)))]] = anchor
+    sent = T._fill(template, rng, preset)
+    spoken = [w for w in (a, b) if w in sent.text.split()]
+    return T.Sentence(sent.text, {**sent.slots, "names": " ".join(spoken)}, f"names-{t:03d}")
+
+
 # ------------------------------------------------------------------------ contextual ASR (tiny-omni v4)
 CONTEXT_FORMATS = ("Words you may hear: {words}.", "Names and terms: {words}.", "Notes: {note}.",
                    "Earlier transcripts: {related}")

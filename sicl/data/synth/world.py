@@ -1,9 +1,11 @@
 """Write the synthetic world: ``DIR/<domain>/audio/<id>.flac`` + ``DIR/<domain>/<split>.jsonl`` + ``DIR/world.json``.
 
 Domains and splits: adult, translate, sqa, aqa (train = episode queries, pool = demonstrations, test) and
-child-science, child-reading (a small train for the direct fine-tuning baseline, pool, test). Sentences are
-distinct across the splits of a domain (and across adult/translate/sqa). A child domain's pool and test
-share topics and speakers (a classroom); its train set comes from other children and other sentences.
+child-science, child-reading (a small train for the direct fine-tuning baseline, pool, test), and names (adult
+voices; train = development queries, pool, test; since world version 3). Sentences are distinct across the
+splits of a domain (and across adult/translate/sqa). A child domain's pool and test share topics and speakers
+(a classroom); its train set comes from other children and other sentences. Every names split speaks the
+pool's topics, whose made-up names only the pool's transcripts spell.
 
 Same seed and size -> byte-identical files. ``world.json`` is written last and marks a complete build; a
 re-run with the same settings is skipped unless ``force``.
@@ -27,10 +29,18 @@ from sicl.errors import SiclError
 SPLITS = ("train", "pool", "test")
 #: 2 (2026-11-30): children a moderate step beyond tiny-omni v2's voices, longer child sentences carrying the domain
 #: words among everyday ones, and adult speech with a long tail of rare-word topics (docs/synthetic-world.md)
-WORLD_VERSION = 2
+#: 3 (2026-12-01): a ``names`` domain (adult voices, made-up names that recur within a topic: the demonstrations
+#: carry what the query needs); every other domain's files are those of version 2
+WORLD_VERSION = 3
+#: names topics per pool clips: a names pool holds NAMES_PER_TOPIC sentences of each of its topics
+NAMES_PER_TOPIC = 6
+#: domains a version added, every other domain unchanged since: a complete world of version ADDED_IN[d] - 1 (same
+#: seed and size) is brought up to date by building only the domains it lacks
+ADDED_IN = {"names": 3}
 SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
     "default": {"adult": (1500, 1500, 300), "translate": (1000, 1000, 200), "sqa": (800, 800, 200),
-                "child-science": (150, 500, 200), "child-reading": (150, 500, 200), "aqa": (300, 300, 300)},
+                "child-science": (150, 500, 200), "child-reading": (150, 500, 200), "aqa": (300, 300, 300),
+                "names": (150, 600, 200)},
 }
 SIZES["small"] = {d: tuple(max(20, c // 10) for c in counts) for d, counts in SIZES["default"].items()}
 # Adult-speech domains share one set of used sentences, so no sentence is in two of them.
@@ -59,11 +69,29 @@ def world_sentences(out: str | Path, splits: tuple[str, ...] = ("test",)) -> set
     return found
 
 
+def _upgradable(out: Path, seed: int, size: str) -> list[str]:
+    """The domains to build to bring a complete older world in ``out`` up to ``WORLD_VERSION`` (empty: none can
+    be: no world, another seed or size, or a version before the last change to an existing domain)."""
+    info = out / "world.json"
+    if not info.is_file():
+        return []
+    meta = json.loads(info.read_text())
+    old = meta.get("version", 1)
+    new = [d for d in SIZES[size] if ADDED_IN.get(d, 0) > old]
+    if (meta.get("seed"), meta.get("size")) != (seed, size) or old >= WORLD_VERSION or not new \
+            or old < min(ADDED_IN[d] for d in new) - 1:
+        return []
+    kept = [d for d in SIZES[size] if d not in new]
+    return new if all((out / d / f"{s}.jsonl").is_file() for d in kept for s in SPLITS) else []
+
+
 def _is_complete(out: Path, seed: int, size: str) -> bool:
     info = out / "world.json"
     if not info.is_file():
         return False
     meta = json.loads(info.read_text())
+    if _upgradable(out, seed, size):
+        return False
     if (meta.get("seed"), meta.get("size"), meta.get("version", 1)) != (seed, size, WORLD_VERSION):
         raise SiclError(f"{out} holds a world with seed={meta.get('seed')} size={meta.get('size')} version="
                         f"{meta.get('version', 1)}; rebuild it with seed={seed} size={size} version={WORLD_VERSION} "
@@ -82,12 +110,24 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
         summary = json.loads((out / "world.json").read_text())
         summary["skipped"] = True
         return summary
+    # an older world: keep its domains, read them back for the summary
+    build = (_upgradable(out, seed, size) if not force else []) or list(SIZES[size])
+    hours = 0.0
     (out / "world.json").unlink(missing_ok=True)  # incomplete until written again
     shared: set[str] = set()
     texts: dict[str, dict[str, list[str]]] = {}
     counts: dict[str, dict[str, int]] = {}
-    hours = 0.0
     for domain, sizes in SIZES[size].items():
+        if domain not in build:
+            rows = {s: read_manifest(out / domain / f"{s}.jsonl") for s in SPLITS}
+            texts[domain] = {s: [_spoken(ex) for ex in r] for s, r in rows.items()}
+            counts[domain] = {s: len(r) for s, r in rows.items()}
+            hours += sum(ex.duration or 0.0 for r in rows.values() for ex in r) / 3600
+            if domain in _SHARED_TEXT:
+                shared |= {t for ts in texts[domain].values() for t in ts}
+            if progress:
+                progress(sum(counts[domain].values()))
+            continue
         ddir = out / domain
         if (ddir / "audio").exists():
             shutil.rmtree(ddir / "audio")  # no stale clips from an older build
@@ -101,6 +141,8 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
                 name = domain.removeprefix("child-")
                 opts["speakers"] = V.classroom(f"{name}-train", 6) if split == "train" else V.classroom(name)
                 opts["topics"] = T.SCIENCE_TOPICS if name == "science" else T.READING_TOPICS
+            elif domain == "names":  # every split speaks the pool's topics, each NAMES_PER_TOPIC times in the pool
+                opts["topics"] = list(range(max(1, n_of["pool"] // NAMES_PER_TOPIC)))
             ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
             examples = []
             for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
@@ -134,7 +176,7 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
             "test_token_oov_vs_adult": round(sum(w not in adult_words for w in test_tokens)
                                              / max(1, len(test_tokens)), 4),
         }
-    from sicl.data.synth.open_text import rare_topics
+    from sicl.data.synth.open_text import name_topics, rare_topics
 
     rare_words = {w for _, rare in rare_topics() for w in rare}
     adult_test = [w for s in texts["adult"]["test"] for w in s.split() if w in rare_words]
@@ -142,6 +184,13 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
     adult = {"test_rare_word_tokens": len(adult_test),
              "test_rare_words_covered_by_pool": round(sum(w in adult_pool for w in adult_test)
                                                       / max(1, len(adult_test)), 4)}
+    names: dict[str, Any] = {}
+    if "names" in texts:
+        pool = {w for s in texts["names"]["pool"] for w in s.split()}
+        made_up = {w for (a, b), _ in name_topics() for w in (a, b)}
+        test = [w for s in texts["names"]["test"] for w in s.split() if w in made_up]
+        names = {"test_name_tokens": len(test),
+                 "test_names_covered_by_pool": round(sum(w in pool for w in test) / max(1, len(test)), 4)}
     disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return {
         "version": WORLD_VERSION, "seed": seed, "size": size, "counts": counts,
@@ -149,7 +198,7 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
         "disk_mb": round(disk / 2**20, 1),
         "vocab": {"adult": len(T.ADULT_VOCAB), "science_domain": len(T.SCIENCE_WORDS),
                   "reading_domain": len(T.READING_WORDS), "zx_lexicon": len(T.ZX_LEXICON)},
-        "adult_text_words_used": len(adult_words), "adult": adult, "child": child, "target_lang": T.TARGET_LANG,
+        "adult_text_words_used": len(adult_words), "adult": adult, "child": child, "names": names, "target_lang": T.TARGET_LANG,
     }
 
 
@@ -169,4 +218,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{c['test_domain_absent_from_adult']:.0%} absent from adult text, "
                      f"{c['test_domain_covered_by_pool']:.0%} covered by the pool, "
                      f"test token OOV vs adult {c['test_token_oov_vs_adult']:.1%}")
+    if summary.get("names"):
+        n = summary["names"]
+        lines.append(f"names: {n['test_name_tokens']} made-up name tokens in test, "
+                     f"{n['test_names_covered_by_pool']:.0%} spelled by the pool")
     return "\n".join(lines)
