@@ -19,41 +19,23 @@ speakers, or with ``--voices reading`` (or ``science``) the children of that wor
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
 
 
-def topics(rng: np.random.Generator, n: int) -> list[tuple[tuple[str, str], str]]:
+def topics(rng: np.random.Generator, n: int) -> tuple:
+    """The task's own topics (its seed, not the world's ``names`` topics, so nothing here is a world test name)."""
     from sicl.data.synth import open_text as O
 
-    rank = {w: i for i, w in enumerate(O.words())}
-    anchors = [w for w in O.heard_words() if 800 <= rank.get(w, 0) < 3000 and len(w) >= 4]
-    out: list[tuple[tuple[str, str], str]] = []
-    used: set[str] = set()
-    while len(out) < n:
-        a, b = O.spoken_nonce_word(rng), O.spoken_nonce_word(rng)
-        if a == b or a in used or b in used:
-            continue
-        used |= {a, b}
-        out.append(((a, b), anchors[int(rng.integers(len(anchors)))]))
-    return out
+    return O.make_name_topics(rng, n)
 
 
-def sentence(rng: np.random.Generator, topic: tuple[tuple[str, str], str]) -> tuple[str, list[str]]:
-    from sicl.data.synth import text as T
+def sentence(rng: np.random.Generator, topic: tuple) -> tuple[str, list[str]]:
+    from sicl.data.synth import open_text as O
 
-    (a, b), anchor = topic
-    named = [t for t, _, _ in T.ADULT_TEMPLATES if "{name}" in t]
-    template = named[int(rng.integers(len(named)))]
-    first, second = (a, b) if rng.random() < 0.5 else (b, a)
-    preset = {"name": first, "name2": second}
-    nouns = [s for s in ("place", "object", "food", "vehicle", "event") if "{" + s + "}" in template]
-    if nouns:
-        preset[nouns[int(rng.integers(len(nouns)))]] = anchor
-    text = T._fill(template, rng, preset).text
-    return text, [w for w in (a, b) if re.search(rf"\b{w}\b", text)]
+    s = O.name_sentence(rng, 0, table=(topic,))
+    return s.text, s.slots["names"].split()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -309,19 +309,18 @@ N_NAME_TOPICS = 150
 _NAME_SLOTS = ("place", "object", "food", "vehicle", "event")
 
 
-@lru_cache(maxsize=1)
-def name_topics() -> tuple[tuple[tuple[str, str], str], ...]:
-    """World v3's ``names`` domain: ``N_NAME_TOPICS`` topics of (two made-up names, one anchor word). The names
-    (:func:`spoken_nonce_word`: pronounceable, in no lexicon, so never spoken by a pretraining clip except by
-    chance) cannot be spelled from the sound alone; the topic's other sentences, which text retrieval finds
-    through the shared names and anchor, spell them: the situation of Common Voice's rare names, where the
-    demonstrations carry what the query needs. Fixed (its own seed), so a world's pool and test share them."""
-    rng = np.random.default_rng(20261201)
+NameTopics = tuple[tuple[tuple[str, str], str], ...]
+
+
+def make_name_topics(rng: np.random.Generator, n: int) -> NameTopics:
+    """``n`` topics of (two made-up names, one anchor word) drawn with ``rng``: names from
+    :func:`spoken_nonce_word` (pronounceable, in no lexicon), no name in two topics; anchors of frequency rank
+    800-3,000."""
     rank = {w: i for i, w in enumerate(words())}
     anchors = [w for w in heard_words() if 800 <= rank[w] < 3000 and len(w) >= 4]
     out: list[tuple[tuple[str, str], str]] = []
     used: set[str] = set()
-    while len(out) < N_NAME_TOPICS:
+    while len(out) < n:
         a, b = spoken_nonce_word(rng), spoken_nonce_word(rng)
         if a == b or {a, b} & used:
             continue
@@ -330,11 +329,22 @@ def name_topics() -> tuple[tuple[tuple[str, str], str], ...]:
     return tuple(out)
 
 
-def name_sentence(rng: np.random.Generator, topic: int | None = None) -> T.Sentence:
+@lru_cache(maxsize=1)
+def name_topics() -> NameTopics:
+    """World v3's ``names`` domain: ``N_NAME_TOPICS`` fixed topics (their own seed, so a world's pool and test
+    share them). The names (never spoken by a pretraining clip except by chance) cannot be spelled from the sound
+    alone; the topic's other sentences, which text retrieval finds through the shared names and anchor, spell
+    them: the situation of Common Voice's rare names, where the demonstrations carry what the query needs."""
+    return make_name_topics(np.random.default_rng(20261201), N_NAME_TOPICS)
+
+
+def name_sentence(rng: np.random.Generator, topic: int | None = None, table: NameTopics | None = None) -> T.Sentence:
     """An adult template sentence whose ``{name}`` slots hold one topic's made-up names (``topic`` holds
-    ``names-NNN``; ``slots["names"]`` the names it speaks, space-separated) and one noun slot its anchor."""
-    t = int(rng.integers(N_NAME_TOPICS)) if topic is None else int(topic)
-    (a, b), anchor = name_topics()[t]
+    ``names-NNN``; ``slots["names"]`` the names it speaks, space-separated) and one noun slot its anchor.
+    ``table``: the topics to draw from (default: :func:`name_topics`)."""
+    table = table or name_topics()
+    t = int(rng.integers(len(table))) if topic is None else int(topic)
+    (a, b), anchor = table[t]
     named = [tpl for tpl, _, _ in T.ADULT_TEMPLATES if "{name}" in tpl]
     template = named[int(rng.integers(len(named)))]
     first, second = (a, b) if rng.random() < 0.5 else (b, a)
