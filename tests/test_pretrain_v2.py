@@ -330,3 +330,30 @@ def test_respelt_probe_asks_a_later_turn_for_a_name_spelled_only_in_an_earlier_t
     query, _ = res["samples"][0]
     lexicon = set(O.words())
     assert any(w not in lexicon for w in query.split())  # the query speaks a respelt name
+
+
+def test_voice_chats_keep_one_unusual_voice_per_chat_and_score_every_turn_after_the_first(tiny):
+    """The ``voice`` kind (same-voice chats): whole chats of 2-5 clips, one fresh strongly shifted speaker per chat
+    (never in world v2's child range), the first turn context only; its probe asks each chat's last turn with the
+    same speaker's earlier turns and alone."""
+    from sicl.data.synth import pretrain_items as P
+    from sicl.data.synth import voices as V
+    from sicl.pretrain import evaluate as E
+
+    assert "voice" in P.CHAT_KINDS and "voice" in P.KINDS
+    items = P.generate_items("voice", 9, seed=4)
+    chats: dict[int, list] = {}
+    for it in items:
+        chats.setdefault(it.meta["chat"], []).append(it)
+    assert [it.meta["chat"] for it in items] == sorted(it.meta["chat"] for it in items) and len(chats) >= 2
+    for turns in chats.values():
+        assert 2 <= len(turns) <= 5 and len({it.voice for it in turns}) == 1
+        assert [it.meta["labelled"] for it in turns] == [False] + [True] * (len(turns) - 1)
+        shift = turns[0].voice.shift
+        assert 0.82 <= shift <= 0.95 or 1.14 <= shift <= 1.25  # never a world v2 child's 1.03-1.13
+    assert len({turns[0].voice.speaker for turns in chats.values()}) == len(chats)
+    rng = np.random.default_rng(0)
+    assert all(not (1.0 < V.sample_odd(rng, "x").shift < 1.14) for _ in range(200))
+    model, processor = tiny
+    res = E.probe_shared(model, processor.tokenizer, P, n=9, kind="voice", batch_size=4)
+    assert res["n"] >= 2 and set(res) == {"n", "wer_ctx", "wer_alone", "samples"}

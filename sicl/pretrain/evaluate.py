@@ -198,7 +198,9 @@ def probe_shared(model: Any, tokenizer: Any, source: Any, n: int = 300, seed: in
     with their gold transcripts; the same query is also asked alone. Returns WER and the share of those
     made-up words spelled exactly (``hit``), with the context (``*_ctx``) and without (``*_alone``): the audio
     analogue of the copying probe (the spelling is only in the context). ``kind="respelt"`` (tiny-omni v9): the
-    made-up words are respelt so that the spelling the sound suggests is wrong (``hit_alone`` near 0 again)."""
+    made-up words are respelt so that the spelling the sound suggests is wrong (``hit_alone`` near 0 again).
+    ``kind="voice"``: same-voice chats; the query is each chat's last turn and only WER is reported: with the same
+    speaker's earlier turns against alone (in-context speaker adaptation)."""
     from sicl.data.synth.open_text import words
 
     lexicon = set(words())
@@ -208,6 +210,10 @@ def probe_shared(model: Any, tokenizer: Any, source: Any, n: int = 300, seed: in
         chats.setdefault(it.meta["chat"], []).append(it)
     cases = []
     for turns in chats.values():
+        if kind == "voice":  # the last turn, after the same speaker's earlier turns (no shared words asked for)
+            if len(turns) > 1:
+                cases.append((turns[:-1], turns[-1], []))
+            continue
         for i in range(len(turns) - 1, 0, -1):
             earlier = {w for t in turns[:i] for w in t.target.split()}
             shared = [w for w in dict.fromkeys(turns[i].target.split()) if w in earlier and w not in lexicon]
@@ -225,7 +231,8 @@ def probe_shared(model: Any, tokenizer: Any, source: Any, n: int = 300, seed: in
         hits = [w in set(re.findall(r"[a-z']+", h.lower())) for (_, _, ws), h in zip(cases, hyps, strict=True)
                 for w in ws]
         out[f"wer_{name}"] = round(score("wer", queries, hyps), 4)
-        out[f"hit_{name}"] = round(float(np.mean(hits)), 4)
+        if hits:
+            out[f"hit_{name}"] = round(float(np.mean(hits)), 4)
         if name == "ctx":
             out["samples"] = [[q.target, h] for q, h in list(zip(queries, hyps, strict=True))[:3]]
     return out

@@ -14,6 +14,10 @@ with the open-vocabulary kinds of :mod:`open_text` and the wider voice populatio
 * ``respelt``: ``shared`` chats whose made-up names are respelt so that they sound like another spelling
   (:func:`open_text.respell`; tiny-omni v9): the model's own guess from the sound is wrong, the earlier
   transcript is right;
+* ``voice``: same-voice chats: 2-5 unrelated open-vocabulary clips spoken by one unusual voice
+  (:func:`voices.sample_odd`: a strong vocal-tract shift, a fresh speaker per chat); every turn after the first
+  is ``labelled``. The earlier turns, with their transcripts, are the only evidence of how this speaker sounds:
+  the in-context speaker adaptation that real omni models show and tiny-omni v8 lacks (docs/demo.md);
 * ``unheard``: ASR on sentences made only of words no pretraining clip speaks (evaluation only);
 * ``child-science``, ``child-reading``: the world's child kinds, as in ``items`` (evaluation only).
 """
@@ -29,12 +33,12 @@ from sicl.data.synth import items as I
 from sicl.data.synth import open_text as O
 from sicl.data.synth import voices as V
 
-KINDS = ("open", "context", "shared", "respelt", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
+KINDS = ("open", "context", "shared", "respelt", "voice", "adult", "translate", "sqa", "aqa", "unheard", "child-science", "child-reading")
 #: what held-out sets are made with (``make_eval_items``): the world's own adult voices, so the adult, ST, SQA
 #: and AQA sets are exactly tiny-omni v1's held-out items and the numbers compare across versions
 EVAL_OPTIONS = {"voices": "world"}
 #: kinds whose items are whole chats' turns (consecutive items with the same ``meta["chat"]``)
-CHAT_KINDS = ("shared", "respelt")
+CHAT_KINDS = ("shared", "respelt", "voice")
 _OPEN_KINDS: dict[str, Any] = {"open": lambda rng: (O.open_sentence(rng), None), "context": O.context_sentence,
                                "unheard": lambda rng: (O.unheard_sentence(rng), None)}
 
@@ -69,7 +73,10 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     plan: list[tuple[str, V.VoiceSpec]] = []
     hints: list[str | None] = []
     metas: list[dict[str, Any]] = []
-    if kind in CHAT_KINDS:
+    if kind == "voice":
+        _plan_voice_chats(rng, n, seen, plan, metas)
+        hints = [None] * n
+    elif kind in CHAT_KINDS:
         _plan_chats(rng, n, seen, pop, plan, metas, respelt=kind == "respelt")
         hints = [None] * n
     tries = 0
@@ -123,6 +130,29 @@ def _plan_chats(rng: np.random.Generator, n: int, seen: set[str], pop: list[V.Vo
             seen.add(text)
             plan.append((text, pop[int(rng.integers(len(pop)))]))
             metas.append({"chat": chat, "labelled": labelled})
+        chat += 1
+
+
+def _plan_voice_chats(rng: np.random.Generator, n: int, seen: set[str], plan: list[tuple[str, V.VoiceSpec]],
+                      metas: list[dict[str, Any]]) -> None:
+    """``n`` turns of same-voice chats (whole chats of 2 or more turns), one fresh unusual voice per chat."""
+    lo, hi = O.SHARED_CLIPS
+    chat = 0
+    while len(plan) < n:
+        left = n - len(plan)
+        size = min(left, int(rng.integers(lo, hi + 1)))
+        if left - size == 1:
+            size = size + 1 if size < hi else size - 1
+        voice = V.sample_odd(rng, f"odd-{int(rng.integers(1 << 30)):09d}")
+        turns: list[str] = []
+        while len(turns) < size:
+            text = O.open_sentence(rng)
+            if text not in seen and text not in turns:
+                turns.append(text)
+        for i, text in enumerate(turns):
+            seen.add(text)
+            plan.append((text, voice))
+            metas.append({"chat": chat, "labelled": i > 0})
         chat += 1
 
 

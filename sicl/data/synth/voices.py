@@ -9,7 +9,7 @@ its own classroom, shared by its pool and test splits, and a separate small grou
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -111,6 +111,16 @@ def sample_wide(rng: np.random.Generator, speaker: str) -> VoiceSpec:
                      shift=round(float(rng.uniform(1.02, 1.12)), 3) if shifted else 1.0,
                      rate_jitter=round(float(rng.uniform(0.0, 0.12)), 3),
                      word_gap=int(rng.integers(2, 9)) if rng.random() < 0.15 else 0)
+
+
+def sample_odd(rng: np.random.Generator, speaker: str) -> VoiceSpec:
+    """An unusual voice for tiny-omni's same-voice chats (``voice`` pretraining kind): a wide-population voice
+    with a strong vocal-tract shift, down (0.82-0.95) or up beyond world v2's children (1.14-1.25), so that a
+    clip is hard to transcribe alone and the same speaker's earlier clips are worth reading. Never a world
+    child: the shift ranges avoid world v2's children (1.03-1.13)."""
+    voice = sample_wide(rng, speaker)
+    shift = float(rng.uniform(0.82, 0.95)) if rng.random() < 0.5 else float(rng.uniform(1.14, 1.25))
+    return replace(voice, shift=round(shift, 3))
 
 
 def pretrain_population(n: int = 800) -> list[VoiceSpec]:
