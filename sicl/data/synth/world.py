@@ -24,6 +24,7 @@ from sicl.data.manifest import Example, read_manifest, write_manifest
 from sicl.data.synth import text as T
 from sicl.data.synth import voices as V
 from sicl.data.synth.items import SynthItem, iter_items, split_seed
+from sicl.data.synth.open_text import N_NAME_TOPICS
 from sicl.errors import SiclError
 
 SPLITS = ("train", "pool", "test")
@@ -142,7 +143,7 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
                 opts["speakers"] = V.classroom(f"{name}-train", 6) if split == "train" else V.classroom(name)
                 opts["topics"] = T.SCIENCE_TOPICS if name == "science" else T.READING_TOPICS
             elif domain == "names":  # every split speaks the pool's topics, each NAMES_PER_TOPIC times in the pool
-                opts["topics"] = list(range(max(1, n_of["pool"] // NAMES_PER_TOPIC)))
+                opts["topics"] = list(range(min(N_NAME_TOPICS, max(1, n_of["pool"] // NAMES_PER_TOPIC))))
             ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
             examples = []
             for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
