@@ -400,8 +400,10 @@ class Study:
                 continue
             ats = [(m, res.value(m, eval_set, k, "wer")) for m in sicl_methods]
             ats = [(m, w) for m, w in ats if w is not None]
-            line = (f"Prompt with {k} demonstrations, {eval_set}: vanilla ICL {'raises' if icl > zs else 'lowers'} "
-                    f"WER from {zs:.3f} (zero-shot) to {icl:.3f}")
+            demos = f"{k} demonstration" + ("s" if k != 1 else "")
+            change = (f"{'raises' if icl > zs else 'lowers'} WER from {zs:.3f} (zero-shot) to {icl:.3f}" if icl != zs
+                      else f"leaves WER at zero-shot's {zs:.3f}")
+            line = f"Prompt with {demos}, {eval_set}: vanilla ICL {change}"
             if ats:
                 line += "; after SICL-AT: " + ", ".join(f"{m} {w:.3f}" for m, w in ats)
                 best = min(w for _, w in ats)

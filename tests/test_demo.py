@@ -160,6 +160,11 @@ def test_diagnosis_follows_the_study_config_not_method_names(tmp_path):
     assert "More demonstrations on grown-ups, change in WER: episodic -0.300 (k=0 -> 3)." in lines
     assert ("Fine-tuned without demonstrations, plain-ft (k=0) WER: kids (its training domain) 0.450 vs zero-shot "
             "0.900; grown-ups 0.150 vs zero-shot 0.300.") in lines
+    # one demonstration, and a vanilla ICL that changes nothing: said as it is
+    study = Study(load_study(None, [adapters, sets, "k=1", "sweep=[0, 1]", "sweep_sets=[all]"]), tmp_path / "one")
+    _write(tmp_path / "one", "zero-shot", "kids", 0, {"asr": {"n": 10, "wer": 0.5}}, False)
+    _write(tmp_path / "one", "vanilla-icl", "kids", 1, {"asr": {"n": 10, "wer": 0.5}}, False)
+    assert "Prompt with 1 demonstration, kids: vanilla ICL leaves WER at zero-shot's 0.500." in study.diagnosis()
 
 
 def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):
