@@ -74,6 +74,14 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
     out = evaluate(cfg(data, tmp_path / "run", ks=[1]))
     with pytest.raises(SiclError, match="different settings"):
         evaluate(cfg(data, out, ks=[1], batch_size=3), resume=True)
+    # one k writes OUT/predictions.jsonl, a sweep OUT/k=N/: neither can continue as the other
+    with pytest.raises(SiclError, match=r"layout: 'one k' -> 'sweep'"):
+        evaluate(cfg(data, out, ks=[0, 1]), resume=True)
+    sweep = evaluate(cfg(data, tmp_path / "sweep", ks=[0, 1]))
+    with pytest.raises(SiclError, match=r"layout: 'sweep' -> 'one k'"):
+        evaluate(cfg(data, sweep, ks=[1]), resume=True)
+    evaluate(cfg(data, sweep, ks=[0, 1, 2]), resume=True)  # a sweep grows by more k
+    assert (sweep / "k=2" / "predictions.jsonl").is_file()
 
 
 def test_batch_size_does_not_change_predictions(data, tmp_path):

@@ -303,7 +303,16 @@ def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, A
         return {}
     before = {**LEGACY_SETTINGS, **json.loads(old.read_text(encoding="utf-8"))}
     now = _settings(cfg)
-    return {k: (before.get(k), now.get(k)) for k in RESUME_KEYS if before.get(k) != now.get(k)}
+    diff = {k: (before.get(k), now.get(k)) for k in RESUME_KEYS if before.get(k) != now.get(k)}
+    # one k writes OUT/predictions.jsonl, several write OUT/k=N/: a folder of one layout cannot continue as the
+    # other (its files would be left beside the new ones, and a report would read both)
+    layouts = [name for name, found in (("sweep", any(Path(out).glob("k=*"))), ("one k", _prediction_files(Path(out))))
+               if found]
+    saved = " and ".join(layouts) or None  # both: left so by a version that did not check this
+    wanted = "sweep" if len(set(cfg.ks)) > 1 else "one k"
+    if saved and saved != wanted:
+        diff["layout"] = (saved, wanted)
+    return diff
 
 
 def _prediction_files(d: Path) -> list[Path]:
