@@ -109,21 +109,26 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
             start += len(results)
 
 
+def _chat_size(rng: np.random.Generator, left: int) -> int:
+    """The next chat's number of turns (``O.SHARED_CLIPS``), fitted so that ``left`` turns never end on a
+    one-turn chat."""
+    lo, hi = O.SHARED_CLIPS
+    size = min(left, int(rng.integers(lo, hi + 1)))
+    if left - size == 1:
+        size = size + 1 if size < hi else size - 1
+    return size
+
+
 def _plan_chats(rng: np.random.Generator, n: int, seen: set[str], pop: list[V.VoiceSpec],
                 plan: list[tuple[str, V.VoiceSpec]], metas: list[dict[str, Any]], respelt: bool = False) -> None:
     """``n`` turns of shared-word chats (whole chats of 2 or more turns; the last one sized to fit), each
     turn in a voice of its own; a chat with a held-out sentence is drawn again."""
-    lo, hi = O.SHARED_CLIPS
     chat = tries = 0
     while len(plan) < n:
         tries += 1
         if tries > 100 * n + 1000:
             raise RuntimeError(f"cannot draw {n} distinct shared-chat sentences")
-        left = n - len(plan)
-        size = min(left, int(rng.integers(lo, hi + 1)))
-        if left - size == 1:
-            size = size + 1 if size < hi else size - 1
-        turns = O.shared_chat(rng, size, respelt=respelt)
+        turns = O.shared_chat(rng, _chat_size(rng, n - len(plan)), respelt=respelt)
         if any(t in seen for t, _ in turns) or len({t for t, _ in turns}) < len(turns):
             continue
         for text, labelled in turns:
@@ -136,13 +141,9 @@ def _plan_chats(rng: np.random.Generator, n: int, seen: set[str], pop: list[V.Vo
 def _plan_voice_chats(rng: np.random.Generator, n: int, seen: set[str], plan: list[tuple[str, V.VoiceSpec]],
                       metas: list[dict[str, Any]]) -> None:
     """``n`` turns of same-voice chats (whole chats of 2 or more turns), one fresh unusual voice per chat."""
-    lo, hi = O.SHARED_CLIPS
     chat = 0
     while len(plan) < n:
-        left = n - len(plan)
-        size = min(left, int(rng.integers(lo, hi + 1)))
-        if left - size == 1:
-            size = size + 1 if size < hi else size - 1
+        size = _chat_size(rng, n - len(plan))
         voice = V.sample_odd(rng, f"odd-{int(rng.integers(1 << 30)):09d}")
         turns: list[str] = []
         while len(turns) < size:
