@@ -82,6 +82,10 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
         evaluate(cfg(data, sweep, ks=[1]), resume=True)
     evaluate(cfg(data, sweep, ks=[0, 1, 2]), resume=True)  # a sweep grows by more k
     assert (sweep / "k=2" / "predictions.jsonl").is_file()
+    # a folder an older version left holding both layouts is never continued either
+    shutil.copy(out / "predictions.jsonl", sweep / "predictions.jsonl")
+    with pytest.raises(SiclError, match=r"layout: 'sweep and one k' -> 'sweep'"):
+        evaluate(cfg(data, sweep, ks=[0, 1, 2]), resume=True)
 
 
 def test_batch_size_does_not_change_predictions(data, tmp_path):
