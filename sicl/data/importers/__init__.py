@@ -24,6 +24,7 @@ IMPORTERS: dict[str, str] = {
     "mmau": "sicl.data.importers.mmau",
     "mmar": "sicl.data.importers.mmar",
     "myst": "sicl.data.importers.myst",
+    "fleurs": "sicl.data.importers.fleurs",
     "folder": "sicl.data.importers.folder",
     "hf": "sicl.data.importers.hf",
     "lhotse": "sicl.data.importers.lhotse_cuts",
