@@ -145,6 +145,7 @@ class Study:
         self.log = log
         self.timings: dict[str, float] = {}
         self.tower_cache: Any = None
+        self.world_rebuilt_from: int | None = None  # set when stage 1 replaced an older world
 
     # ------------------------------------------------------------------ plan
     def ks_for(self, method: str, eval_set: str, adapter: AdapterSpec | None = None) -> list[int]:
@@ -170,9 +171,9 @@ class Study:
 
             torch.set_num_threads(self.cfg.threads)
         adapters = self._adapter_plan()
-        self.check_base_model()
         n_stages = 6
         self._stage(1, n_stages, "synthetic world", self.build_world)
+        self.check_base_model()
         with self.engines() as pool:
             self._stage(2, n_stages, "zero-shot", lambda: self.evaluate_method("zero-shot"))
             self._stage(3, n_stages, "vanilla ICL", lambda: self.evaluate_method("vanilla-icl"))
@@ -200,17 +201,27 @@ class Study:
         return shared_engines()
 
     def check_base_model(self) -> None:
-        """Evaluations and adapters are reused by their settings, which name the base model (``tiny-omni``), not
-        its weights. Record the weights' identity in ``OUT/base_model.json``; when it changed since the last run
-        (a re-shipped tiny-omni, a re-saved folder) or was never recorded, the derived outputs (``eval/``,
-        ``models/``, the report) are removed so they are made again. The world is kept."""
+        """Evaluations and adapters are reused by their settings, which name the base model (``tiny-omni``) and
+        the world's manifests by path, not the weights or the world's content. Record both identities in
+        ``OUT/base_model.json`` (the weights' hash; the world's version, seed and size); when either changed since
+        the last run (a re-shipped tiny-omni, a re-saved folder, a world rebuilt at a new version) or was never
+        recorded, the derived outputs (``eval/``, ``models/``, the report) are removed so they are made again."""
         mark = self.out / "base_model.json"
-        now = {"model": self.cfg.model, "identity": model_identity(self.cfg.model)}
+        info = json.loads((self.data / "world.json").read_text(encoding="utf-8"))
+        now = {"model": self.cfg.model, "identity": model_identity(self.cfg.model),
+               "world": {k: info.get(k) for k in ("version", "seed", "size")}}
         before = json.loads(mark.read_text(encoding="utf-8")) if mark.is_file() else None
-        if before != now and any((self.out / name).exists() for name in ("eval", "models")):
-            why = (f"base model changed since the last run ({before.get('identity')} -> {now['identity']})" if before
-                   else "no record of the base model its results were made with")
-            self.log(f"{self.out}: {why}; its evaluations and adapters are made again (the world is kept)")
+        rebuilt = self.world_rebuilt_from
+        if (before != now or rebuilt is not None) and any((self.out / name).exists() for name in ("eval", "models")):
+            if rebuilt is not None:
+                why = f"the world was rebuilt (version {rebuilt} -> {now['world']['version']})"
+            elif not before:
+                why = "no record of the base model and world its results were made with"
+            elif before.get("identity") != now["identity"]:
+                why = f"base model changed since the last run ({before.get('identity')} -> {now['identity']})"
+            else:
+                why = f"world changed since the last run ({before.get('world')} -> {now['world']})"
+            self.log(f"{self.out}: {why}; its evaluations and adapters are made again")
             for name in ("eval", "models", "report.md", "results.csv", "plots", "demo.json"):
                 p = self.out / name
                 if p.is_dir():
@@ -227,16 +238,22 @@ class Study:
         self.log(f"      {name}: {self.timings[name]:.0f} s")
 
     def build_world(self) -> None:
-        from sicl.data.synth.world import SIZES, build_world
+        from sicl.data.synth.world import SIZES, WORLD_VERSION, _upgradable, build_world
         from sicl.progress import progress as tqdm
 
         size = self.cfg.world_size
         if size not in SIZES:
             raise ConfigError(f"world_size: unknown size {size!r} (expected one of {', '.join(SIZES)})")
         total = sum(sum(c) for c in SIZES[size].values())
+        info = self.data / "world.json"
+        old = json.loads(info.read_text(encoding="utf-8")).get("version", 1) if info.is_file() else None
+        force = old is not None and old != WORLD_VERSION and not _upgradable(self.data, self.cfg.world_seed, size)
+        if force:  # the study's own world, made by an older sicl: build the current one (results follow it)
+            self.log(f"      {self.data}: a version-{old} world; building version {WORLD_VERSION}")
+            self.world_rebuilt_from = old
         with tqdm(total=total, unit="clip", desc="synth", dynamic_ncols=True) as bar:
             summary = build_world(self.data, seed=self.cfg.world_seed, size=size, workers=self.workers,
-                                  progress=bar.update)
+                                  progress=bar.update, force=force)
         self.log(f"      {summary['clips']} clips, {summary['audio_hours']:.2f} h of audio"
                  + (" (reused)" if summary.get("skipped") else ""))
         for s in self.cfg.eval_sets:

@@ -89,6 +89,14 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     assert "made with other settings (loop_trim); evaluating again" in again and "adapter reused" in again
     settings = json.loads((out / "eval" / "sicl-at2" / "aqa" / "settings.json").read_text())
     assert settings["loop_trim"] == 3
+    # the study's world made by an older sicl (a version-3 world): built again, and every result made again
+    info = json.loads((out / "data" / "world.json").read_text())
+    (out / "data" / "world.json").write_text(json.dumps({**info, "version": 3}))
+    assert main(["demo", "--out", str(out), "--size", "small", *REDUCED, "loop_trim=3"]) == 0
+    again = capsys.readouterr().out
+    assert "a version-3 world; building version 4" in again
+    assert "the world was rebuilt (version 3 -> 4)" in again and "adapter reused" not in again
+    assert json.loads((out / "data" / "world.json").read_text())["version"] == 4
 
 
 def _write(out, method, eval_set, k, metrics, sweep):
@@ -181,6 +189,7 @@ def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):
                 "report.md"):
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text("x")
+    (out / "data" / "world.json").write_text(json.dumps({"version": 4, "seed": 0, "size": "default"}))
     logs: list[str] = []
     study = Study(load_study(overrides=[f"model={model}"]), out, log=logs.append)
     study.check_base_model()  # results with no record of their base model (an older sicl): made again
@@ -199,3 +208,11 @@ def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):
     assert (out / "data" / "adult" / "test.jsonl").is_file()  # the world is kept
     assert "base model changed" in logs[-1]
     assert json.loads((out / "base_model.json").read_text())["identity"] != first["identity"]
+    # the same weights, a world of another version (rebuilt by a newer sicl): the results follow the world
+    for rel in ("eval/zero-shot/adult/metrics.json", "models/sicl-at1/adapter_model.safetensors"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text("x")
+    (out / "data" / "world.json").write_text(json.dumps({"version": 5, "seed": 0, "size": "default"}))
+    study.check_base_model()
+    assert not (out / "eval").exists() and not (out / "models").exists()
+    assert "world changed since the last run ({'version': 4" in logs[-1]

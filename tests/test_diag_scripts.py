@@ -51,3 +51,21 @@ def test_names_task_sentences_speak_their_topics_made_up_names_and_the_diag_scor
     assert diag.domain_vocab("names", row) == {"ninfi"}
     errs = diag.error_split("names", [{**row, "prediction": "one day ninety found a jacket"}])
     assert errs["domain_wer"] == 1.0 and errs["other_wer"] == 0.0
+
+
+def test_shared_reading_task_has_other_speakers_read_each_query_sentence(tmp_path):
+    from sicl.data.manifest import read_manifest
+
+    task = _script("make_shared_reading_task")
+    for kind, set_name in (("reading", "child-reading"), ("adult", "adult")):
+        out = tmp_path / kind
+        assert task.main([str(out), "--kind", kind, "--sentences", "4", "--readers", "2", "--n-dev", "3"]) == 0
+        pool = read_manifest(out / set_name / "pool.jsonl")
+        queries = read_manifest(out / set_name / "train.jsonl")
+        assert len(pool) == 8 and len(queries) == 3 and len({p.target for p in pool}) == 4
+        for q in queries:
+            readers = [p.speaker for p in pool if p.meta["sentence"] == q.meta["sentence"]]
+            assert len(set(readers)) == 2 and q.speaker not in readers
+            assert all(p.target == q.target for p in pool if p.meta["sentence"] == q.meta["sentence"])
+        assert all(Path(r.audio).is_file() for r in pool + queries)
+        assert all(("kid" in r.speaker) == (kind == "reading") for r in pool + queries)

@@ -18,7 +18,7 @@ from sicl.data.synth import world as W
 from sicl.errors import SiclError
 
 TINY = {"adult": (4, 6, 5), "translate": (3, 4, 4), "sqa": (3, 4, 4), "child-science": (3, 6, 5),
-        "child-reading": (3, 6, 5), "aqa": (7, 7, 7), "names": (2, 12, 4)}
+        "child-reading": (3, 12, 5), "aqa": (7, 7, 7), "names": (2, 12, 4)}
 
 
 def _f0(wav: np.ndarray, sr: int = 16_000) -> float:
@@ -127,7 +127,25 @@ def test_world_is_deterministic_and_honours_the_contract(tmp_path, monkeypatch):
             spoken[f"{domain}/{split}"] = {W._spoken(r) for r in rows}
     for domain in ("adult", "child-science"):
         assert not spoken[f"{domain}/test"] & spoken[f"{domain}/pool"]
+    # world v4, read speech: other children of the pool read every child-reading test sentence (two each), and
+    # adult training queries re-read pool sentences in other voices; the fine-tuning set keeps its own sentences
+    reading = {s: read_manifest(root / "child-reading" / f"{s}.jsonl") for s in W.SPLITS}
+    for t in reading["test"]:
+        readers = [p.speaker for p in reading["pool"] if p.target == t.target]
+        assert len(readers) == W.READ_ALOUD_READERS == len(set(readers)) and t.speaker not in readers
+        assert all(p.meta["topic"] == t.meta["topic"] for p in reading["pool"] if p.target == t.target)
+    assert len(spoken["child-reading/pool"] - spoken["child-reading/test"]) == 2  # 12 clips: 5 x 2 + 2 fresh
+    assert not spoken["child-reading/train"] & (spoken["child-reading/pool"] | spoken["child-reading/test"])
+    adult = {s: read_manifest(root / "adult" / f"{s}.jsonl") for s in W.SPLITS}
+    for q in adult["train"]:
+        (same,) = [p for p in adult["pool"] if p.target == q.target]
+        assert same.speaker != q.speaker
     info = json.loads((root / "world.json").read_text())
+    assert info["version"] == W.WORLD_VERSION == 4
+    assert info["child"]["child-reading"]["test_sentences_read_in_pool"] == 1.0
+    assert info["child"]["child-science"]["test_sentences_read_in_pool"] == 0.0
+    assert info["adult"]["train_sentences_read_in_pool"] == W.ADULT_REREAD_SHARE
+    assert info["adult"]["test_sentences_read_in_pool"] == 0.0
     for domain in ("child-science", "child-reading"):
         assert info["child"][domain]["test_domain_absent_from_adult"] == 1.0
     # names (world v3): two topics (12 pool clips / 6), every split speaks their names, the pool spells them all
@@ -198,17 +216,23 @@ def test_children_are_a_moderate_step_beyond_the_pretraining_voices():
     assert np.median([k.pitch for k in kids]) > np.median([v.pitch for v in wide]) and all(k.child for k in kids)
 
 
-def test_a_version_2_world_is_upgraded_by_building_only_the_names_domain(tmp_path, monkeypatch):
+def test_an_older_world_is_upgraded_by_building_only_the_domains_it_lacks(tmp_path, monkeypatch):
+    """The mechanism (``ADDED_IN``) as it brought version-2 worlds to version 3, replayed as if names had been
+    added by this version: a world made since the last change to the other domains (``CHANGED_IN``) gains the
+    new domain alone; an older one is refused (version 4 changed adult and child-reading: v2/v3 worlds are
+    rebuilt)."""
     monkeypatch.setitem(W.SIZES, "tiny", TINY)
+    monkeypatch.setattr(W, "ADDED_IN", {"names": W.WORLD_VERSION})
+    monkeypatch.setattr(W, "CHANGED_IN", W.WORLD_VERSION - 1)
     out = tmp_path / "w"
     full = W.build_world(out, seed=0, size="tiny", workers=1)
     before = _hashes(out)
-    # make it the version-2 world it would have been: no names domain, version 2
+    # make it the world of the version before: no names domain
     import shutil
 
     shutil.rmtree(out / "names")
     info = json.loads((out / "world.json").read_text())
-    info["version"] = 2
+    info["version"] = W.WORLD_VERSION - 1
     (out / "world.json").write_text(json.dumps(info))
     stamp = (out / "adult" / "test.jsonl").stat().st_mtime_ns
     done = []
@@ -219,8 +243,14 @@ def test_a_version_2_world_is_upgraded_by_building_only_the_names_domain(tmp_pat
     after = _hashes(out)
     assert after.pop("world.json") and after == {k: v for k, v in before.items() if k != "world.json"}
     assert abs(summary["audio_hours"] - full["audio_hours"]) < 1e-3  # the same world as one built from nothing
-    # a version-1 world (an older change to the existing domains) is still refused
-    info["version"] = 1
+    # a world from before the last change to the existing domains is refused
+    info["version"] = W.WORLD_VERSION - 2
     (out / "world.json").write_text(json.dumps(info))
-    with pytest.raises(SiclError, match="version=1"):
+    with pytest.raises(SiclError, match=f"version={W.WORLD_VERSION - 2}"):
+        W.build_world(out, seed=0, size="tiny", workers=1)
+    monkeypatch.undo()
+    info["version"] = 3  # the real case: a version-3 world (world v4 changed adult and child-reading)
+    (out / "world.json").write_text(json.dumps(info))
+    monkeypatch.setitem(W.SIZES, "tiny", TINY)
+    with pytest.raises(SiclError, match="version=3; rebuild it"):
         W.build_world(out, seed=0, size="tiny", workers=1)

@@ -114,8 +114,28 @@ def _aqa_plan(i: int, rng: np.random.Generator, cats: list[str], adults: list[V.
     return fields, voice, gain
 
 
+@dataclass
+class Reread:
+    """A sentence to be read again by another speaker (``iter_items(rereads=...)``): the item's ``fields``
+    (``target``, ``meta``) and the speakers who read it already. Items sharing one ``Reread``'s ``read_by`` set
+    get distinct speakers: the set grows as speakers are drawn."""
+
+    fields: dict[str, Any]
+    read_by: set[str]
+
+
+def _reread(rng: np.random.Generator, r: Reread, voices: list[V.VoiceSpec]) -> tuple[dict, V.VoiceSpec]:
+    free = [v for v in voices if v.speaker not in r.read_by]
+    if not free:
+        raise ValueError(f"every one of the {len(voices)} speakers read {r.fields.get('target')!r} already")
+    voice = free[int(rng.integers(len(free)))]
+    r.read_by.add(voice.speaker)
+    return {**r.fields, "meta": dict(r.fields.get("meta") or {})}, voice
+
+
 def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.VoiceSpec] | None,
-          topics: list[str] | list[int] | None, version: int = 1) -> list[tuple[dict, V.VoiceSpec, float | None]]:
+          topics: list[str] | list[int] | None, version: int = 1,
+          rereads: list[Reread] | None = None) -> list[tuple[dict, V.VoiceSpec, float | None]]:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     rng = np.random.default_rng(np.random.SeedSequence([seed, _kind_code(kind)]))
@@ -125,6 +145,10 @@ def _plan(kind: str, n: int, seed: int, exclude: set[str], speakers: list[V.Voic
     kids = V.classroom("aqa")
     cats = list(T.AQA_QUESTIONS)
     plan: list[tuple[dict, V.VoiceSpec, float | None]] = []
+    if rereads:  # other speakers' readings of given sentences come first; fresh sentences fill the rest
+        if kind not in ("adult", "child-science", "child-reading", "names"):
+            raise ValueError(f"rereads are for ASR kinds, not {kind!r}")
+        plan = [(*_reread(rng, r, voices), None) for r in rereads[:n]]
     seen = set(exclude)
     tries = 0
     while len(plan) < n:
@@ -198,7 +222,7 @@ def _pool(workers: int):
 def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,
                speakers: list[V.VoiceSpec] | None = None, topics: list[str] | list[int] | None = None,
                ids: list[str] | None = None, audio_dir: str | Path | None = None,
-               version: int = 1) -> Iterator[SynthItem]:
+               version: int = 1, rereads: list[Reread] | None = None) -> Iterator[SynthItem]:
     """Yield the items of ``generate_items`` in order, as chunks finish (keeps memory flat).
 
     ``exclude``: spoken sentences never to produce. ``speakers``: voices to draw from (default: the adult
@@ -207,8 +231,10 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     ids (default ``<kind>-<i>``). ``audio_dir``: write ``<id>.flac`` there from the workers instead of
     returning waveforms. ``version``: the text of that world version (2: rare-word topics in adult speech and
     longer child sentences; 1: the original grammars). Child voices are always the current classrooms.
+    ``rereads``: the first ``len(rereads)`` items read these sentences again, each by a speaker not in its
+    ``read_by`` (ASR kinds; world v4's shared sentences); the rest are fresh sentences, none in ``exclude``.
     """
-    plan = _plan(kind, n, seed, exclude or set(), speakers, topics, version)
+    plan = _plan(kind, n, seed, exclude or set(), speakers, topics, version, rereads)
     ids = ids or [f"{kind}-{i:06d}" for i in range(n)]
     if len(ids) != n:
         raise ValueError("ids must hold n entries")

@@ -3,8 +3,10 @@
 Domains and splits: adult, translate, sqa, aqa (train = episode queries, pool = demonstrations, test) and
 child-science, child-reading (a small train for the direct fine-tuning baseline, pool, test), and names (adult
 voices; train = development queries, pool, test; since world version 3). Sentences are distinct across the
-splits of a domain (and across adult/translate/sqa). A child domain's pool and test share topics and speakers
-(a classroom); its train set comes from other children and other sentences. Every names split speaks the
+splits of a domain (and across adult/translate/sqa), except read speech since version 4: other children of the
+pool read every child-reading test sentence, and adult training queries re-read pool sentences in other voices.
+A child domain's pool and test share topics and speakers (a classroom); its train set comes from other children
+and other sentences. Every names split speaks the
 pool's topics, whose made-up names only the pool's transcripts spell.
 
 Same seed and size -> byte-identical files. ``world.json`` is written last and marks a complete build; a
@@ -23,7 +25,7 @@ from sicl.atomic import atomic_write_text
 from sicl.data.manifest import Example, read_manifest, write_manifest
 from sicl.data.synth import text as T
 from sicl.data.synth import voices as V
-from sicl.data.synth.items import SynthItem, iter_items, split_seed
+from sicl.data.synth.items import Reread, SynthItem, iter_items, split_seed
 from sicl.data.synth.open_text import N_NAME_TOPICS
 from sicl.errors import SiclError
 
@@ -32,12 +34,21 @@ SPLITS = ("train", "pool", "test")
 #: words among everyday ones, and adult speech with a long tail of rare-word topics (docs/synthetic-world.md)
 #: 3 (2026-12-01): a ``names`` domain (adult voices, made-up names that recur within a topic: the demonstrations
 #: carry what the query needs); every other domain's files are those of version 2
-WORLD_VERSION = 3
+#: 4 (2026-12-01): read speech is read by several speakers, as in the corpora it stands for: every child-reading
+#: test sentence is read by READ_ALOUD_READERS other children of the pool (RSR-style read-aloud prompts), and
+#: ADULT_REREAD_SHARE of the adult training queries re-read a pool sentence in another voice (Common Voice: a
+#: sentence is recorded by several speakers, and the paper's pool, ``validated``, holds them all)
+WORLD_VERSION = 4
 #: names topics per pool clips: a names pool holds NAMES_PER_TOPIC sentences of each of its topics
 NAMES_PER_TOPIC = 6
-#: domains a version added, every other domain unchanged since: a complete world of version ADDED_IN[d] - 1 (same
-#: seed and size) is brought up to date by building only the domains it lacks
+#: children of the pool who read each child-reading test sentence (world v4)
+READ_ALOUD_READERS = 2
+#: share of adult training queries whose sentence a pool clip speaks in another voice (world v4)
+ADULT_REREAD_SHARE = 1.0
+#: domains a version added: a complete world of a version at least CHANGED_IN (the last change to any other
+#: domain) and below ADDED_IN[d] (same seed and size) is brought up to date by building only the domains it lacks
 ADDED_IN = {"names": 3}
+CHANGED_IN = 4
 SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
     "default": {"adult": (1500, 1500, 300), "translate": (1000, 1000, 200), "sqa": (800, 800, 200),
                 "child-science": (150, 500, 200), "child-reading": (150, 500, 200), "aqa": (300, 300, 300),
@@ -80,7 +91,7 @@ def _upgradable(out: Path, seed: int, size: str) -> list[str]:
     old = meta.get("version", 1)
     new = [d for d in SIZES[size] if ADDED_IN.get(d, 0) > old]
     if (meta.get("seed"), meta.get("size")) != (seed, size) or old >= WORLD_VERSION or not new \
-            or old < min(ADDED_IN[d] for d in new) - 1:
+            or old < CHANGED_IN:
         return []
     kept = [d for d in SIZES[size] if d not in new]
     return new if all((out / d / f"{s}.jsonl").is_file() for d in kept for s in SPLITS) else []
@@ -135,9 +146,10 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
         used = shared if domain in _SHARED_TEXT else set()
         texts[domain], counts[domain] = {}, {}
         n_of = dict(zip(SPLITS, sizes, strict=True))
+        made: dict[str, list[Example]] = {}
         for split in _GEN_ORDER:
             n = n_of[split]
-            opts: dict[str, Any] = {}
+            opts: dict[str, Any] = {"rereads": _rereads(domain, split, n, made)}
             if domain.startswith("child-"):
                 name = domain.removeprefix("child-")
                 opts["speakers"] = V.classroom(f"{name}-train", 6) if split == "train" else V.classroom(name)
@@ -153,12 +165,27 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
                 if progress:
                     progress(1)
             used |= {_spoken(ex) for ex in examples if not (ex.meta or {}).get("category") == "count"}
+            made[split] = examples
             write_manifest(ddir / f"{split}.jsonl", examples)  # after the audio: never half a split
             texts[domain][split] = [_spoken(ex) for ex in examples]
             counts[domain][split] = n
     summary = _summary(seed, size, counts, texts, hours, out)
     _write_json(out / "world.json", summary)
     return summary
+
+
+def _rereads(domain: str, split: str, n: int, made: dict[str, list[Example]]) -> list[Reread] | None:
+    """World v4's shared sentences: the child-reading pool reads every test sentence READ_ALOUD_READERS times
+    (other children), and the first ADULT_REREAD_SHARE of the adult training queries re-read pool sentences."""
+    def reread(ex: Example) -> Reread:
+        meta = {k: v for k, v in (ex.meta or {}).items() if k != "voice"}
+        return Reread({"target": ex.target, "meta": meta}, {ex.speaker or ""})
+
+    if domain == "child-reading" and split == "pool":
+        return [r for ex in made["test"] for r in [reread(ex)] * READ_ALOUD_READERS][:n]
+    if domain == "adult" and split == "train":
+        return [reread(ex) for ex in made["pool"][:round(n * ADULT_REREAD_SHARE)]]
+    return None
 
 
 def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out: Path) -> dict[str, Any]:
@@ -174,6 +201,8 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
             "test_domain_word_types": len(test_domain),
             "test_domain_absent_from_adult": round(len(test_domain - adult_words) / max(1, len(test_domain)), 4),
             "test_domain_covered_by_pool": round(len(test_domain & pool_words) / max(1, len(test_domain)), 4),
+            "test_sentences_read_in_pool": round(sum(s in set(t["pool"]) for s in t["test"])
+                                                 / max(1, len(t["test"])), 4),
             "test_token_oov_vs_adult": round(sum(w not in adult_words for w in test_tokens)
                                              / max(1, len(test_tokens)), 4),
         }
@@ -182,9 +211,14 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
     rare_words = {w for _, rare in rare_topics() for w in rare}
     adult_test = [w for s in texts["adult"]["test"] for w in s.split() if w in rare_words]
     adult_pool = {w for s in texts["adult"]["pool"] for w in s.split()}
+    pool_sentences = set(texts["adult"]["pool"])
     adult = {"test_rare_word_tokens": len(adult_test),
              "test_rare_words_covered_by_pool": round(sum(w in adult_pool for w in adult_test)
-                                                      / max(1, len(adult_test)), 4)}
+                                                      / max(1, len(adult_test)), 4),
+             "train_sentences_read_in_pool": round(sum(s in pool_sentences for s in texts["adult"]["train"])
+                                                   / max(1, len(texts["adult"]["train"])), 4),
+             "test_sentences_read_in_pool": round(sum(s in pool_sentences for s in texts["adult"]["test"])
+                                                  / max(1, len(texts["adult"]["test"])), 4)}
     names: dict[str, Any] = {}
     if "names" in texts:
         pool = {w for s in texts["names"]["pool"] for w in s.split()}
@@ -218,6 +252,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{domain}: {c['test_domain_word_types']} domain word types in test, "
                      f"{c['test_domain_absent_from_adult']:.0%} absent from adult text, "
                      f"{c['test_domain_covered_by_pool']:.0%} covered by the pool, "
+                     f"{c.get('test_sentences_read_in_pool', 0):.0%} of test sentences read in the pool, "
                      f"test token OOV vs adult {c['test_token_oov_vs_adult']:.1%}")
     if summary.get("names"):
         n = summary["names"]
