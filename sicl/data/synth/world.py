@@ -44,7 +44,7 @@ NAMES_PER_TOPIC = 6
 #: children of the pool who read each child-reading test sentence (world v4)
 READ_ALOUD_READERS = 2
 #: share of adult training queries whose sentence a pool clip speaks in another voice (world v4)
-ADULT_REREAD_SHARE = 1.0
+ADULT_REREAD_SHARE = 0.25
 #: domains a version added: a complete world of a version at least CHANGED_IN (the last change to any other
 #: domain) and below ADDED_IN[d] (same seed and size) is brought up to date by building only the domains it lacks
 ADDED_IN = {"names": 3}
