@@ -238,7 +238,7 @@ class Study:
         self.log(f"      {name}: {self.timings[name]:.0f} s")
 
     def build_world(self) -> None:
-        from sicl.data.synth.world import SIZES, WORLD_VERSION, _upgradable, build_world
+        from sicl.data.synth.world import SIZES, WORLD_VERSION, build_world, upgradable_domains
         from sicl.progress import progress as tqdm
 
         size = self.cfg.world_size
@@ -247,7 +247,7 @@ class Study:
         total = sum(sum(c) for c in SIZES[size].values())
         info = self.data / "world.json"
         old = json.loads(info.read_text(encoding="utf-8")).get("version", 1) if info.is_file() else None
-        force = old is not None and old != WORLD_VERSION and not _upgradable(self.data, self.cfg.world_seed, size)
+        force = old is not None and old != WORLD_VERSION and not upgradable_domains(self.data, self.cfg.world_seed, size)
         if force:  # the study's own world, made by an older sicl: build the current one (results follow it)
             self.log(f"      {self.data}: a version-{old} world; building version {WORLD_VERSION}")
             self.world_rebuilt_from = old

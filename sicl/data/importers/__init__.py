@@ -25,6 +25,7 @@ IMPORTERS: dict[str, str] = {
     "mmar": "sicl.data.importers.mmar",
     "myst": "sicl.data.importers.myst",
     "fleurs": "sicl.data.importers.fleurs",
+    "librispeech": "sicl.data.importers.librispeech",
     "folder": "sicl.data.importers.folder",
     "hf": "sicl.data.importers.hf",
     "lhotse": "sicl.data.importers.lhotse_cuts",

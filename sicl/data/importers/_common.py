@@ -180,7 +180,7 @@ def read_tsv(path: Path, required: Sequence[str], split: Callable[[str], list[st
         fh = open(path, "rb")
     except OSError as e:
         raise SiclError(f"{path}: cannot open ({e.strerror})") from None
-    lines = _lines(fh, path)
+    lines = utf8_lines(fh, path)
     if join is not None:
         lines = join(lines)
     try:
@@ -211,7 +211,7 @@ def read_tsv(path: Path, required: Sequence[str], split: Callable[[str], list[st
     return header, rows()
 
 
-def _lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
+def utf8_lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
     """``(line_number, text)`` of a binary file read as UTF-8; a bad byte is a SiclError naming its line."""
     for line_no, raw in enumerate(fh, start=1):
         try:

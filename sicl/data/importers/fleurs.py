@@ -14,7 +14,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from sicl.data.importers._common import Scan, _lines, text
+from sicl.data.importers._common import Scan, text, utf8_lines
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -71,7 +71,7 @@ def _read_index(tsv: Path) -> list[tuple[int, list[str]]]:
     except OSError as e:
         raise SiclError(f"{tsv}: cannot open ({e.strerror})") from None
     with fh:
-        for line_no, line in _lines(fh, tsv):
+        for line_no, line in utf8_lines(fh, tsv):
             line = line.removeprefix("\ufeff").rstrip("\r\n")
             if not line.strip():
                 continue

@@ -81,7 +81,7 @@ def world_sentences(out: str | Path, splits: tuple[str, ...] = ("test",)) -> set
     return found
 
 
-def _upgradable(out: Path, seed: int, size: str) -> list[str]:
+def upgradable_domains(out: Path, seed: int, size: str) -> list[str]:
     """The domains to build to bring a complete older world in ``out`` up to ``WORLD_VERSION`` (empty: none can
     be: no world, another seed or size, or a version before the last change to an existing domain)."""
     info = out / "world.json"
@@ -102,7 +102,7 @@ def _is_complete(out: Path, seed: int, size: str) -> bool:
     if not info.is_file():
         return False
     meta = json.loads(info.read_text())
-    if _upgradable(out, seed, size):
+    if upgradable_domains(out, seed, size):
         return False
     if (meta.get("seed"), meta.get("size"), meta.get("version", 1)) != (seed, size, WORLD_VERSION):
         raise SiclError(f"{out} holds a world with seed={meta.get('seed')} size={meta.get('size')} version="
@@ -123,7 +123,7 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
         summary["skipped"] = True
         return summary
     # an older world: keep its domains, read them back for the summary
-    build = (_upgradable(out, seed, size) if not force else []) or list(SIZES[size])
+    build = (upgradable_domains(out, seed, size) if not force else []) or list(SIZES[size])
     hours = 0.0
     (out / "world.json").unlink(missing_ok=True)  # incomplete until written again
     shared: set[str] = set()
