@@ -196,13 +196,13 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
         test_tokens = [w for s in t["test"] for w in s.split()]
         test_domain = {w for w in test_tokens if w in domain_words}
         pool_words = {w for s in t["pool"] for w in s.split()}
+        pool_read = set(t["pool"])
         child[f"child-{name}"] = {
             "domain_vocab": len(domain_words),
             "test_domain_word_types": len(test_domain),
             "test_domain_absent_from_adult": round(len(test_domain - adult_words) / max(1, len(test_domain)), 4),
             "test_domain_covered_by_pool": round(len(test_domain & pool_words) / max(1, len(test_domain)), 4),
-            "test_sentences_read_in_pool": round(sum(s in set(t["pool"]) for s in t["test"])
-                                                 / max(1, len(t["test"])), 4),
+            "test_sentences_read_in_pool": round(sum(s in pool_read for s in t["test"]) / max(1, len(t["test"])), 4),
             "test_token_oov_vs_adult": round(sum(w not in adult_words for w in test_tokens)
                                              / max(1, len(test_tokens)), 4),
         }
