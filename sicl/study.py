@@ -65,6 +65,9 @@ class StudyConfig:
     eval_limit: int | None = field(default=100, metadata={"help": "first N test queries per set (null: all)"})
     batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
     retriever: str = field(default="ticl", metadata={"help": "demonstration retriever"})
+    embedder: str | None = field(default=None, metadata={
+        "help": "TICL text embedder of the evaluations: a sentence-transformers name or folder, or char-tfidf[:dim] "
+                "(null: the packaged all-MiniLM-L6-v2); training keeps its own config's"})
     scorer: str = field(default="official", metadata={
         "help": "scoring rules (official: each benchmark's own script | mimo-eval | lenient), docs/metrics.md"})
     eval_sets: list[EvalSet] = field(default_factory=list, metadata={"help": "[{name, data, pool}]"})
@@ -282,7 +285,7 @@ class Study:
         cfg = EvalConfig(data=str(self.data / s.data), out=str(out), model=self.cfg.model,
                          adapter=str(adapter_dir) if adapter_dir else None, pool=pool, ks=ks,
                          retriever=self.cfg.retriever, pseudo_labeler=labels or "backbone",
-                         batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
+                         embedder=self.cfg.embedder, batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
                          eval_set=s.name, scorer=self.cfg.scorer, backend=self.cfg.backend,
                          loop_trim=self.cfg.loop_trim)
         changed = settings_changed(out, cfg)

@@ -216,3 +216,19 @@ def test_changed_base_model_redoes_evaluations_and_adapters(tmp_path):
     study.check_base_model()
     assert not (out / "eval").exists() and not (out / "models").exists()
     assert "world changed since the last run ({'version': 4" in logs[-1]
+
+
+def test_the_study_embedder_reaches_every_evaluation(tmp_path, monkeypatch):
+    """`embedder` (null: the packaged MiniLM) is the TICL text embedder of the study's evaluations."""
+    import sicl.eval.runner as runner
+    from sicl.study import Study
+
+    assert load_study().embedder is None
+    seen = []
+    monkeypatch.setattr(runner, "evaluate", lambda cfg, **kw: seen.append(cfg))
+    study = Study(load_study(overrides=["embedder=char-tfidf"]), tmp_path / "out", log=lambda m: None)
+    (s,) = [e for e in study.cfg.eval_sets if e.name == "child-reading"]
+    study.evaluate("vanilla-icl", s, [3], adapter_dir=None)
+    study.evaluate("zero-shot", s, [0], adapter_dir=None)
+    assert [c.embedder for c in seen] == ["char-tfidf", "char-tfidf"]
+    assert seen[0].pseudo_labeler.startswith("file:") and seen[0].pool.endswith("child-reading/pool.jsonl")
