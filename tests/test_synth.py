@@ -259,3 +259,16 @@ def test_an_older_world_is_upgraded_by_building_only_the_domains_it_lacks(tmp_pa
     monkeypatch.setitem(W.SIZES, "tiny", TINY)
     with pytest.raises(SiclError, match="version=3; rebuild it"):
         W.build_world(out, seed=0, size="tiny", workers=1)
+
+
+def test_rereads_draw_distinct_other_speakers_and_say_when_none_is_left():
+    kids = V.classroom("reading")[:3]
+    r = I.Reread({"target": "the cat sat", "meta": {"topic": "x"}}, {kids[0].speaker})
+    plan = I._plan("child-reading", 4, 5, set(), kids, ["castle"], 2, rereads=[r, r])
+    assert [f["target"] for f, _, _ in plan[:2]] == ["the cat sat"] * 2
+    assert {v.speaker for _, v, _ in plan[:2]} == {kids[1].speaker, kids[2].speaker}  # never the first reader
+    assert all(f["target"] != "the cat sat" for f, _, _ in plan[2:])  # the rest: fresh sentences
+    with pytest.raises(ValueError, match="every one of the 3 speakers read 'the cat sat' already"):
+        I._plan("child-reading", 1, 5, set(), kids, None, 2, rereads=[r])
+    with pytest.raises(ValueError, match="rereads are for ASR kinds"):
+        I._plan("translate", 1, 5, set(), None, None, 2, rereads=[I.Reread({"target": "x"}, set())])
