@@ -106,6 +106,13 @@ def test_cer_for_chinese_ignores_spaces_and_is_the_headline():
     assert "by_lang" not in m
 
 
+def test_cer_is_the_headline_for_fleurs_languages_written_without_spaces():
+    for lang in ("my", "km", "lo"):  # Burmese, Khmer, Lao (FLEURS my_mm, km_kh, lo_la)
+        m = score_rows([asr("sabai dee", "sabaidee", lang=lang)])["asr"]  # only the space differs
+        assert m["primary"] == "cer" and m["cer"] == 0.0 and m["wer"] == 1.0
+    assert score_rows([asr("ein Haus", "einhaus", lang="de")])["asr"]["primary"] == "wer"
+
+
 def test_cer_for_japanese_and_thai_spaces_do_not_count():
     m = score_rows([asr("こんにちは", "こん にちわ", lang="ja")])["asr"]
     assert m["cer"] == round(1 / 5, 6)

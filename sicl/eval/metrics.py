@@ -7,7 +7,7 @@
 - **asr**: text is normalised with Whisper's ``EnglishTextNormalizer`` (``lang`` missing or ``en*``) or
   ``BasicTextNormalizer`` (every other language). ``wer`` is corpus WER from jiwer (all edits / all reference
   words); ``wer_utterance_capped`` is the paper's mean over utterances of ``min(1, utterance WER)``; ``cer`` is
-  corpus CER over the normalised text (spaces removed first for zh/ja/th/yue/ko, where ``cer`` is the headline:
+  corpus CER over the normalised text (spaces removed first for zh/ja/th/yue/ko/my/km/lo, where ``cer`` is the headline:
   ``primary`` says which one is). Rows whose reference is empty after normalisation are left out of WER/CER and
   counted in ``skipped_empty_reference``; an empty prediction is all deletions. ``looping_outputs`` (asr and
   st) counts the outputs with a degenerate loop (:func:`looping_outputs`), whatever the scorer.
@@ -48,7 +48,7 @@ from sicl.errors import ManifestError, SiclError
 from sicl.eval.scorers import ChoiceResult, Scorer, get_scorer, mimo_asr_metrics, mmau_match
 
 #: Languages written without spaces between words: CER is computed with spaces removed and is the headline.
-NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "yue", "ko"})
+NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "yue", "ko", "my", "km", "lo"})  # my/km/lo: FLEURS's Burmese, Khmer, Lao
 CHOICE_TASKS = ("sqa", "aqa")
 #: ``meta`` fields that get an accuracy breakdown for choice tasks: field -> output key.
 BREAKDOWNS = {"category": "by_category", "difficulty": "by_difficulty", "task": "by_meta_task"}
