@@ -167,7 +167,10 @@ def test_cli_small_world(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setitem(W.SIZES, "small", {d: (2, 3, 3) for d in TINY})
     assert main(["synth", "--out", str(tmp_path / "w"), "--size", "small", "--workers", "2"]) == 0
-    assert "child-science" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "child-science" in printed and "of test sentences read in the pool" in printed
+    assert "adult: 0% of training queries re-read a pool sentence in another voice, 0% of test sentences" in printed
+    # (2 training queries x 0.25 rounds to none; the contract test checks a world with re-read queries)
     assert (tmp_path / "w" / "world.json").is_file()
 
 

@@ -254,6 +254,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{c['test_domain_covered_by_pool']:.0%} covered by the pool, "
                      f"{c.get('test_sentences_read_in_pool', 0):.0%} of test sentences read in the pool, "
                      f"test token OOV vs adult {c['test_token_oov_vs_adult']:.1%}")
+    adult = summary.get("adult") or {}
+    if "train_sentences_read_in_pool" in adult:
+        lines.append(f"adult: {adult['train_sentences_read_in_pool']:.0%} of training queries re-read a pool sentence "
+                     f"in another voice, {adult['test_sentences_read_in_pool']:.0%} of test sentences")
     if summary.get("names"):
         n = summary["names"]
         lines.append(f"names: {n['test_name_tokens']} made-up name tokens in test, "
