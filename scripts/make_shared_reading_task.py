@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kind", choices=("reading", "adult"), default="reading",
                     help="reading: the world's reading grammar and classroom; adult: its adult grammar and voices")
     ap.add_argument("--sentences", type=int, default=125)
-    ap.add_argument("--readers", type=int, default=3, help="children reading each sentence in the pool")
+    ap.add_argument("--readers", type=int, default=3, help="speakers (children or adults) reading each sentence in the pool")
     ap.add_argument("--n-dev", type=int, default=60)
     ap.add_argument("--seed", type=int, default=63_000_000, help="far from pretraining's held-out seeds (90,000,000+)")
     ap.add_argument("--world", type=Path, default=None,
