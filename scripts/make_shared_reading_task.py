@@ -7,16 +7,19 @@ shape, with the world's reading grammar and the ``reading`` classroom's 12 child
 ``child-reading`` pool and test), to measure what retrieved demonstrations do when one of them is the query's
 own sentence in another child's voice. Common Voice, the paper's SICL-AT training corpus, has the same shape:
 a sentence is recorded by several speakers, and the paper's demonstration pool (``validated``) holds the other
-recordings of a query's sentence. ``--kind adult`` builds that with the world's adult grammar and voices:
+recordings of a query's sentence. ``--kind adult`` builds that with the world's adult grammar and voices;
+``--kind open`` with the world's adult voices reading open-vocabulary everyday sentences
+(``open_text.open_sentence``: the kind of text pretraining speaks, and Common Voice's open-domain prompts) instead of
+the world's adult grammar:
 
-    python scripts/make_shared_reading_task.py OUT [--kind reading|adult] [--sentences 125] [--readers 3]
+    python scripts/make_shared_reading_task.py OUT [--kind reading|adult|open] [--sentences 125] [--readers 3]
         [--n-dev 60] [--seed 63000000] [--world runs/world]
 
 Each of ``--sentences`` sentences is read by ``--readers`` distinct speakers in the pool; the first ``--n-dev``
 sentences are also read by one more speaker (never one of that sentence's pool readers) as queries.
 Writes OUT/<set>/pool.jsonl and OUT/<set>/train.jsonl (the queries), OUT/audio/*.wav; <set> is ``child-reading``
 for ``--kind reading`` (``diag_demo_dev.py --world OUT --sets child-reading`` reads ``train.jsonl`` and scores the
-reading domain words) and ``adult`` for ``--kind adult`` (SICL-AT: ``queries: OUT/adult/train.jsonl, pool:
+reading domain words) and ``adult`` for ``--kind adult`` and ``--kind open`` (SICL-AT: ``queries: OUT/adult/train.jsonl, pool:
 OUT/adult/pool.jsonl``). Rows carry ``meta.topic`` and ``meta.sentence`` (the sentence's index: equal for every
 reading of it).
 """
@@ -32,8 +35,9 @@ import numpy as np
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--kind", choices=("reading", "adult"), default="reading",
-                    help="reading: the world's reading grammar and classroom; adult: its adult grammar and voices")
+    ap.add_argument("--kind", choices=("reading", "adult", "open"), default="reading",
+                    help="reading: the world's reading grammar and classroom; adult: its adult grammar and voices; "
+                         "open: its adult voices reading open-vocabulary everyday sentences")
     ap.add_argument("--sentences", type=int, default=125)
     ap.add_argument("--readers", type=int, default=3, help="speakers (children or adults) reading each sentence in the pool")
     ap.add_argument("--n-dev", type=int, default=60)
@@ -48,19 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     from sicl.data.synth import items as I
     from sicl.data.synth import text as T
     from sicl.data.synth import voices as V
-    from sicl.data.synth.open_text import world_adult_sentence
+    from sicl.data.synth.open_text import open_sentence, world_adult_sentence
     from sicl.data.synth.world import WORLD_VERSION, world_sentences
 
     kids = V.classroom("reading") if args.kind == "reading" else V.adult_population()
     set_name = "child-reading" if args.kind == "reading" else "adult"
+    draw = {"reading": lambda n: T.reading_sentence(rng, T.READING_TOPICS[n % len(T.READING_TOPICS)], WORLD_VERSION),
+            "adult": lambda n: world_adult_sentence(rng),
+            "open": lambda n: T.Sentence(open_sentence(rng))}[args.kind]
     if args.readers + 1 > len(kids):
         ap.error(f"--readers must be below the {len(kids)} voices")
     rng = np.random.default_rng(args.seed)
     seen = world_sentences(args.world, ("train", "pool", "test")) if args.world else set()
     sentences = []
     while len(sentences) < args.sentences:
-        s = (T.reading_sentence(rng, T.READING_TOPICS[len(sentences) % len(T.READING_TOPICS)], WORLD_VERSION)
-             if args.kind == "reading" else world_adult_sentence(rng))
+        s = draw(len(sentences))
         if s.text not in seen:
             seen.add(s.text)
             sentences.append(s)
