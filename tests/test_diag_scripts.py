@@ -57,7 +57,7 @@ def test_shared_reading_task_has_other_speakers_read_each_query_sentence(tmp_pat
     from sicl.data.manifest import read_manifest
 
     task = _script("make_shared_reading_task")
-    for kind, set_name in (("reading", "child-reading"), ("adult", "adult")):
+    for kind, set_name in (("reading", "child-reading"), ("adult", "adult"), ("open", "adult")):
         out = tmp_path / kind
         assert task.main([str(out), "--kind", kind, "--sentences", "4", "--readers", "2", "--n-dev", "3"]) == 0
         pool = read_manifest(out / set_name / "pool.jsonl")
@@ -69,3 +69,4 @@ def test_shared_reading_task_has_other_speakers_read_each_query_sentence(tmp_pat
             assert all(p.target == q.target for p in pool if p.meta["sentence"] == q.meta["sentence"])
         assert all(Path(r.audio).is_file() for r in pool + queries)
         assert all(("kid" in r.speaker) == (kind == "reading") for r in pool + queries)
+        assert kind != "open" or not any("topic" in r.meta for r in pool + queries)  # open text has no topic
