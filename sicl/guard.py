@@ -9,7 +9,8 @@
   set a flag that training and evaluation check between steps/batches: they save (a checkpoint, the predictions
   so far) and raise :class:`Interrupted`, which the CLI turns into one line and exit code 128 + signal number
   (143 for SIGTERM, 130 for SIGINT). A second signal aborts at once.
-* :func:`disk_error`: ENOSPC/EDQUOT become a one-line :class:`SiclError`; the files sicl writes are either atomic
+* :func:`disk_error`: ENOSPC/EDQUOT, and a refused path (permission, read-only, a file in the way), become a
+  one-line :class:`SiclError`; the files sicl writes are either atomic
   (temp file + rename) or append-only with torn-line repair, so what was written before stays intact.
 """
 
@@ -156,10 +157,22 @@ def _read_holder(fd: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- disks
+# Filesystem refusals that name a path the user chose (an output folder that is read-only, a file where a folder
+# must go, ...): the command line reports them in one line instead of a traceback.
+_PATH_ERRNOS = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                errno.EROFS: "read-only file system", errno.ENOTDIR: "a part of the path is a file, not a folder",
+                errno.EISDIR: "is a folder", errno.EEXIST: "exists and is not a folder",
+                errno.ENOENT: "no such file or folder"}
+
+
 def disk_error(e: OSError) -> SiclError | None:
-    """A one-line error for a full disk or quota (None for any other OSError)."""
-    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return None
-    where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
-    return SiclError(f"no space left on the device{where} ({os.strerror(e.errno)}); what was written before is "
-                     f"intact: free some space and run the command again (train/eval: with --resume)")
+    """A one-line error for a full disk or quota, or for a path the filesystem refuses (permission, read-only,
+    a file in the way; only when the error names the path); None for any other OSError."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+        return SiclError(f"no space left on the device{where} ({os.strerror(e.errno)}); what was written before "
+                         f"is intact: free some space and run the command again (train/eval: with --resume)")
+    if e.errno in _PATH_ERRNOS and getattr(e, "filename", None):
+        fix = " or fix its permissions" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
+        return SiclError(f"cannot use {e.filename}: {_PATH_ERRNOS[e.errno]}; choose another path{fix}")
+    return None
