@@ -8,6 +8,9 @@ thinker layouts), which matches nothing inside a tower.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,8 @@ def apply_lora(model: Any, settings: LoraSettings | None = None) -> PeftModel:
     s = settings or LoraSettings()
     config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_regex(),
                         bias="none", task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, config)
+    with _quiet_peft():
+        peft_model = get_peft_model(model, config)
     _freeze_all_but_lora(peft_model)
     check_towers_untouched(peft_model)
     return peft_model
@@ -80,10 +84,20 @@ def check_adapter_files(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """PEFT reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a FutureWarning on
+    every adapter a command attaches; the warning is about the two libraries, not the user's run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def load_adapter(model: Any, path: str | Path, trainable: bool = False) -> PeftModel:
     """Attach a saved adapter folder (``adapter_config.json`` + safetensors)."""
     check_adapter_files(path)
-    peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    with _quiet_peft():
+        peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     if trainable:
         _freeze_all_but_lora(peft_model)
     check_towers_untouched(peft_model)
