@@ -92,3 +92,18 @@ def test_ticl_plus_with_a_backbone_labeler_end_to_end(files, tmp_path):
     assert meta["settings"]["pseudo_labeler"] == "backbone" and meta["settings"]["model"] == str(model)
     labels = list((tmp / "cache" / "retrieval" / "pseudo-label").glob("*/strings.jsonl"))
     assert len(labels) == 1 and len(labels[0].read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize(("embedder", "expected"), [
+    ("./no-such-folder", "no such folder"),
+    ("pool.jsonl", "not a folder"),  # a file, not a model folder
+    ("no-such-model-anywhere", "not in the Hugging Face cache (downloads are off"),
+])
+def test_an_embedder_that_cannot_load_is_one_line_before_any_work(files, capsys, monkeypatch, embedder, expected):
+    tmp, pool = files
+    monkeypatch.chdir(tmp)
+    code = main(["retrieve", "--queries", str(pool), "--pool", str(pool), "--k", "2", "--pseudo-labeler", "gold",
+                 "--embedder", embedder, "--out", str(tmp / "ep.jsonl")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and f"text embedder {embedder!r}: " in err[0] and expected in err[0]
+    assert _outputs(tmp) == []

@@ -43,6 +43,9 @@ class TextEmbedder:
 
         self.name = name_or_path or DEFAULT_EMBEDDER
         self.source, self.local = _locate_embedder(self.name)
+        if not self.local and not allow_download and not _in_hub_cache(self.source):
+            raise SiclError(f"text embedder {self.name!r}: not a folder and not in the Hugging Face cache "
+                            f"(downloads are off: pass --allow-download, or a sentence-transformers folder)")
         self.batch_size = batch_size
         self.allow_download = allow_download
         self.device = resolve_device(device)
@@ -129,7 +132,24 @@ def _locate_embedder(name: str) -> tuple[str, bool]:
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path.resolve()), True
+    if path.exists() or name.startswith(("/", "./", "../", "~")) or "\\" in name:
+        raise SiclError(f"text embedder {name!r}: {'not a folder' if path.exists() else 'no such folder'} "
+                        f"(a sentence-transformers model folder, a hub name, or char-tfidf)")
     return name, False
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the Hugging Face cache already holds hub model ``name`` (or ``sentence-transformers/<name>``, the
+    short form sentence-transformers accepts), checked without any network access."""
+    from huggingface_hub import snapshot_download
+
+    for repo in (name, f"sentence-transformers/{name}") if "/" not in name else (name,):
+        try:
+            snapshot_download(repo, local_files_only=True)
+            return True
+        except Exception:  # not cached, or not a valid repo id: either way it cannot be loaded offline
+            continue
+    return False
 
 
 def embed_texts(texts: Sequence[str], embedder: Any, cache_dir: str | Path | None = None,

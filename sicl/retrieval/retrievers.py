@@ -72,6 +72,8 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
         raise SiclError(f"unknown retriever {retriever!r} (expected one of {', '.join(RETRIEVERS)})")
     if k < 0:
         raise SiclError(f"k must be >= 0, got {k}")
+    if retriever == "random" and cfg.seed < 0:
+        raise SiclError(f"seed must be >= 0, got {cfg.seed}")
     if retriever == "none" or k == 0 or not queries:
         return [[] for _ in queries]
     for ex in pool:
@@ -165,6 +167,8 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
     missing_q = [q.id for q, t in zip(queries, q_text, strict=True) if t is None and q.task not in ("asr", "st")]
     if missing_q:
         raise SiclError(f"query {missing_q[0]!r} has no question to retrieve by")
+    # the embedder first: a name that cannot load is an error before minutes of pseudo-labelling
+    embedder = embedder or make_text_embedder(cfg.embedder, allow_download=cfg.allow_download, device=cfg.device)
     if speech:
         labeler = labeler or make_labeler(cfg.pseudo_labeler, cfg.model, cfg.max_new_tokens, cfg.allow_download,
                                         cfg.device)
@@ -172,7 +176,6 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
                                cfg.cache_dir, cfg.batch_size, progress)
         for i, text in zip(speech, labels, strict=True):
             q_text[i] = text
-    embedder = embedder or make_text_embedder(cfg.embedder, allow_download=cfg.allow_download, device=cfg.device)
     pool_text = [retrieval_text(ex) or "" for ex in pool]
     if hasattr(embedder, "fit"):  # a lexical embedder learns its IDF from the texts it searches
         embedder.fit(pool_text)
