@@ -133,3 +133,60 @@ def test_fleurs_member_paths_cannot_escape_the_audio_folder(tmp_path, capsys):
     (row,) = read_manifest(out)
     assert Path(row.audio).resolve() == (out.parent / "audio" / "evil.wav").resolve()
     assert not (tmp_path / "evil.wav").exists() and not (tmp_path / "o" / "evil.wav").exists()
+
+
+# ------------------------------------------------------------------------------ a damaged audio/<split>.tar.gz
+
+def _leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncated", "cannot read the archive (truncated or damaged: "),
+    ("damaged", "cannot read the archive (truncated or damaged: "),  # the first header is unreadable
+    ("zeroed", "cannot read the archive (truncated or damaged: "),  # reads as an early end; the CRC tells
+    ("text", "not a tar.gz archive (no gzip or tar header)"),
+    ("empty", "not a tar.gz archive (the file is empty)"),
+])
+@pytest.mark.parametrize("existing", [False, True])
+def test_fleurs_damaged_archive_is_one_line_and_leaves_nothing(tmp_path, capsys, damage, message, existing):
+    lang = fleurs_lang_folder(tmp_path)
+    archive = lang / "audio" / "test.tar.gz"
+    data = archive.read_bytes()
+    archive.write_bytes({"truncated": data[:len(data) // 2], "text": b"not an archive\n", "empty": b"",
+                         "damaged": data[:200] + bytes(100) + data[300:],
+                         "zeroed": data[:-1000] + bytes(100) + data[-900:]}[damage])
+    out_dir = tmp_path / "out"
+    if existing:  # an output folder with earlier work in it stays exactly as it was
+        (out_dir / "audio").mkdir(parents=True)
+        (out_dir / "audio" / "old.wav").write_bytes(b"old")
+    before = _leftovers(tmp_path)
+    out = out_dir / "m.jsonl" if existing else out_dir / "x" / "m.jsonl"  # audio/ beside it exists / is new
+    rc, out, err = run(capsys, "fleurs", lang, "--split", "test", "--out", out)
+    assert rc == 1 and out == "" and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sicl prepare: error: {archive}: ") and message in lines[0]
+    assert _leftovers(tmp_path) == before  # no staging folder, no folder this run created
+
+
+def test_fleurs_failed_strict_run_removes_the_folders_it_created(tmp_path, capsys):
+    lang = fleurs_lang_folder(tmp_path)
+    with open(lang / "test.tsv", "a", encoding="utf-8") as fh:
+        fh.write("1003\t999.wav\tNot recorded.\tnot recorded\tn\t4800\tMALE\n")
+    out = tmp_path / "new" / "deeper" / "m.jsonl"
+    rc, _, err = run(capsys, "fleurs", lang, "--split", "test", "--strict", "--out", out)
+    assert rc == 1 and "999.wav" in err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that existed before is never removed, even when left empty
+    rc, _, err = run(capsys, "fleurs", lang, "--split", "test", "--strict", "--out", tmp_path / "kept" / "m.jsonl")
+    assert rc == 1 and (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_fleurs_out_may_not_be_its_own_index_or_archive(tmp_path, capsys):
+    lang = fleurs_lang_folder(tmp_path)
+    for target in (lang / "test.tsv", lang / "audio" / "test.tar.gz"):
+        before = target.read_bytes()
+        rc, _, err = run(capsys, "fleurs", lang, "--split", "test", "--out", target)
+        assert rc == 1 and err.strip() == (f"sicl prepare: error: --out {target} is an input of this import "
+                                           f"(the index {target}); choose another path")
+        assert target.read_bytes() == before and not (lang / "audio" / "111.wav").exists()

@@ -83,3 +83,24 @@ def test_librispeech_wrong_split_names_what_is_there(tmp_path, capsys):
     root = make_librispeech(tmp_path)
     rc, _, err = run(capsys, "librispeech", root, "--split", "test-other", "--out", tmp_path / "x.jsonl")
     assert rc != 0 and "no subset folder 'test-other' (found: dev-clean, test-clean)" in err
+
+
+def test_librispeech_line_without_transcript_is_malformed(tmp_path, capsys):
+    root = make_librispeech(tmp_path)
+    trans = root / "test-clean" / "121" / "121726" / "121-121726.trans.txt"
+    trans.write_text("121-121726-0000 ALSO A POPULAR CONTRIVANCE\n121-121726-0001\n", encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    rc, stdout, err = run(capsys, "librispeech", root, "--split", "test-clean", "--out", out)
+    assert rc == 1 and stdout == "" and "left out" not in err
+    assert err.strip() == (f"sicl prepare: error: {trans}:2: utterance id '121-121726-0001' with no transcript "
+                           "(a line is '<utterance id> <TRANSCRIPT>')")
+    assert not out.exists()
+
+
+def test_librispeech_out_may_not_be_a_transcript_file(tmp_path, capsys):
+    root = make_librispeech(tmp_path)
+    trans = root / "test-clean" / "121" / "121726" / "121-121726.trans.txt"
+    before = trans.read_bytes()
+    rc, _, err = run(capsys, "librispeech", root, "--split", "test-clean", "--out", trans)
+    assert rc == 1 and f"--out {trans} is an input of this import (the index {trans})" in err
+    assert trans.read_bytes() == before

@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 import soundfile as sf
 
 from sicl.cli.main import main
+from sicl.data.validate import validate_manifest
+from sicl.errors import SiclError
 from sicl.testing import tiny_asr_manifest, write_rows, write_tone
 
 
@@ -75,3 +78,28 @@ def test_duration_mismatch_is_reported(tmp_path, capsys):
     path = write_rows(tmp_path / "m.jsonl", [{"id": "a", "audio": "a.wav", "task": "asr", "duration": 5.0}])
     assert main(["validate", str(path)]) == 1
     assert "'duration' is 5 s but the audio is 1.00 s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])
+def test_max_seconds_must_be_positive_and_finite(tmp_path, capsys, value):
+    write_tone(tmp_path / "long.wav", seconds=3.0)
+    path = write_rows(tmp_path / "m.jsonl", [{"id": "a", "audio": "long.wav", "task": "asr"}])
+    assert main(["validate", str(path), f"--max-seconds={value}"]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == "" and "Traceback" not in cap.err
+    assert cap.err.strip() == ("sicl validate: error: --max-seconds must be a positive number of seconds, "
+                               f"not {float(value)!r}")
+    with pytest.raises(SiclError, match="--max-seconds must be a positive number"):
+        validate_manifest(path, max_seconds=float(value))
+
+
+def test_duplicate_choices_and_text_named_mp3(tmp_path, capsys):
+    write_tone(tmp_path / "ok.wav", seconds=0.5)
+    (tmp_path / "text.mp3").write_text("not audio at all\n")
+    rows = [{"id": "d", "audio": "ok.wav", "task": "aqa", "question": "Q?", "choices": ["x", "x"], "target": "x"},
+            {"id": "t", "audio": "text.mp3", "task": "asr"}]
+    path = write_rows(tmp_path / "m.jsonl", rows)
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "line 1: id 'd': field 'choices' holds 'x' more than once (the answer would be ambiguous)" in out
+    assert "line 2: id 't':" in out and "text.mp3: cannot decode audio (not a recognised audio format)" in out

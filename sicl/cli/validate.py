@@ -24,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sicl.data.validate import check_max_seconds
     from sicl.errors import SiclError
 
+    check_max_seconds(args.max_seconds)  # before anything is read: nan would pass every clip, -1 fail every one
     if (args.manifest is None) == (args.data is None):
         raise SiclError("give the manifest once: sicl validate M.jsonl (or --data M.jsonl)")
     args.manifest = args.manifest or args.data

@@ -45,7 +45,7 @@ def load_audio(
     except AudioError:
         raise
     except Exception as e:  # libsndfile raises several types for corrupt/unsupported input
-        raise AudioError(f"{path}: cannot decode audio ({_short(e)})") from None
+        raise AudioError(f"{path}: cannot decode audio ({_decode_problem(e, path)})") from None
     if wav.size == 0 or wav.shape[0] == 0:
         raise AudioError(f"{path}: audio is empty (0 samples)")
     if not np.isfinite(wav).all():
@@ -96,3 +96,13 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def _decode_problem(e: Exception, path: Path) -> str:
+    """libsndfile's reason without its ``Error opening 'PATH': `` prefix (the message names the file already).
+    For a file that exists, its 'File does not exist or is not a regular file' means no decoder took it
+    (an mp3 that is really text, say)."""
+    msg = _short(e).removeprefix(f"Error opening {str(path)!r}: ")
+    if "does not exist or is not a regular file" in msg:
+        return "not a recognised audio format"
+    return msg

@@ -2,8 +2,8 @@
 
 Required: ``id`` (unique string), ``audio`` (path; relative paths resolve against the manifest's folder),
 ``task`` (``asr`` | ``st`` | ``sqa`` | ``aqa``). ``target`` is the gold output and is required wherever gold
-is needed. Optional: ``question``, ``choices`` (``target`` must be one of them), ``lang`` (default ``en``),
-``target_lang``, ``transcript``, ``speaker``, ``duration`` (seconds), ``meta`` (free object).
+is needed. Optional: ``question``, ``choices`` (distinct; ``target`` must be one of them), ``lang`` (default
+``en``), ``target_lang``, ``transcript``, ``speaker``, ``duration`` (seconds), ``meta`` (free object).
 
 This module is the only reader and writer of manifests. Rows are data: they are parsed with ``json`` and
 checked field by field, never evaluated.
@@ -90,6 +90,9 @@ def parse_row(obj: Any, base: Path | None = None) -> tuple[Example | None, list[
             problems.append("field 'choices' must be a list of strings")
         elif len(choices) < 2:
             problems.append("field 'choices' must hold at least 2 options")
+        elif len(set(choices)) < len(choices):
+            dup = next(c for i, c in enumerate(choices) if c in choices[:i])
+            problems.append(f"field 'choices' holds {dup!r} more than once (the answer would be ambiguous)")
         elif isinstance(obj.get("target"), str) and obj["target"] not in choices:
             problems.append(f"target {obj['target']!r} is not one of the choices")
     duration = obj.get("duration")

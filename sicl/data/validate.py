@@ -3,13 +3,21 @@ and every audio file (exists, decodes, non-empty, finite, within the length limi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sicl.data.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, load_audio
 from sicl.data.manifest import iter_lines, parse_row
-from sicl.errors import AudioError
+from sicl.errors import AudioError, SiclError
+
+
+def check_max_seconds(value: float | None) -> None:
+    """Refuse a clip-length limit that is not a positive, finite number (``nan`` would let every clip pass,
+    ``-1`` would fail every one); ``None`` means no limit. The same message for every command."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise SiclError(f"--max-seconds must be a positive number of seconds, not {value!r}")
 
 
 @dataclass
@@ -36,7 +44,9 @@ class Report:
 def validate_manifest(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS,
                       check_audio: bool = True, require_target: bool = False,
                       progress: bool = False) -> Report:
-    """Collect every problem in the manifest (never stops at the first)."""
+    """Collect every problem in the manifest (never stops at the first). A ``max_seconds`` that is not a
+    positive number is a :class:`SiclError` before anything is read."""
+    check_max_seconds(max_seconds)
     path = Path(path)
     base = path.resolve().parent
     problems: list[Problem] = []

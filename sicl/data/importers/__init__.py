@@ -52,19 +52,21 @@ def build_parser(name: str, parser: argparse.ArgumentParser | None = None) -> ar
 
 def run_import(args: argparse.Namespace, name: str) -> int:
     """Run importer ``name`` with parsed options; returns the number of rows written."""
-    from sicl.data.importers._common import finish
+    from sicl.data.importers._common import Scan, check_jobs, check_max_seconds, check_not_input, finish
 
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise SiclError("--max-seconds must be positive")
+    check_max_seconds(args.max_seconds)
+    check_jobs(args.jobs)
     src = Path(args.src)
     if not src.exists():
         raise SiclError(f"{src}: no such file or folder")
     mod = get_importer(name)
     if args.split and not getattr(mod, "USES_SPLIT", True):
         raise SiclError(f"--split is not used by the {name} importer ({mod.SPLIT_HELP})")
+    if src.is_file():  # the commonest slip (`--out` = the index given as SRC), refused before any reading
+        check_not_input(Path(args.out), Scan(inputs=[src]))
     scan = mod.scan(src, args)
     return finish(scan, Path(args.out), max_seconds=args.max_seconds, strict=args.strict,
-                  jobs=max(1, args.jobs), id_prefix=args.id_prefix, source=str(src))
+                  jobs=args.jobs, id_prefix=args.id_prefix, source=str(src))
 
 
 def prepare(name: str, src: str | Path, out: str | Path, **options: Any) -> int:

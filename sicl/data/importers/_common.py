@@ -13,9 +13,9 @@ hour of decoding.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
-import math
 import os
 import re
 import shutil
@@ -30,6 +30,7 @@ from typing import Any
 
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.manifest import Example, json_error, json_type_name, parse_row, write_manifest
+from sicl.data.validate import check_max_seconds
 from sicl.errors import AudioError, SiclError
 
 PROG = "sicl prepare"
@@ -59,8 +60,11 @@ class Scan:
     #: final path -> where the importer actually wrote it (see :meth:`stage`). Files are moved into place
     #: only when the import succeeds, so a failed run never deletes or overwrites an earlier run's audio.
     created: dict[Path, Path] = field(default_factory=dict)
-    #: target folder -> its temporary staging folder (and whether the target folder already existed).
-    staging: dict[Path, tuple[Path, bool]] = field(default_factory=dict)
+    #: target folder -> its temporary staging folder and the folders this run created for it (deepest
+    #: first: the target folder and any missing parents), removed again when they end up empty.
+    staging: dict[Path, tuple[Path, list[Path]]] = field(default_factory=dict)
+    #: the index files the importer read (TSV, JSON, parquet, transcripts, archives): ``--out`` may not be one.
+    inputs: list[Path] = field(default_factory=list)
     #: (row, problem) for rows whose audio the importer already found unreadable (e.g. a missing file).
     bad_audio: list[tuple[Candidate, str]] = field(default_factory=list)
     #: rows whose decoded audio is shorter than this are dropped (MyST's --min-seconds).
@@ -83,14 +87,14 @@ class Scan:
         uses it). Call once per target; ``target in scan.created`` tells whether a name is taken."""
         folder = target.parent
         if folder not in self.staging:
-            existed = folder.is_dir()
+            made = list(itertools.takewhile(lambda p: not p.exists(), (folder, *folder.parents)))
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 tmp = Path(tempfile.mkdtemp(prefix=".sicl-staging-", dir=folder))
             except OSError as e:
-                self.staging.pop(folder, None)
+                _remove_empty(made)
                 raise SiclError(f"{folder}: cannot write extracted audio here ({e.strerror})") from None
-            self.staging[folder] = (tmp, existed)
+            self.staging[folder] = (tmp, made)
         staged = self.staging[folder][0] / target.name
         self.created[target] = staged
         return staged
@@ -132,15 +136,32 @@ class Scan:
                 pass
 
     def cleanup(self) -> None:
-        """Remove the staging folders (and target folders this run created and left empty)."""
-        for folder, (tmp, existed) in self.staging.items():
+        """Remove the staging folders, and the folders this run created for them that ended up empty (a
+        failed run leaves no trace; folders that existed before are never removed)."""
+        for tmp, made in self.staging.values():
             shutil.rmtree(tmp, ignore_errors=True)
-            if not existed:
-                try:
-                    folder.rmdir()  # only succeeds when empty
-                except OSError:
-                    pass
+            _remove_empty(made)
         self.staging.clear()
+
+
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """rmdir each folder (deepest first) while it is empty; stop at the first one that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def cleanup_on_error(scan: Scan) -> Iterator[Scan]:
+    """For importers that extract audio while scanning: if the scan fails, remove what it staged (the staging
+    folders and the folders created for them) before the error goes on; on success :func:`finish` does it."""
+    try:
+        yield scan
+    except BaseException:
+        scan.cleanup()
+        raise
 
 
 # --------------------------------------------------------------------------------------------- options
@@ -169,9 +190,10 @@ def read_tsv(path: Path, required: Sequence[str], split: Callable[[str], list[st
 
     Common Voice / CoVoST sentences contain unbalanced ``"`` characters; the csv module would join lines
     or drop quotes, so each line is simply split on tabs. Returns ``(header, rows)`` where rows yields
-    ``(line_number, {column: value})``. A missing required column, or a row with more fields than the
-    header, is a :class:`SiclError` naming the file (and line). Rows with fewer fields are padded: some
-    tools strip trailing empty columns. ``split`` replaces the tab split of one record and ``join`` turns
+    ``(line_number, {column: value})``. A missing required column, a row with more fields than the header,
+    or one too short to reach every required column (a truncated line must not pass as a row with empty
+    fields) is a :class:`SiclError` naming the file (and line); a row that lacks only optional trailing
+    columns is padded with empty values (some tools strip trailing empty columns). ``split`` replaces the tab split of one record and ``join`` turns
     the file's ``(line_number, line)`` pairs into records (a record's number is its first line's), for
     formats with escaped tabs and line breaks (CoVoST 2's pandas-written splits).
     """
@@ -202,10 +224,11 @@ def read_tsv(path: Path, required: Sequence[str], split: Callable[[str], list[st
                 if not line.strip():
                     continue
                 values = split(line)
-                if len(values) > len(header):
+                missing = header[len(values):]
+                if len(values) > len(header) or any(c in required for c in missing):
                     raise SiclError(f"{path}:{line_no}: {len(values)} tab-separated fields, "
                                     f"the header has {len(header)}")
-                values += [""] * (len(header) - len(values))
+                values += [""] * len(missing)  # only optional trailing columns: some tools strip empty ones
                 yield line_no, dict(zip(header, values, strict=True))
 
     return header, rows()
@@ -273,8 +296,28 @@ def require_keys(obj: Any, keys: Iterable[str], where: str) -> dict[str, Any]:
 
 
 def text(value: Any) -> str:
-    """A field as stripped text (None -> '')."""
+    """A field as stripped text (None -> ''). For TSV/CSV fields (always text); a JSON or parquet value
+    that must be text goes through :func:`field_text`, which refuses lists and objects."""
     return "" if value is None else str(value).strip()
+
+
+def field_text(value: Any) -> str | None:
+    """A JSON / parquet value that must be text (an id, a question, a choice, a path), stripped: a string,
+    or a number written out (an id ``7`` -> ``'7'``); ``None`` -> ``''``. Returns ``None`` for anything
+    else (a list, an object, true/false): its Python repr (``"['x']"``) must never reach a manifest; the
+    caller skips the row (:func:`not_text` says why)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def not_text(key: str, value: Any) -> str:
+    """The problem of a field :func:`field_text` refused."""
+    return f"'{key}' must be text, got {json_type_name(value)}"
 
 
 def pick_meta(obj: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -314,16 +357,18 @@ def resolve_audio(base: Path, rel: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def single_file(folder: Path, patterns: Sequence[str], what: str) -> Path:
+def single_file(folder: Path, patterns: Sequence[str], what: str, choose: str = "pass the file itself as SRC"
+                ) -> Path:
     """The file in ``folder`` matched by the first glob pattern (in priority order) that matches anything;
-    a clear error when nothing matches or the winning pattern matches several files."""
+    a clear error when nothing matches or the winning pattern matches several files (``choose`` says how
+    to name the one wanted)."""
     for pat in patterns:
         found = sorted(p for p in folder.glob(pat) if p.is_file())
         if len(found) == 1:
             return found[0]
         if found:
             names = ", ".join(p.name for p in found[:6])
-            raise SiclError(f"{folder}: several {what} files ({names}); pass the file itself as SRC")
+            raise SiclError(f"{folder}: several {what} files ({names}); {choose}")
     raise SiclError(f"{folder}: no {what} found (looked for {', '.join(patterns)})")
 
 
@@ -412,6 +457,7 @@ def finish(scan: Scan, out: Path, *, max_seconds: float, strict: bool, jobs: int
     try:
         check_out(out)  # also checked by the CLI before the scan; here for the Python entry point
         check_max_seconds(max_seconds)
+        check_not_input(out, scan)
         if strict and scan.bad_rows:
             where, problem = scan.bad_rows[0]
             raise SiclError(f"{where}: {problem}")
@@ -464,9 +510,41 @@ def check_out(out: Path) -> None:
         raise SiclError(f"{out}: cannot write here (not writable)")
 
 
-def check_max_seconds(value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise SiclError(f"--max-seconds must be a positive number of seconds, not {value!r}")
+def check_not_input(out: Path, scan: Scan) -> None:
+    """Refuse an ``--out`` that is (after symlinks) one of the files the import reads: an index file, or
+    a row's audio. Writing the manifest there would destroy the corpus."""
+    out = Path(out)
+    try:
+        real = out.resolve()
+        st = os.stat(real)
+        key: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except FileNotFoundError:  # then it is no file the import read (but maybe a clip the index names)
+        key = None
+    except (OSError, RuntimeError):  # unreadable, a symlink loop: check_out or the write reports it
+        return
+
+    def same(path: str | Path) -> bool:
+        try:
+            if key is not None:  # one stat: any symlink (or hard link) to out matches
+                other = os.stat(path)
+                return (other.st_dev, other.st_ino) == key
+            return Path(path).resolve() == real
+        except (OSError, RuntimeError):
+            return False
+
+    hit = next((f"the index {p}" for p in scan.inputs if same(p)), None) if key is not None else None
+    if hit is None:  # audio files are many: only those with out's name can be it (a cheap test first)
+        names = {out.name, real.name}
+        rows = [*scan.candidates, *(c for c, _ in scan.bad_audio)]
+        hit = next((f"the audio of {c.where}" for c in rows
+                    if Path(c.example.audio).name in names and same(c.example.audio)), None)
+    if hit is not None:
+        raise SiclError(f"--out {out} is an input of this import ({hit}); choose another path")
+
+
+def check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise SiclError(f"--jobs must be at least 1 (clips decoded at a time), not {jobs}")
 
 
 def _reason(message: str) -> str:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from sicl.data.importers._common import (
     Scan,
+    field_text,
+    not_text,
     pick_meta,
     read_json_records,
     require_keys,
     resolve_answer,
     resolve_audio,
     single_file,
-    text,
 )
 from sicl.data.manifest import Example
 
@@ -24,32 +25,41 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
     """``benchmark`` goes into every row's ``meta.benchmark``: the scorers pick the benchmark's rule by it.
     ``lang_key``: a field whose value (e.g. ``"zh"``), when present, is the row's ``lang``."""
     path = src if src.is_file() else single_file(src, patterns, what)
-    out = Scan()
+    out = Scan(inputs=[path])
     required = ("id", audio_key, "question", "choices", "answer")
+    text_keys = ("id", "question", "answer", audio_key, *((lang_key,) if lang_key else ()))
     for where, obj in read_json_records(path):
         row = require_keys(obj, required, where)
-        rid = text(row["id"])
-        choices = row["choices"]
+        fields = {k: field_text(row.get(k)) for k in text_keys}
+        rid = fields["id"]
+        if rid is None:
+            out.bad_rows.append((where, not_text("id", row["id"])))
+            continue
         if not rid:
             out.bad_rows.append((where, "empty 'id'"))
             continue
-        if not isinstance(choices, list) or not all(isinstance(c, str | int | float) for c in choices):
+        wrong = next((k for k in text_keys if fields[k] is None), None)
+        if wrong is not None:  # its Python repr ("['x']") must not reach the manifest
+            out.bad_rows.append((where, f"id {rid!r}: {not_text(wrong, row[wrong])}"))
+            continue
+        choices = [field_text(c) for c in row["choices"]] if isinstance(row["choices"], list) else [None]
+        if None in choices:
             out.bad_rows.append((where, f"id {rid!r}: 'choices' is not a list of strings"))
             continue
-        question = text(row["question"])
+        question = fields["question"]
         if not question:
             out.bad_rows.append((where, f"id {rid!r}: 'question' is {_describe(row['question'])}"))
             continue
-        choices = [text(c) for c in choices if text(c)]
-        target = resolve_answer(row["answer"], choices)
+        choices = [c for c in choices if c]
+        target = resolve_answer(fields["answer"], choices)
         if target is None:
-            out.bad_rows.append((where, f"id {rid!r}: answer {text(row['answer'])!r} is none of the choices"))
+            out.bad_rows.append((where, f"id {rid!r}: answer {fields['answer']!r} is none of the choices"))
             continue
-        rel = text(row[audio_key])
+        rel = fields[audio_key]
         if not rel:
             out.bad_rows.append((where, f"id {rid!r}: empty '{audio_key}'"))
             continue
-        lang = text(row.get(lang_key)) if lang_key else ""
+        lang = fields[lang_key] if lang_key else ""
         out.add(Example(id=rid, audio=str(resolve_audio(path.parent, rel).resolve()), task="aqa",
                         target=target, question=question, choices=choices, **({"lang": lang} if lang else {}),
                         meta={**pick_meta(row, meta_keys), "benchmark": benchmark}), where)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sicl.data.importers._common import Scan, pick_meta, read_tsv, text
+from sicl.data.importers._common import Scan, check_not_input, pick_meta, read_tsv, text
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -41,8 +41,9 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
     if not clips.is_dir():
         raise SiclError(f"{clips}: clips folder not found (pass --clips DIR)")
     folder_lang = tsv.parent.name
+    out = Scan(inputs=[tsv])
+    check_not_input(Path(args.out), out)  # before reading: the index named as --out is the first problem
     _, rows = read_tsv(tsv, required=("path", "sentence"))
-    out = Scan()
     for line_no, row in rows:
         where = f"{tsv}:{line_no}"
         rel = text(row["path"])

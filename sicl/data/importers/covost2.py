@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from sicl.data.importers._common import Scan, read_tsv, text
+from sicl.data.importers._common import Scan, check_not_input, read_tsv, text
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -94,6 +94,7 @@ def _clips_folder(src: Path, tsv: Path, given: Path | None) -> Path:
             raise SiclError(f"{given}: clips folder not found")
         return given
     options = ([src / "clips"] if src.is_dir() else []) + [tsv.parent / "clips"]
+    options = list(dict.fromkeys(options))  # SRC/clips and clips/ beside a TSV in SRC are one folder
     for c in options:
         if c.is_dir():
             return c
@@ -101,11 +102,12 @@ def _clips_folder(src: Path, tsv: Path, given: Path | None) -> Path:
                     "(the Common Voice clips of the source language)")
 
 
-def _cv_side_info(clips: Path) -> dict[str, tuple[str, str]]:
+def _cv_side_info(clips: Path, out: Scan) -> dict[str, tuple[str, str]]:
     """path -> (sentence, client_id) from Common Voice's validated.tsv beside the clips, if there."""
     tsv = clips.parent / "validated.tsv"
     if not tsv.is_file():
         return {}
+    out.inputs.append(tsv)
     _, rows = read_tsv(tsv, required=("path", "sentence"))
     return {r["path"]: (text(r["sentence"]), text(r.get("client_id"))) for _, r in rows}
 
@@ -159,11 +161,12 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
     split = SPLIT_ALIASES.get(args.split, args.split)
     tsvs, src_lang, tgt_lang, by_column = locate(src, args.pair, split)
     clips = _clips_folder(src, tsvs[0], args.clips)
-    out = Scan()
+    out = Scan(inputs=list(tsvs))
+    check_not_input(Path(args.out), out)  # before reading: the index named as --out is the first problem
     for tsv in tsvs:
         header, rows = read_escaped_tsv(tsv, ("path", "translation") + (("split",) if by_column else ()),
                                         any_escape=not by_column)
-        side = _cv_side_info(clips) if "sentence" not in header or "client_id" not in header else {}
+        side = _cv_side_info(clips, out) if "sentence" not in header or "client_id" not in header else {}
         file_split = (_parse_name(tsv) or (None, None, None))[2]
         for line_no, row in rows:
             where = f"{tsv}:{line_no}"

@@ -10,11 +10,13 @@ name (one per recording) and the sentence id goes to ``meta.sentence_id``. There
 from __future__ import annotations
 
 import argparse
+import gzip
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
-from sicl.data.importers._common import Scan, text, utf8_lines
+from sicl.data.importers._common import Scan, check_not_input, cleanup_on_error, text, utf8_lines
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -87,7 +89,13 @@ def _extract(archive: Path, wanted: dict[str, Path], out: Scan) -> None:
     """Copy the members of ``archive`` whose file name is in ``wanted`` to their staged targets. Only the base
     name of a member is used, so no member can write outside the target folder."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        tar = tarfile.open(archive, "r:*")
+    except tarfile.TarError:  # its message lists every compression tried, one per line
+        raise SiclError(f"{archive}: {_not_tar_why(archive)}; download it again") from None
+    except OSError as e:
+        raise SiclError(f"{archive}: cannot read the archive ({e.strerror or e})") from None
+    try:
+        with tar:
             for member in tar:
                 name = Path(member.name).name
                 target = wanted.get(name)
@@ -98,8 +106,34 @@ def _extract(archive: Path, wanted: dict[str, Path], out: Scan) -> None:
                     continue
                 with src, open(out.stage(target), "wb") as dst:
                     shutil.copyfileobj(src, dst)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise SiclError(f"{archive}: cannot read the archive ({e})") from None
+            # Read to the end: damage can look like the end of the archive (a zeroed header), and gzip checks
+            # its CRC only there, so a damaged archive must not pass as one that lacks some clips.
+            while tar.fileobj is not None and tar.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise SiclError(f"{archive}: cannot read the archive (truncated or damaged: {why[:200]}); "
+                        "download it again") from None
+
+
+def _not_tar_why(archive: Path) -> str:
+    """Why tarfile could not open ``archive``, in a few words (from its first bytes)."""
+    try:
+        with open(archive, "rb") as fh:
+            head = fh.read(2)
+    except OSError as e:
+        return f"cannot read the archive ({e.strerror or e})"
+    if not head:
+        return "not a tar.gz archive (the file is empty)"
+    if head != b"\x1f\x8b":
+        return "not a tar.gz archive (no gzip or tar header)"
+    try:
+        with gzip.open(archive) as gz:
+            gz.read(1 << 16)
+    except (OSError, EOFError, zlib.error) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        return f"cannot read the archive (truncated or damaged: {why[:200]})"
+    return "not a tar.gz archive (gzip data, but no tar archive inside)"
 
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
@@ -111,33 +145,41 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
         tsvs, root = _splits(src, args.split), src
     lang = args.lang or fleurs_lang(root.name)
     audio_dir = (args.audio_dir or Path(args.out).parent / "audio").resolve()
-    out = Scan()
-    for tsv in tsvs:
-        split = tsv.stem
-        folder, archive = root / "audio" / split, root / "audio" / f"{split}.tar.gz"
-        extract = not folder.is_dir()
-        if extract and not archive.is_file():
-            raise SiclError(f"{root}: no audio for {tsv.name} (expected {folder} or {archive})")
-        wanted: dict[str, Path] = {}
-        for line_no, fields in _read_index(tsv):
-            where = f"{tsv}:{line_no}"
-            name = Path(text(fields[1])).name
-            transcript = text(fields[2] if args.text == "raw" else fields[3])
-            if not name:
-                out.bad_rows.append((where, "empty file name"))
-                continue
-            if not transcript:
-                out.drop(f"with an empty {args.text} transcription")
-                continue
-            if extract:
-                audio = wanted.setdefault(name, audio_dir / name)  # FLEURS file names are unique
-            else:
-                audio = (folder / name).resolve()
-            meta = {"split": split, "sentence_id": text(fields[0]), "fleurs_config": root.name}
-            if len(fields) >= 7 and text(fields[6]):
-                meta["gender"] = text(fields[6]).lower()
-            out.add(Example(id=Path(name).stem, audio=str(audio), task="asr", target=transcript, lang=lang,
-                            meta=meta), where)
-        if extract and wanted:
-            _extract(archive, wanted, out)
+    out = Scan(inputs=list(tsvs))
+    with cleanup_on_error(out):  # a failed extraction leaves no staging folder behind
+        for tsv in tsvs:
+            _scan_split(tsv, root, lang, audio_dir, args, out)
     return out
+
+
+def _scan_split(tsv: Path, root: Path, lang: str, audio_dir: Path, args: argparse.Namespace, out: Scan) -> None:
+    """Queue the rows of one split's TSV; take their clips out of its archive unless extracted."""
+    split = tsv.stem
+    folder, archive = root / "audio" / split, root / "audio" / f"{split}.tar.gz"
+    extract = not folder.is_dir()
+    if extract and not archive.is_file():
+        raise SiclError(f"{root}: no audio for {tsv.name} (expected {folder} or {archive})")
+    wanted: dict[str, Path] = {}
+    for line_no, fields in _read_index(tsv):
+        where = f"{tsv}:{line_no}"
+        name = Path(text(fields[1])).name
+        transcript = text(fields[2] if args.text == "raw" else fields[3])
+        if not name:
+            out.bad_rows.append((where, "empty file name"))
+            continue
+        if not transcript:
+            out.drop(f"with an empty {args.text} transcription")
+            continue
+        if extract:
+            audio = wanted.setdefault(name, audio_dir / name)  # FLEURS file names are unique
+        else:
+            audio = (folder / name).resolve()
+        meta = {"split": split, "sentence_id": text(fields[0]), "fleurs_config": root.name}
+        if len(fields) >= 7 and text(fields[6]):
+            meta["gender"] = text(fields[6]).lower()
+        out.add(Example(id=Path(name).stem, audio=str(audio), task="asr", target=transcript, lang=lang,
+                        meta=meta), where)
+    if extract and wanted:
+        out.inputs.append(archive)
+        check_not_input(Path(args.out), out)  # before taking gigabytes out of the archive, not after
+        _extract(archive, wanted, out)

@@ -9,7 +9,7 @@ import io
 import os
 from pathlib import Path
 
-from sicl.data.importers._common import Scan, single_file, text
+from sicl.data.importers._common import Scan, check_not_input, single_file, text
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -43,7 +43,9 @@ def _delimiter(path: Path, header_line: str) -> str:
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     if not src.is_dir():
         raise SiclError(f"{src}: expected the audio folder (the transcript table goes in --transcripts)")
-    table = args.transcripts or single_file(src, ("*.csv", "*.tsv"), "transcript table (*.csv / *.tsv)")
+    table = args.transcripts or single_file(src, ("*.csv", "*.tsv"), "transcript table (*.csv / *.tsv)",
+                                            choose="pass the one to read with --transcripts FILE")
+    check_not_input(Path(args.out), Scan(inputs=[table]))  # before reading: --out = the table is the problem
     # Decoded whole before parsing so that invalid UTF-8 anywhere (the header too) is one error naming the line.
     try:
         data = table.read_bytes()
@@ -57,7 +59,7 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
         raise SiclError(f"{table}:{line}: not valid UTF-8 ({e.reason}); save the table as UTF-8") from None
     fh = io.StringIO(content, newline="")
     src_abs = Path(os.path.normpath(src.absolute()))
-    out = Scan()
+    out = Scan(inputs=[table])
     with fh:
         header_line = fh.readline()
         fh.seek(0)
@@ -86,9 +88,9 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
                                     "each row must be on one line")
                 if not any(v.strip() for v in values):
                     continue
-                if len(values) > len(header):
+                if len(values) != len(header):  # too few: a truncated line, not a row with empty fields
                     raise SiclError(f"{where}: {len(values)} fields, the header has {len(header)}")
-                row = {name: (values[i] if i < len(values) else "") for name, i in col.items()}
+                row = {name: values[i] for name, i in col.items()}
                 rel, transcript = text(row["file"]), text(row["text"])
                 if not rel:
                     out.bad_rows.append((where, "empty 'file'"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sicl.data.importers._common import Scan, text
+from sicl.data.importers._common import Scan, cleanup_on_error, field_text, not_text
 from sicl.data.importers.mmsu import audio_path, safe_filename
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
@@ -134,46 +134,59 @@ def _pick(names: list[str], given: str | None, candidates: tuple[str, ...], what
 
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
+    out = Scan(inputs=[p for p in (src / "dataset_dict.json", src / "state.json") if p.is_file()])
+    audio_dir = (args.audio_dir or Path(args.out).parent / "audio").resolve()
+    with cleanup_on_error(out):  # a failure after some audio was staged leaves nothing behind
+        for path in locate(src, args.split):
+            out.inputs.append(path)
+            _scan_file(path, audio_dir, args, out)
+    return out
+
+
+def _scan_file(path: Path, audio_dir: Path, args: argparse.Namespace, out: Scan) -> None:
+    """Queue the rows of one data file."""
     from sicl.data.audio import write_audio
 
-    out = Scan()
-    audio_dir = (args.audio_dir or Path(args.out).parent / "audio").resolve()
-    for path in locate(src, args.split):
-        row_no = 0
-        cols: tuple[str | None, ...] | None = None
-        for batch in _tables(path):
-            if cols is None:
-                names = list(batch.schema.names)
-                if args.audio_column not in names:
-                    raise SiclError(f"{path}: no audio column {args.audio_column!r} (columns: {', '.join(names)})")
-                cols = (_pick(names, args.text_column, TEXT_COLUMNS, "text", path),
-                        _pick(names, args.id_column, ID_COLUMNS[:4], "id", path, required=False),
-                        _pick(names, args.speaker_column, SPEAKER_COLUMNS, "speaker", path, required=False))
-            text_col, id_col, spk_col = cols
-            for row in batch.to_pylist():
-                where = f"{path} row {row_no}"
-                rid = text(row.get(id_col)) if id_col else ""
-                rid = rid or f"{path.stem}-{row_no:06d}"
-                row_no += 1
-                transcript = text(row.get(text_col))
-                if not transcript:  # checked first: no audio is extracted for a row that is left out
-                    out.drop("empty transcript")
-                    continue
-                value = row.get(args.audio_column)
-                if isinstance(value, dict) and value.get("array") is not None:
-                    target = audio_dir / f"{safe_filename(rid)}.flac"
-                    n = 1
-                    while target in out.created:  # two rows with one id: do not overwrite the first clip
-                        n += 1
-                        target = audio_dir / f"{safe_filename(rid)}_{n}.flac"
-                    write_audio(out.stage(target), np.asarray(value["array"], dtype=np.float32),
-                                int(value.get("sampling_rate") or 16000))
-                    audio: Path | None = target
-                else:
-                    audio = audio_path(value, rid, path.parent, audio_dir, out)
-                if audio is None:
-                    out.bad_rows.append((where, f"id {rid!r}: no audio"))
-                    continue
-                out.add(Example(id=rid, audio=str(audio), task="asr", target=transcript, lang=args.lang,
-                                speaker=text(row.get(spk_col)) or None if spk_col else None), where)
-    return out
+    row_no = 0
+    cols: tuple[str | None, ...] | None = None
+    for batch in _tables(path):
+        if cols is None:
+            names = list(batch.schema.names)
+            if args.audio_column not in names:
+                raise SiclError(f"{path}: no audio column {args.audio_column!r} (columns: {', '.join(names)})")
+            cols = (_pick(names, args.text_column, TEXT_COLUMNS, "text", path),
+                    _pick(names, args.id_column, ID_COLUMNS[:4], "id", path, required=False),
+                    _pick(names, args.speaker_column, SPEAKER_COLUMNS, "speaker", path, required=False))
+        text_col, id_col, spk_col = cols
+        for row in batch.to_pylist():
+            where = f"{path} row {row_no}"
+            rid = field_text(row.get(id_col)) if id_col else ""
+            transcript = field_text(row.get(text_col))
+            speaker = field_text(row.get(spk_col)) if spk_col else ""
+            wrong = next((c for c, v in ((id_col, rid), (text_col, transcript), (spk_col, speaker))
+                          if v is None), None)
+            rid = rid or f"{path.stem}-{row_no:06d}"
+            row_no += 1
+            if wrong is not None:  # a list or struct: its Python repr must not reach the manifest
+                out.bad_rows.append((where, not_text(wrong, row.get(wrong))))
+                continue
+            if not transcript:  # checked first: no audio is extracted for a row that is left out
+                out.drop("empty transcript")
+                continue
+            value = row.get(args.audio_column)
+            if isinstance(value, dict) and value.get("array") is not None:
+                target = audio_dir / f"{safe_filename(rid)}.flac"
+                n = 1
+                while target in out.created:  # two rows with one id: do not overwrite the first clip
+                    n += 1
+                    target = audio_dir / f"{safe_filename(rid)}_{n}.flac"
+                write_audio(out.stage(target), np.asarray(value["array"], dtype=np.float32),
+                            int(value.get("sampling_rate") or 16000))
+                audio: Path | None = target
+            else:
+                audio = audio_path(value, rid, path.parent, audio_dir, out)
+            if audio is None:
+                out.bad_rows.append((where, f"id {rid!r}: no audio"))
+                continue
+            out.add(Example(id=rid, audio=str(audio), task="asr", target=transcript, lang=args.lang,
+                            speaker=speaker or None), where)

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sicl.data.importers._common import Candidate, Scan, text
+from sicl.data.importers._common import Candidate, Scan, cleanup_on_error, field_text, not_text, text
 from sicl.data.importers.mmsu import safe_filename
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
@@ -44,7 +44,7 @@ def _load(path: Path) -> Any:
         raise SiclError(f"{path}: not a lhotse manifest ({str(e).splitlines()[0][:200]})") from None
 
 
-def _cuts(src: Path, supervisions: Path | None) -> Any:
+def _cuts(src: Path, supervisions: Path | None, inputs: list[Path]) -> Any:
     from lhotse import CutSet, RecordingSet, SupervisionSet
 
     if src.is_dir():
@@ -59,12 +59,14 @@ def _cuts(src: Path, supervisions: Path | None) -> Any:
         else:
             raise SiclError(f"{src}: expected one *cuts* file, or one *recordings* and one *supervisions* file "
                             f"(found {', '.join(p.name for p in files) or 'none'}); pass the manifest as SRC")
+    inputs.append(src)
     manifest = _load(src)
     if isinstance(manifest, CutSet):
         return manifest
     if isinstance(manifest, RecordingSet):
         if supervisions is None:
             raise SiclError(f"{src}: a recordings manifest needs --supervisions FILE")
+        inputs.append(supervisions)
         sups = _load(supervisions)
         if not isinstance(sups, SupervisionSet):
             raise SiclError(f"{supervisions}: not a supervisions manifest")
@@ -94,19 +96,31 @@ def _load_problem(e: Exception, sources: list[Any]) -> tuple[str, str]:
 
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
-    from sicl.data.audio import write_audio
-
     out = Scan()
     audio_dir = (args.audio_dir or Path(args.out).parent / "audio").resolve()
-    cuts = _cuts(src, args.supervisions)
+    cuts = _cuts(src, args.supervisions, out.inputs)
+    with cleanup_on_error(out):  # a failure after some segments were staged leaves nothing behind
+        _scan_cuts(src, cuts, audio_dir, args, out)
+    return out
+
+
+def _scan_cuts(src: Path, cuts: Any, audio_dir: Path, args: argparse.Namespace, out: Scan) -> None:
+    """Queue one row per supervision; cut out and stage the segments that are not whole files."""
+    from sicl.data.audio import write_audio
+
     for n, cut in enumerate(cuts.trim_to_supervisions(keep_overlapping=False)):
         where = f"{src} cut {n}"
         if not cut.supervisions:
             out.drop("cut without supervision")
             continue
         sup = cut.supervisions[0]
-        rid = text(sup.id) or text(cut.id)
-        transcript = text(sup.text)
+        fields = {"id": field_text(sup.id), "text": field_text(sup.text), "speaker": field_text(sup.speaker)}
+        wrong = next((k for k, v in fields.items() if v is None), None)
+        if wrong is not None:  # a list or object: its Python repr must not reach the manifest
+            out.bad_rows.append((where, not_text(wrong, getattr(sup, wrong))))
+            continue
+        rid = fields["id"] or text(cut.id)
+        transcript = fields["text"] or ""
         if not transcript:
             out.drop("empty transcript")
             continue
@@ -132,5 +146,4 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
             write_audio(out.stage(target), wav[0], int(cut.sampling_rate))  # moved into place on success
             audio = target
         out.add(Example(id=rid, audio=str(audio), task="asr", target=transcript,
-                        lang=_lang(sup.language, args.lang), speaker=text(sup.speaker) or None), where)
-    return out
+                        lang=_lang(sup.language, args.lang), speaker=fields["speaker"] or None), where)

@@ -47,12 +47,13 @@ def _subsets(src: Path, split: str | None) -> list[Path]:
     return found
 
 
-def _speakers(root: Path) -> dict[str, str]:
+def _speakers(root: Path, inputs: list[Path]) -> dict[str, str]:
     """speaker id -> sex (``f`` / ``m``) from SPEAKERS.TXT, if the file is there; malformed lines are ignored
     (the file is documentation, not an index: a bad line must not stop an import)."""
     for folder in (root, root.parent):
         path = folder / "SPEAKERS.TXT"
         if path.is_file():
+            inputs.append(path)
             out = {}
             with open(path, "rb") as fh:
                 for _, line in utf8_lines(fh, path):
@@ -67,22 +68,23 @@ def _speakers(root: Path) -> dict[str, str]:
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     subsets = _subsets(src, args.split)
-    sexes = _speakers(subsets[0].parent)
     out = Scan()
+    sexes = _speakers(subsets[0].parent, out.inputs)
     for subset in subsets:
         for trans in sorted(subset.glob("*/*/*.trans.txt")):
             speaker, chapter = trans.parent.parent.name, trans.parent.name
+            out.inputs.append(trans)
             with open(trans, "rb") as fh:
                 for line_no, line in utf8_lines(fh, trans):
                     line = line.strip()
                     if not line:
                         continue
                     where = f"{trans}:{line_no}"
-                    utt, _, text = line.partition(" ")
+                    utt, _, text = line.replace("\t", " ").partition(" ")
                     text = " ".join(text.split())
-                    if not text:
-                        out.drop("with an empty transcript")
-                        continue
+                    if not text:  # LibriSpeech has no empty utterances: a truncated or damaged line
+                        raise SiclError(f"{where}: utterance id {utt!r} with no transcript (a line is "
+                                        "'<utterance id> <TRANSCRIPT>')")
                     if not utt.startswith(f"{speaker}-{chapter}-"):
                         out.bad_rows.append((where, f"utterance id {utt!r} is not of speaker {speaker}, chapter "
                                                     f"{chapter}"))

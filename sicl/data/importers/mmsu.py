@@ -13,14 +13,17 @@ from typing import Any
 
 from sicl.data.importers._common import (
     Scan,
+    check_not_input,
+    cleanup_on_error,
+    field_text,
+    not_text,
     pick_meta,
     read_json_records,
     require_keys,
     resolve_answer,
     resolve_audio,
-    text,
 )
-from sicl.data.manifest import Example
+from sicl.data.manifest import Example, json_type_name
 from sicl.errors import SiclError
 
 HELP = "MMSU (JSON / JSONL / parquet with choice_a..d, answer_gt) -> sqa"
@@ -28,6 +31,8 @@ SPLIT_HELP = "MMSU has a single test set"
 USES_SPLIT = False
 REQUIRED = ("id", "audio", "question", "choice_a", "choice_b", "answer_gt")
 CHOICE_KEYS = ("choice_a", "choice_b", "choice_c", "choice_d")
+#: fields that must be text (a string, or a number such as an id 7); a list or object makes the row unusable
+TEXT_KEYS = ("id", "question", *CHOICE_KEYS, "answer_gt")
 # Several spellings are in circulation; keep whichever the file has.
 META_KEYS = ("task_name", "task", "category", "sub-category", "sub_category", "subcategory", "sub_task")
 FORMATS = (".parquet", ".jsonl", ".json")
@@ -88,9 +93,10 @@ def _sniff_suffix(data: bytes) -> str:
 
 
 def audio_path(value: Any, rid: str, base: Path, audio_dir: Path, scan: Scan) -> Path | None:
-    """Where a row's audio lives: a relative path, or embedded bytes written out under ``audio_dir``."""
+    """Where a row's audio lives: a relative path, or embedded bytes written out under ``audio_dir``.
+    ``None`` when there is none (or the value is neither a path nor a ``{"bytes", "path"}`` struct)."""
     if isinstance(value, dict):
-        data, name = value.get("bytes"), text(value.get("path"))
+        data, name = value.get("bytes"), field_text(value.get("path")) or ""
         if data:
             suffix = Path(name).suffix.lower() or _sniff_suffix(data)
             target = audio_dir / f"{safe_filename(rid)}{suffix}"
@@ -101,38 +107,62 @@ def audio_path(value: Any, rid: str, base: Path, audio_dir: Path, scan: Scan) ->
             scan.stage(target).write_bytes(data)  # moved to target only if the import succeeds
             return target
         value = name
-    rel = text(value)
+    rel = field_text(value)
     return resolve_audio(base, rel).resolve() if rel else None
 
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     out = Scan()
     audio_dir = (args.audio_dir or Path(args.out).parent / "audio").resolve()
-    for path in locate(src):
-        suffix = path.suffix.lower()
-        if suffix == ".parquet":
-            records: Any = iter_parquet(path)
-        elif suffix in (".json", ".jsonl"):
-            records = read_json_records(path)
-        else:
-            raise SiclError(f"{path}: unsupported file type (expected {', '.join(FORMATS)})")
-        for where, obj in records:
-            row = require_keys(obj, REQUIRED, where)
-            rid = text(row["id"])
-            if not rid:
-                out.bad_rows.append((where, "empty 'id'"))
-                continue
-            choices = [text(row.get(k)) for k in CHOICE_KEYS if text(row.get(k))]
-            target = resolve_answer(row["answer_gt"], choices)
-            if target is None:
-                out.bad_rows.append((where, f"id {rid!r}: answer_gt {text(row['answer_gt'])!r} "
-                                            "is none of the choices"))
-                continue
-            audio = audio_path(row["audio"], rid, path.parent, audio_dir, out)
-            if audio is None:
-                out.bad_rows.append((where, f"id {rid!r}: no audio"))
-                continue
-            out.add(Example(id=rid, audio=str(audio), task="sqa", target=target,
-                            question=text(row["question"]), choices=choices,
-                            meta={**pick_meta(row, META_KEYS), "benchmark": "mmsu"}), where)
+    out.inputs += locate(src)
+    check_not_input(Path(args.out), out)  # before reading: --out = a data file is the first problem
+    with cleanup_on_error(out):  # a bad record after some embedded audio was staged leaves nothing behind
+        for path in out.inputs:
+            _scan_file(path, audio_dir, out)
     return out
+
+
+def _scan_file(path: Path, audio_dir: Path, out: Scan) -> None:
+    """Queue the records of one MMSU data file."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        records: Any = iter_parquet(path)
+    elif suffix in (".json", ".jsonl"):
+        records = read_json_records(path)
+    else:
+        raise SiclError(f"{path}: unsupported file type (expected {', '.join(FORMATS)})")
+    for where, obj in records:
+        row = require_keys(obj, REQUIRED, where)
+        fields = {k: field_text(row.get(k)) for k in TEXT_KEYS}
+        rid = fields["id"]
+        if rid is None:
+            out.bad_rows.append((where, not_text("id", row["id"])))
+            continue
+        if not rid:
+            out.bad_rows.append((where, "empty 'id'"))
+            continue
+        wrong = next((k for k in TEXT_KEYS if fields[k] is None), None)
+        if wrong is not None:  # its Python repr ("['x']") must not become the question or a choice
+            out.bad_rows.append((where, f"id {rid!r}: {not_text(wrong, row[wrong])}"))
+            continue
+        if not fields["question"]:
+            why = "null" if row["question"] is None else "empty"
+            out.bad_rows.append((where, f"id {rid!r}: 'question' is {why}"))
+            continue
+        choices = [c for c in (fields[k] for k in CHOICE_KEYS) if c]
+        target = resolve_answer(fields["answer_gt"], choices)
+        if target is None:
+            out.bad_rows.append((where, f"id {rid!r}: answer_gt {fields['answer_gt']!r} "
+                                        "is none of the choices"))
+            continue
+        if row["audio"] is not None and not isinstance(row["audio"], str | dict):
+            out.bad_rows.append((where, f"id {rid!r}: 'audio' must be a path or a {{bytes, path}} struct, "
+                                        f"got {json_type_name(row['audio'])}"))
+            continue
+        audio = audio_path(row["audio"], rid, path.parent, audio_dir, out)
+        if audio is None:
+            out.bad_rows.append((where, f"id {rid!r}: no audio"))
+            continue
+        out.add(Example(id=rid, audio=str(audio), task="sqa", target=target,
+                        question=fields["question"], choices=choices,
+                        meta={**pick_meta(row, META_KEYS), "benchmark": "mmsu"}), where)

@@ -95,6 +95,7 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
         orphans = sum(1 for stem in clips if stem not in have_trn)
         if orphans:
             out.drop("clips without a .trn transcript", orphans)
+        out.inputs += trns
         for trn in trns:
             rel = trn.relative_to(split_dir).parts
             transcript = clean_transcript(_read_trn(trn))
