@@ -104,3 +104,14 @@ def test_librispeech_out_may_not_be_a_transcript_file(tmp_path, capsys):
     rc, _, err = run(capsys, "librispeech", root, "--split", "test-clean", "--out", trans)
     assert rc == 1 and f"--out {trans} is an input of this import (the index {trans})" in err
     assert trans.read_bytes() == before
+
+
+def test_librispeech_speakers_file_with_a_bad_byte_costs_only_that_line(tmp_path, capsys):
+    root = make_librispeech(tmp_path)
+    speakers = root / "SPEAKERS.TXT"
+    speakers.write_bytes(speakers.read_bytes().replace(b"Bill", b"B\xe9ll"))  # Latin-1 in a reader's name
+    out = tmp_path / "ls.jsonl"
+    rc, _, err = run(capsys, "librispeech", root, "--split", "test-clean", "--out", out)
+    assert rc == 0, err
+    rows = by_id(out)
+    assert rows["1089-134686-0000"].meta["gender"] == "m" and rows["121-121726-0000"].meta["gender"] == "f"

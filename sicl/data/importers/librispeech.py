@@ -55,13 +55,13 @@ def _speakers(root: Path, inputs: list[Path]) -> dict[str, str]:
         if path.is_file():
             inputs.append(path)
             out = {}
-            with open(path, "rb") as fh:
-                for _, line in utf8_lines(fh, path):
-                    if line.startswith(";"):
-                        continue
-                    parts = [p.strip() for p in line.split("|")]
-                    if len(parts) >= 2 and parts[0].isdigit() and parts[1].lower() in ("f", "m"):
-                        out[parts[0]] = parts[1].lower()
+            # a byte that is not UTF-8 (in a reader's name, say) costs only that name: the columns used are ASCII
+            for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+                if line.startswith(";"):
+                    continue
+                parts = [p.strip() for p in line.split("|")]
+                if len(parts) >= 2 and parts[0].isdigit() and parts[1].lower() in ("f", "m"):
+                    out[parts[0]] = parts[1].lower()
             return out
     return {}
 
