@@ -1,6 +1,7 @@
 """One config mechanism: YAML file + ``key=value`` overrides -> a typed dataclass.
 
-YAML is parsed with ``yaml.safe_load`` (data, never code). Every field of a config dataclass documents
+YAML is parsed with a ``yaml.SafeLoader`` (data, never code) that refuses a key given twice; a file that is not
+UTF-8 is a one-line error naming the byte. Every field of a config dataclass documents
 itself with ``field(metadata={"help": ...})``; unknown keys and values of the wrong type are errors that
 name the key and where it came from (the file, or the command-line override). Nested dataclasses are
 addressed with dots (``lora.r=16``). A config class may define ``config_problems()``, yielding
@@ -28,25 +29,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides (values parsed as YAML)."""
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+        data = read_config_file(path)
     cli: dict[str, str] = {}  # key -> the override as written, for messages
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"command line: {item!r}: expected key=value")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = yaml.load(raw, Loader=_StrictLoader) if raw != "" else ""
+        except _DuplicateKey as e:
+            raise ConfigError(f"override {item}: {e.problem}; keep one") from None
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
@@ -61,6 +53,61 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         return _build(cls, data, where=where)
     finally:
         _CLI_KEYS.reset(token)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping (empty file: ``{}``). Every problem is a one-line :class:`ConfigError`
+    naming the file (and line where there is one): unreadable, not UTF-8, invalid YAML, a key given twice in
+    one mapping, or a top level that is not a mapping."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not valid UTF-8 (bad byte 0x{raw[e.start]:02x} at line {line}, byte "
+                          f"{e.start})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass (no Python tags)
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}:{e.problem_mark.line + 1}: {e.problem} ({e.note}); keep one") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    return data
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping (PyYAML keeps the last one silently)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data, never Python objects) that refuses a key given twice in one mapping:
+    ``max_steps: 2`` then ``max_steps: 3`` is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if first is not None:
+                    raise _DuplicateKey(None, None, f"key {key!r} is given twice", key_node.start_mark,
+                                        note=f"first on line {first + 1}")
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 # Keys given on the command line while a config is built (key -> override as written), so an error names
@@ -131,8 +178,9 @@ def _build(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> 
     unknown = sorted(set(data) - set(fields))
     if unknown:
         cli = _CLI_KEYS.get()
-        source = "command line" if any(prefix + k in cli or any(c.startswith(prefix + k + ".") for c in cli)
-                                       for k in unknown) else where
+        # an override sets the key itself, a key below it (`foo.bar=1`), or a section above it (`tasks=[{...}]`)
+        source = "command line" if any(c == full or c.startswith(full + ".") or full.startswith((c + ".", c + "["))
+                                       for k in unknown for full in [prefix + k] for c in cli) else where
         raise ConfigError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} for "
                           f"{cls.__name__} (known: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
@@ -172,6 +220,10 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
         return _build(tp, value, where, prefix=key + ".")
     if origin in (list, tuple):
         (item_tp, *_) = typing.get_args(tp) or (Any,)
+        if dataclasses.is_dataclass(item_tp) and not (isinstance(value, list | tuple) and
+                                                      all(isinstance(v, dict) for v in value)):
+            names = ", ".join(f.name for f in dataclasses.fields(item_tp))
+            raise _bad(where, key, f"must be a list of mappings ([{{{names}}}, ...]), got {value!r}")
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             value = [value]  # `k=3` for a list field means [3]
         if not isinstance(value, list | tuple):

@@ -325,10 +325,8 @@ class Study:
         return cfg
 
     def train_adapter(self, a: AdapterSpec) -> Path:
-        import yaml
-
-        from sicl.config import load_config, to_dict
-        from sicl.train.sicl_at import last_checkpoint, train
+        from sicl.config import load_config, read_config_file, to_dict
+        from sicl.train.sicl_at import train
         from sicl.train.sicl_at_config import TrainConfig
 
         cfg = self.train_config(a)
@@ -339,8 +337,8 @@ class Study:
             # Read back through TrainConfig, so a key added to sicl since that run (at its default) is no change.
             try:
                 before = to_dict(load_config(TrainConfig, saved))
-            except SiclError:
-                before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+            except SiclError:  # a mapping TrainConfig no longer takes: compared as it is (one line if unreadable)
+                before = read_config_file(saved)
             now = to_dict(cfg)
             if before == now:
                 self.log(f"      {a.method}: adapter reused ({out})")
@@ -349,7 +347,8 @@ class Study:
             raise SiclError(f"{out} holds an adapter trained with another config ({keys} differ); pass --fresh or "
                             f"delete it")
         self.log(f"      {a.method}: training {cfg.max_steps} steps ({len(cfg.tasks)} task(s), k={cfg.k})")
-        train(cfg, resume=last_checkpoint(out) is not None)
+        # the study owns this folder: a run stopped before its first checkpoint starts over, a later one continues
+        train(cfg, resume=out.is_dir())
         if not done.is_file():
             raise SiclError(f"training {a.method} stopped before the end; rerun to resume")
         return out

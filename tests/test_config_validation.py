@@ -23,8 +23,16 @@ DEMO = Path(__file__).resolve().parent.parent / "sicl" / "configs" / "demo" / "s
 def cfg_file(tmp_path: Path) -> Path:
     """A valid training config (the shipped demo one) in a file of its own, output under tmp_path."""
     path = tmp_path / "cfg.yaml"
-    path.write_text(DEMO.read_text(encoding="utf-8") + f"\noutput_dir: {tmp_path / 'out'}\n", encoding="utf-8")
+    path.write_text(DEMO.read_text(encoding="utf-8"), encoding="utf-8")
+    _set_lines(path, f"output_dir: {tmp_path / 'out'}")
     return path
+
+
+def _set_lines(path: Path, yaml_text: str) -> None:
+    """Replace the top-level keys of ``yaml_text`` in the config ``path`` (a key may appear once in a file)."""
+    keys = {line.split(":")[0] for line in yaml_text.splitlines()}
+    kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.split(":")[0] not in keys]
+    path.write_text("\n".join([*kept, yaml_text]) + "\n", encoding="utf-8")
 
 
 @pytest.mark.parametrize(("override", "problem"), [
@@ -62,7 +70,7 @@ def test_out_of_range_overrides_name_the_override(cfg_file, override, problem):
     ("threads: -1", "threads", "must be >= 0"),
 ])
 def test_out_of_range_values_in_the_file_name_the_file_and_key(cfg_file, yaml_text, key, problem):
-    cfg_file.write_text(cfg_file.read_text(encoding="utf-8") + yaml_text + "\n", encoding="utf-8")
+    _set_lines(cfg_file, yaml_text)
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg_file))}: {re.escape(key)} {re.escape(problem)}"):
         load_config(TrainConfig, cfg_file)
 
@@ -104,7 +112,7 @@ def test_threads_zero_means_torch_default(cfg_file):
                                        "learning_rate: true"])
 def test_a_bool_is_never_a_number(cfg_file, yaml_text):
     key = yaml_text.split(":")[0]
-    cfg_file.write_text(cfg_file.read_text(encoding="utf-8") + yaml_text + "\n", encoding="utf-8")
+    _set_lines(cfg_file, yaml_text)
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg_file))}: {key} must be (int|float), got (True|False)"):
         load_config(TrainConfig, cfg_file)
     with pytest.raises(ConfigError, match=r"^override max_steps=true: max_steps must be int, got True$"):
@@ -117,7 +125,7 @@ def test_type_errors_name_the_override_not_the_file(cfg_file, capsys):
     with pytest.raises(ConfigError, match=r"^override eval_limit=abc: eval_limit must be int, got 'abc'$"):
         load_study(None, ["eval_limit=abc"])
     # the same mistake in the file still names the file and key; unknown override keys stay "command line"
-    cfg_file.write_text(cfg_file.read_text(encoding="utf-8") + "max_steps: ten\n", encoding="utf-8")
+    _set_lines(cfg_file, "max_steps: ten")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg_file))}: max_steps must be int, got 'ten'$"):
         load_config(TrainConfig, cfg_file, ["warmup_steps=1"])
     with pytest.raises(ConfigError, match=r"^command line: unknown key\(s\) foo for TrainConfig"):
@@ -194,3 +202,62 @@ def test_overrides_may_follow_options(cfg_file, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # an unknown option is still argparse's error
         main(["train", str(cfg_file), "--resume", "--bogus"])
     assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_byte(cfg_file, tmp_path, capsys):
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes(cfg_file.read_text(encoding="utf-8").encode("utf-16"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(utf16))}: not valid UTF-8 \(bad byte 0xff at line 1, "
+                                          r"byte 0\)$"):
+        load_config(TrainConfig, utf16)
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes(cfg_file.read_bytes() + "# café\n".encode("latin-1"))
+    n = cfg_file.read_text(encoding="utf-8").count("\n") + 1
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(latin))}: not valid UTF-8 \(bad byte 0xe9 at line {n},"):
+        load_config(TrainConfig, latin)
+    out = tmp_path / "out"
+    assert main(["train", str(utf16), f"output_dir={out}"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"sicl train: error: {utf16}: not valid UTF-8 (bad byte 0xff at line 1, byte 0)\n"
+    assert not out.exists()
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(utf16))}: not valid UTF-8"):  # the study shares it
+        load_study(utf16)
+
+
+def test_a_key_given_twice_names_the_file_and_both_lines(cfg_file, capsys):
+    cfg_file.write_text("model: tiny-omni\nmax_steps: 2\nseed: 1\nmax_steps: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg_file))}:4: key 'max_steps' is given twice "
+                                          r"\(first on line 2\); keep one$"):
+        load_config(TrainConfig, cfg_file)
+    assert main(["train", str(cfg_file)]) == 1
+    assert capsys.readouterr().err == (f"sicl train: error: {cfg_file}:4: key 'max_steps' is given twice (first on "
+                                       "line 2); keep one\n")
+    with pytest.raises(ConfigError, match=r"^override lora=\{r: 1, r: 2\}: key 'r' is given twice; keep one$"):
+        load_config(TrainConfig, DEMO, ["lora={r: 1, r: 2}"])
+    # nested mappings too; a YAML merge key (`<<: *base`) may still be overridden
+    cfg_file.write_text("model: tiny-omni\nlora:\n  r: 4\n  alpha: 8\n  r: 8\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:5: key 'r' is given twice \(first on line 3\)"):
+        load_config(TrainConfig, cfg_file)
+    from sicl.config import read_config_file
+
+    merged = cfg_file.parent / "merged.yaml"
+    merged.write_text("base: &b {r: 4, alpha: 8}\nlora:\n  <<: *b\n  r: 16\n", encoding="utf-8")
+    assert read_config_file(merged)["lora"] == {"r": 16, "alpha": 8}
+    merged.write_text("x: !!python/object/apply:os.system ['true']\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid YAML .*could not determine a constructor"):  # no Python tags
+        read_config_file(merged)
+
+
+def test_tasks_overrides_name_the_list_and_the_command_line(cfg_file):
+    with pytest.raises(ConfigError, match=r"^override tasks=5: tasks must be a list of mappings \(\[\{name, queries, "
+                                          r"pool, weight\}, \.\.\.\]\), got 5$"):
+        load_config(TrainConfig, cfg_file, ["tasks=5"])
+    with pytest.raises(ConfigError, match=r"^override tasks=\[q.jsonl\]: tasks must be a list of mappings"):
+        load_config(TrainConfig, cfg_file, ["tasks=[q.jsonl]"])
+    with pytest.raises(ConfigError, match=r"^command line: unknown key\(s\) tasks.bogus for TaskSpec"):
+        load_config(TrainConfig, cfg_file, ["tasks=[{name: asr, queries: q.jsonl, pool: p.jsonl, bogus: 1}]"])
+    with pytest.raises(ConfigError, match=r"^command line: unknown key\(s\) lora.bogus for LoraSettings"):
+        load_config(TrainConfig, cfg_file, ["lora={r: 4, bogus: 1}"])
+    cfg_file.write_text("tasks: 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg_file))}: tasks must be a list of mappings"):
+        load_config(TrainConfig, cfg_file)

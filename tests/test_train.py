@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_only_lora_parameters_change_and_outputs_are_written(data, tmp_path):
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
     assert any("lora_B" in n for n in changed)  # B starts at zero: it must have moved
-    out = train(cfg)
+    out = train(cfg_for(data, tmp_path / "full", max_steps=2, learning_rate=1e-2, save_steps=1000))
     assert {"adapter_config.json", "adapter_model.safetensors", "config.yaml", "log_history.jsonl",
             "run.json"} <= {p.name for p in out.iterdir()}
     assert all("lora_" in k for k in load_file(out / "adapter_model.safetensors"))
@@ -211,3 +212,73 @@ def test_respell_shared_changes_transcripts_not_episodes(data, tmp_path):
     assert "respelt" not in plain[0].meta
     with pytest.raises(Exception, match="respell_shared"):
         cfg_for(data, tmp_path / "c", respell_shared=1.5)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _train_cli(data, out, *extra, capsys) -> tuple[int, str]:
+    from sicl.cli.main import main
+
+    code = main(["train", DEMO, *overrides(data, out, max_steps=1, save_steps=1), *extra])
+    return code, capsys.readouterr().err
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume_and_left_untouched(data, tmp_path, capsys):
+    """Training again into a run's output_dir without --resume would start over next to the old run's adapter,
+    run.json and checkpoints (and a stop midway would leave them labelled by the new config.yaml)."""
+    out = tmp_path / "run"
+    code, err = _train_cli(data, out, capsys=capsys)
+    assert code == 0, err
+    before = _tree(out)
+    code, err = _train_cli(data, out, "learning_rate=1e-2", capsys=capsys)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"sicl train: error: output_dir {out} already holds a training run (checkpoint-1, "
+                          "config.yaml, adapter_model.safetensors, ...): pass --resume to continue that run, or "
+                          "train into another (or an empty) output_dir")
+    assert _tree(out) == before  # nothing written: no config.yaml, logs or augmented copies
+    # a run stopped before its first checkpoint (only config.yaml): refused too; --resume starts it over
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.yaml").write_bytes((out / "config.yaml").read_bytes())
+    code, err = _train_cli(data, stopped, capsys=capsys)
+    assert code == 1 and "already holds a training run (config.yaml)" in err
+    assert sorted(p.name for p in stopped.iterdir()) == ["config.yaml"]
+    code, err = _train_cli(data, stopped, "--resume", capsys=capsys)
+    assert code == 0 and f"no checkpoint in {stopped}; starting from step 0" in err
+    assert (stopped / "adapter_model.safetensors").is_file()
+    # a folder with only the cache of augmented copies holds no run
+    cache = tmp_path / "cache"
+    (cache / "augmented" / "asr").mkdir(parents=True)
+    assert train(cfg_for(data, cache, max_steps=1)) == cache
+
+
+def test_resume_refuses_a_run_whose_config_yaml_cannot_be_checked(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _train_cli(data, out, capsys=capsys)
+    assert code == 0, err
+    good = (out / "config.yaml").read_bytes()
+    for content, problem in [(b"{bad", f"{out / 'config.yaml'}:1: invalid YAML"),
+                             (b"lr: \xff\n", f"{out / 'config.yaml'}: not valid UTF-8 (bad byte 0xff at line 1"),
+                             (b"- 1\n", "a config must be a mapping"), (b"", "tasks is empty"), (None, "is missing")]:
+        if content is None:
+            (out / "config.yaml").unlink()
+        else:
+            (out / "config.yaml").write_bytes(content)
+        before = _tree(out)
+        code, err = _train_cli(data, out, "learning_rate=0.05", "--resume", capsys=capsys)
+        assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith("sicl train: error: --resume: ") and problem in err and "config.yaml" in err
+        assert "cannot be checked" in err and "another output_dir to start over" in err
+        assert _tree(out) == before  # config.yaml is not rewritten
+    (out / "config.yaml").write_bytes(good)
+    code, err = _train_cli(data, out, "--resume", capsys=capsys)  # intact and the same settings: continues
+    assert code == 0, err
+    # a finished run whose checkpoints were deleted: --resume cannot continue it, and must not start over in it
+    for ckpt in out.glob("checkpoint-*"):
+        shutil.rmtree(ckpt)
+    before = _tree(out)
+    code, err = _train_cli(data, out, "--resume", capsys=capsys)
+    assert code == 1 and "holds a run's results (adapter_model.safetensors" in err and "no checkpoint-N" in err
+    assert _tree(out) == before

@@ -2,8 +2,8 @@
 
 Also runs under ``accelerate launch [--config_file configs/accelerate/X.yaml] -m sicl train ...`` (DDP,
 DeepSpeed ZeRO-2, FSDP). The output folder gets ``adapter_config.json`` + ``adapter_model.safetensors``,
-``config.yaml`` (resolved), ``log_history.jsonl``, ``run.json``, TensorBoard logs and checkpoints.
-See docs/training.md.
+``config.yaml`` (resolved), ``log_history.jsonl``, ``run.json``, TensorBoard logs and checkpoints. Without
+``--resume`` an ``output_dir`` that already holds a run is refused (one folder, one run). See docs/training.md.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=threads_arg, default=None,
                         help="torch CPU threads while training, 0: torch's default (same as the key threads=N)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint-N in output_dir (same config)")
+                        help="continue from the last checkpoint-N in output_dir (same config); without it an "
+                             "output_dir that already holds a run is refused")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -144,6 +144,22 @@ def task_limit(max_new_tokens: int | Mapping[str, int] | None, task: str) -> int
     return {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}.get(task, 128)
 
 
+def max_positions(model: Any) -> int | None:
+    """The most positions the language model was built for: ``max_position_embeddings`` of its text config
+    (None when the config does not say). A longer prompt still runs but its output is garbage; evaluation and
+    training refuse one (:class:`sicl.eval.backends.HFBackend`, ``sicl.train.sicl_at.EpisodeCollator``)."""
+    config = getattr(model, "config", None)
+    try:
+        text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    except Exception:  # noqa: BLE001 - a config with no single text config: fall back to the top level
+        text = None
+    for c in (text, config):
+        n = getattr(c, "max_position_embeddings", None)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+    return None
+
+
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """1-D positions counting real tokens only (what Qwen2.5-Omni computes for audio + text input); padded
     slots get 1. Left and right padding give every real token the same position."""

@@ -30,7 +30,7 @@ from sicl.episodes.episode import estimated_tokens
 from sicl.errors import SiclError
 from sicl.guard import check_stop, stop_requested
 from sicl.models.answer_only import answer_positions_only, prunable_last_layer, right_padded
-from sicl.models.backbone import Backbone, positions, sequence_losses
+from sicl.models.backbone import Backbone, max_positions, positions, sequence_losses
 from sicl.models.lora import apply_lora, merged_lora_forward, trainable_parameters_by_group
 from sicl.models.registry import load_backbone
 from sicl.models.tower_cache import TowerCache
@@ -48,18 +48,37 @@ class EpisodeCollator:
     """Episodes -> the dict :meth:`EpisodeTrainer.compute_loss` reads (right padding, query-answer labels,
     plus the backbone's :meth:`~sicl.models.backbone.Backbone.batch_tensors`)."""
 
-    def __init__(self, backbone: Backbone, cache: TowerCache | None) -> None:
+    def __init__(self, backbone: Backbone, cache: TowerCache | None, max_prompt_tokens: int | None = None) -> None:
         self.backbone = backbone
         self.cache = cache
+        self.max_prompt_tokens = max_prompt_tokens  # for the advice of the error below
+        self.max_positions = max_positions(backbone.model)
 
     def __call__(self, episodes: list[Any]) -> dict[str, Any]:
         if self.cache is not None:
             self.cache.fill([ex for ep in episodes for ex in ep.examples])
         b = self.backbone.render(episodes, with_labels=True, padding_side="right", tower_outputs=self.cache)
+        if self.max_positions:
+            self._check_lengths(episodes, b.attention_mask.sum(1).tolist())
         out: dict[str, Any] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "labels": b.labels,
                                "episode_ids": [ep.id for ep in episodes]}
         out.update(self.backbone.batch_tensors(b))
         return out
+
+    def _check_lengths(self, episodes: list[Any], lengths: list[int]) -> None:
+        """An episode longer than the model's positions would train on garbage: one line naming it instead."""
+        limit = self.max_positions
+        for ep, n in zip(episodes, lengths, strict=True):
+            if n <= limit:
+                continue
+            fix = (f"lower max_prompt_tokens (now {self.max_prompt_tokens}; it counts estimated tokens)"
+                   if self.max_prompt_tokens is not None else
+                   f"set max_prompt_tokens (e.g. {limit * 7 // 8}) to drop the farthest demonstrations")
+            demos = f"{len(ep.demos)} demonstration{'' if len(ep.demos) == 1 else 's'}"
+            task = (ep.meta or {}).get("task")
+            raise SiclError(f"task {task!r}, query {ep.query.id!r} (episode {ep.id}): the prompt is {n} tokens "
+                            f"({demos}), more than the model's {limit} positions (max_position_embeddings); "
+                            f"{fix}, or lower k")
 
 
 class EpisodeTrainer(Trainer):
@@ -286,7 +305,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     dataset = EpisodeDataset(sampler, n, cfg.per_device_train_batch_size, cfg.group_batches)
     cache = TowerCache(backbone) if cfg.cache_tower_outputs else None
     trainer = EpisodeTrainer(model=backbone.model, args=args, train_dataset=dataset,
-                             data_collator=EpisodeCollator(backbone, cache),
+                             data_collator=EpisodeCollator(backbone, cache, cfg.max_prompt_tokens),
                              callbacks=[*callbacks, StopOnSignal(), LogLines()],
                              backbone=backbone, merged_lora=cfg.merged_lora,
                              answer_logits_only=cfg.answer_logits_only)
@@ -361,6 +380,8 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCal
     blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise SiclError(f"output_dir {out}: cannot be a folder ({blocker} is a file)")
+    if not resume:
+        _check_fresh_output(out)  # before anything is written there (augmented copies, logs, config.yaml)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "logs"))
     threads = torch.get_num_threads()
@@ -368,6 +389,27 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCal
         return _train(cfg, out, resume, callbacks)
     finally:
         torch.set_num_threads(threads)  # `threads` applies to training only, not to what runs after it
+
+
+#: what a training run leaves in its output_dir (besides ``checkpoint-N/``): a folder holding any of them holds a run
+RUN_FILES = ("config.yaml", "adapter_model.safetensors", "adapter_config.json", "run.json", "log_history.jsonl")
+
+
+def run_artefacts(output_dir: str | Path) -> list[Path]:
+    """The files and ``checkpoint-N`` folders of a training run in ``output_dir`` (checkpoints first, newest
+    first). ``augmented/`` (a cache keyed by its settings) and ``logs/`` are not a run on their own."""
+    out = Path(output_dir)
+    return [*checkpoints(out), *(out / name for name in RUN_FILES if (out / name).exists())]
+
+
+def _check_fresh_output(out: Path) -> None:
+    """A run without ``--resume`` starts at step 0: refuse a folder holding another run's files, whose adapter,
+    run.json and checkpoints would otherwise sit next to this run's config.yaml (the record of another run)."""
+    found = run_artefacts(out) if out.is_dir() else []
+    if found:
+        raise SiclError(f"output_dir {out} already holds a training run ({', '.join(p.name for p in found[:3])}"
+                        f"{', ...' if len(found) > 3 else ''}): pass --resume to continue that run, or train into "
+                        f"another (or an empty) output_dir to start over")
 
 
 #: settings a resumed run may change: they alter logging, saving or speed, never what is trained
@@ -382,11 +424,13 @@ def _check_resume_config(cfg: TrainConfig, out: Path) -> None:
 
     saved = out / "config.yaml"
     if not saved.is_file():
-        return  # a run from before config.yaml was written at the start: nothing to compare
+        raise SiclError(f"--resume: {saved} is missing, so the settings of the run to continue cannot be checked; "
+                        f"restore it, or train into another output_dir to start over")
     try:
         before = to_dict(load_config(TrainConfig, saved))
-    except SiclError:
-        return
+    except SiclError as e:
+        raise SiclError(f"--resume: the settings of the run to continue cannot be checked ({e}); restore "
+                        f"{saved.name}, or train into another output_dir to start over") from None
     now = to_dict(cfg)
     diff = sorted(k for k in {*before, *now} if k not in RESUME_SAFE_KEYS and before.get(k) != now.get(k))
     if diff:
@@ -399,6 +443,11 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Traine
     ckpt = resumable_checkpoint(out) if resume else None
     if ckpt is not None:
         _check_resume_config(cfg, out)
+    elif resume:
+        finished = [p.name for p in run_artefacts(out) if p.name != "config.yaml"]
+        if finished:  # starting over would put this run's config.yaml next to another run's adapter
+            raise SiclError(f"--resume: {out} holds a run's results ({', '.join(finished[:3])}) but no checkpoint-N "
+                            f"to continue from; train into another (or an empty) output_dir to start over")
     trainer = build_trainer(cfg, callbacks)
     if ckpt is None and trainer.is_world_process_zero():
         dump_config(cfg, out / "config.yaml")  # written at the start, so a later --resume can be checked
