@@ -80,3 +80,45 @@ def test_export_names_a_bad_adapter_config_yaml(data, tmp_path, capsys):
     assert main(["export", "--adapter", str(adapter), "--out", str(tmp_path / "merged")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "config.yaml" in err and "invalid YAML" in err
+
+
+@pytest.mark.parametrize("command", ["retrieve", "eval"])
+def test_a_negative_seed_is_a_usage_error_and_writes_nothing(data, command, tmp_path, capsys):
+    out = tmp_path / ("r.jsonl" if command == "retrieve" else "out")
+    with pytest.raises(SystemExit) as e:
+        main([command, "--data", str(data["queries"]), "--pool", str(data["pool"]), "--k", "1", "--retriever",
+              "random", "--seed", "-5", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --seed: must be >= 0, got -5" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_seed_from_code_is_one_line_too(data, tmp_path):
+    from sicl.data.manifest import read_manifest
+    from sicl.eval.runner import EvalConfig, evaluate
+    from sicl.retrieval.retrievers import RetrievalConfig, retrieve
+
+    queries, pool = read_manifest(data["queries"]), read_manifest(data["pool"])
+    with pytest.raises(SiclError, match="seed must be >= 0, got -1"):
+        retrieve(queries, pool, config=RetrievalConfig(retriever="random", k=1, seed=-1))
+    with pytest.raises(SiclError, match="--seed must be >= 0, got -1"):
+        evaluate(EvalConfig(data=str(data["queries"]), out=str(tmp_path / "out"), pool=str(data["pool"]), ks=[1],
+                            retriever="random", seed=-1, model=str(data["model"])))
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_refuses_an_episode_longer_than_the_models_positions(data, tmp_path):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(data["model"], model)
+    config = json.loads((model / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 40
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SiclError) as e:
+        train(_cfg({**data, "model": model}, tmp_path / "run", max_steps=1))
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and "task 'asr', query 'q-" in msg and "more than the model's 40 positions" in msg
+    assert "set max_prompt_tokens (e.g. 35)" in msg
+    assert not (tmp_path / "run" / "adapter_model.safetensors").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sicl.cli.main import main
+from sicl.errors import SiclError
 from sicl.testing import write_rows
 
 
@@ -118,3 +119,127 @@ def test_report_refuses_a_metric_that_is_not_a_number(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "metrics.json: asr." in err and "not a number" in err and not (tmp_path / "report").exists()
     shutil.rmtree(tmp_path / "runs")
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    lines = [ln for ln in err.splitlines() if ln.startswith("sicl eval")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("text", ["{bad", "", "[1, 2]"])
+def test_resume_names_a_corrupt_settings_json_and_changes_nothing(data, tmp_path, capsys, text):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "settings.json").write_text(text)
+    (out / "predictions.jsonl").write_text('{"id": "q-0", "prediction": "x"}\n')
+    assert _eval(data, out, "--k", "0", "--resume") == 1
+    line = _one_line(capsys)
+    assert f"{out / 'settings.json'}: " in line and f"delete {out} to start over" in line
+    assert ("not a JSON object" if text.startswith("[") else "not valid JSON") in line
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "settings.json"]
+    assert (out / "settings.json").read_text() == text
+
+
+def test_resume_retrieves_again_when_the_saved_retrievals_meta_is_corrupt(data, tmp_path):
+    out = tmp_path / "out"
+    args = ("--k", "1", "--retriever", "random", "--limit", "2")
+    assert _eval(data, out, *args, pool=data["pool"]) == 0
+    first = (out / "retrievals.jsonl").read_text()
+    for name in ("metrics.json", "run.json"):
+        (out / name).unlink()
+    rows = _rows(out / "predictions.jsonl")
+    (out / "predictions.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    (out / "retrievals.jsonl.meta.json").write_text("{bad")
+    assert _eval(data, out, *args, "--resume", pool=data["pool"]) == 0
+    assert json.loads((out / "retrievals.jsonl.meta.json").read_text())["settings"]["k"] == 1  # rewritten
+    assert (out / "retrievals.jsonl").read_text() == first
+    assert [(r["id"], r["raw"]) for r in _rows(out / "predictions.jsonl")] == [(r["id"], r["raw"]) for r in rows]
+
+
+def test_an_unknown_or_missing_device_is_one_line_and_writes_nothing(data, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert _eval(data, out, "--k", "0", "--device", "bogus") == 1
+    assert "unknown device 'bogus' (expected auto, cpu, cuda or cuda:N)" in _one_line(capsys) and not out.exists()
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _eval(data, out, "--k", "0", "--device", "cuda") == 1
+    assert "device 'cuda' requested, but torch sees no CUDA device" in _one_line(capsys) and not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "lacks_a_query", "unknown", "tfidf_dim", "no_embedder"])
+def test_bad_retrieval_text_options_fail_before_anything_is_written(data, tmp_path, capsys, case):
+    labels = tmp_path / "labels.jsonl"
+    if case == "corrupt":
+        labels.write_text("{bad\n")
+    elif case == "lacks_a_query":
+        labels.write_text(json.dumps({"id": "q-0", "prediction": "alpha"}) + "\n")
+    labeler = {"unknown": "whisper", "tfidf_dim": "gold", "no_embedder": "gold"}.get(case, f"file:{labels}")
+    extra = {"tfidf_dim": ["--embedder", "char-tfidf:0"],
+             "no_embedder": ["--embedder", str(tmp_path / "no-such-embedder")]}.get(case, [])
+    out = tmp_path / "out"
+    assert _eval(data, out, "--k", "1", "--pseudo-labeler", labeler, "--limit", "2", *extra, pool=data["pool"]) == 1
+    expected = {"missing": f"{labels}: cannot read pseudo-labels", "corrupt": f"{labels}:1: not valid JSON",
+                "lacks_a_query": f"{labels}: no pseudo-label for 1 query id(s), e.g. 'q-1'",
+                "unknown": "unknown pseudo-labeler 'whisper'",
+                "tfidf_dim": "char-tfidf: dimension must be >= 16, got 0",
+                "no_embedder": "no-such-embedder': no such folder"}[case]
+    assert expected in _one_line(capsys) and not out.exists()
+
+
+def test_an_id_naming_two_clips_in_data_and_pool_fails_before_anything_is_written(data, tmp_path, capsys):
+    pool = [{**r, "audio": str((Path(data["pool"]).parent / r["audio"]).resolve())} for r in _rows(Path(data["pool"]))]
+    pool[1]["id"] = "q-0"  # the query q-0's id, with a pool clip
+    pool_path = write_rows(tmp_path / "pool.jsonl", pool)
+    out = tmp_path / "out"
+    assert _eval(data, out, "--k", "1", "--retriever", "random", "--limit", "2", pool=pool_path) == 1
+    line = _one_line(capsys)
+    assert f"{pool_path}:2: id 'q-0' names {pool[1]['audio']}" in line and f"{data['queries']}:1" in line
+    assert not out.exists()
+
+
+def test_a_clip_over_the_models_limit_fails_before_anything_is_written(data, tmp_path, capsys):
+    from sicl.testing import write_tone
+
+    rows = [{**r, "audio": str((Path(data["queries"]).parent / r["audio"]).resolve())}
+            for r in _rows(Path(data["queries"]))[:2]]
+    rows[1]["audio"] = str(write_tone(tmp_path / "long.wav", seconds=31.0))
+    manifest = write_rows(tmp_path / "q.jsonl", rows)
+    out = tmp_path / "out"
+    assert _eval(data, out, "--k", "0", data_path=manifest) == 1
+    line = _one_line(capsys)
+    assert f"{manifest}:2: id {rows[1]['id']!r}" in line and "31.00 s, longer than the 30 s limit" in line
+    assert not out.exists()
+
+
+def test_a_failed_fresh_run_leaves_nothing_but_keeps_saved_predictions(data, tmp_path, capsys, monkeypatch):
+    import sicl.retrieval.retrievers as retrievers
+
+    def fails(*args, **kwargs):  # an error met while running, after settings.json is written
+        raise SiclError("the pool became unreadable")
+
+    monkeypatch.setattr(retrievers, "retrieve", fails)
+    out = tmp_path / "out"
+    args = ("--pseudo-labeler", "gold", "--limit", "2")
+    assert _eval(data, out, "--k", "1", *args, pool=data["pool"]) == 1
+    assert "unreadable" in _one_line(capsys) and not out.exists()
+    assert _eval(data, out, "--k", "0,1", *args, pool=data["pool"]) == 1  # k=0 predicted first: kept for --resume
+    assert "unreadable" in _one_line(capsys)
+    assert len(_rows(out / "k=0" / "predictions.jsonl")) == 2 and (out / "settings.json").is_file()
+
+
+def test_a_prompt_longer_than_the_models_positions_is_refused(data, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(data["model"], model)
+    config = json.loads((model / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 40
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    code = main(["eval", "--data", str(data["queries"]), "--pool", str(data["pool"]), "--model", str(model),
+                 "--k", "2", "--retriever", "random", "--max-new-tokens", "2", "--limit", "2", "--out", str(out)])
+    assert code == 1
+    line = _one_line(capsys)
+    assert "query 'q-" in line and "2 demonstrations), more than the model's 40 positions" in line
+    assert "use a smaller --k" in line and not out.exists()

@@ -225,3 +225,27 @@ def test_scorer_is_named_in_metrics_and_rescoring_on_resume_keeps_predictions(da
     with pytest.raises(SiclError, match="unknown scorer 'nope'"):
         evaluate(cfg(data, tmp_path / "other", scorer="nope"))
     assert not (tmp_path / "other").exists()
+
+
+def test_an_adapter_retrained_in_place_is_a_settings_change(data, tmp_path):
+    from sicl.eval.runner import settings_changed
+    from sicl.models.lora import apply_lora, save_adapter
+    from sicl.models.tiny_omni import load_tiny_omni
+
+    model, _ = load_tiny_omni(data["model"])
+    adapter = save_adapter(apply_lora(model), tmp_path / "adapter")
+    out = evaluate(cfg(data, tmp_path / "run", ks=[0], pool=None, adapter=str(adapter)))
+    same = cfg(data, out, ks=[0], pool=None, adapter=str(adapter))
+    assert settings_changed(out, same) == {}
+    from safetensors.torch import load_file, save_file
+
+    weights = adapter / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: v + 0.01 for k, v in tensors.items()}, str(weights))  # the same folder, other weights
+    assert list(settings_changed(out, same)) == ["adapter weights"]
+    with pytest.raises(SiclError, match="adapter weights"):
+        evaluate(same, resume=True)
+    settings = json.loads((out / "settings.json").read_text())
+    del settings["adapter_weights_sha1"]  # a run saved before the key existed is not compared on it
+    (out / "settings.json").write_text(json.dumps(settings))
+    assert settings_changed(out, same) == {}

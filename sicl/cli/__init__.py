@@ -23,3 +23,5 @@ def _int_at_least(low: int, note: str = "") -> Callable[[str], int]:
 threads_arg = _int_at_least(0, " (0: torch's default)")
 #: counts that must be at least 1 (batch sizes, token budgets, workers)
 positive_int = _int_at_least(1)
+#: whole numbers that must not be negative (seeds)
+non_negative_int = _int_at_least(0)

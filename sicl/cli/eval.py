@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sicl.cli import threads_arg
+from sicl.cli import non_negative_int, threads_arg
 from sicl.eval.scorers import DEFAULT_SCORER, SCORER_NAMES
 from sicl.retrieval.index import INDEX_KINDS
 from sicl.retrieval.retrievers import RETRIEVERS
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", choices=INDEX_KINDS, default="exact", help="retrieval index (default: exact)")
     parser.add_argument("--exclude-same-speaker", action="store_true",
                         help="never use a demonstration by the query's speaker")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random retriever (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random retriever (default: 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per generation batch (default: 8)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N queries only")
     parser.add_argument("--method", default=None, metavar="LABEL",
@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ASR/ST: a span of up to 8 words repeated N or more times in a row keeps one copy (a "
                              "degenerate loop; the raw text stays in each row's `raw`), e.g. 3; 0: off, the plain "
                              "greedy output (default: 0)")
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK if available)")
+    parser.add_argument("--device", default=None,
+                        help="auto | cpu | cuda | cuda:N (default: auto: cuda:LOCAL_RANK if available, else cpu)")
     parser.add_argument("--threads", type=threads_arg, default=0,
                         help="torch CPU threads (0: torch's default; 1 is much faster for small models on a "
                              "CPU that other jobs share, see docs/evaluation.md)")

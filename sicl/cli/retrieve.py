@@ -12,7 +12,7 @@ import dataclasses
 import sys
 import time
 
-from sicl.cli import positive_int, threads_arg
+from sicl.cli import non_negative_int, positive_int, threads_arg
 from sicl.data.audio import file_hash
 from sicl.data.manifest import read_manifest
 from sicl.retrieval.index import INDEX_KINDS
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ticl+: rerank this many text neighbours instead (the TICL+ paper also uses 300)")
     parser.add_argument("--exclude-same-speaker", action="store_true",
                         help="never pick a demonstration by the query's speaker")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the random retriever")
+    parser.add_argument("--seed", type=non_negative_int, default=d.seed, help="seed of the random retriever")
     parser.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens,
                         help="pseudo-label length limit in tokens (default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=d.batch_size,

@@ -23,7 +23,7 @@ import torch
 
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
-from sicl.models.backbone import DEFAULT_MAX_NEW_TOKENS, Backbone, task_limit
+from sicl.models.backbone import DEFAULT_MAX_NEW_TOKENS, Backbone, max_positions, task_limit
 from sicl.models.tower_cache import TowerCache
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "Generation", "GenerationBackend", "HFBackend", "backends", "load_backend",
@@ -102,6 +102,8 @@ class HFBackend:
         self._audio = self.cache.audio_paths
         self._group: dict[str, list[Example]] = {}
         self.seconds_encoding = 0.0
+        #: the language model's positions (None: unknown); a longer prompt is refused before generating
+        self.max_positions = max_positions(backbone.model)
 
     def plan(self, demos: Sequence[Example]) -> None:
         uniq = {ex.id: ex for ex in demos if ex.id not in self._group}
@@ -126,6 +128,21 @@ class HFBackend:
                     self.cache.fill(self._group[d.id])
         self.cache.fill([ep.query for ep in episodes])  # this batch's queries, as one group
 
+    def check_prompt_lengths(self, episodes: Sequence[Any], prompt_lens: Sequence[int]) -> None:
+        """A prompt longer than the model's positions (``max_position_embeddings``) would run and give garbage:
+        refused, naming the query, the prompt's length and the limit."""
+        limit = self.max_positions
+        if not limit:
+            return
+        for ep, n in zip(episodes, prompt_lens, strict=True):
+            if n > limit:
+                k = len(getattr(ep, "demos", ()) or ())
+                fix = "use a smaller --k (fewer demonstrations) or a pool of shorter clips and transcripts" if k \
+                    else "use a shorter clip"
+                raise SiclError(f"query {ep.query.id!r}: the prompt is {n} tokens ({k} demonstration"
+                                f"{'' if k == 1 else 's'}), more than the model's {limit} positions "
+                                f"(max_position_embeddings), so its output would be garbage; {fix}")
+
     @torch.no_grad()
     def generate(self, episodes: Sequence[Any]) -> list[Generation]:
         if not episodes:
@@ -136,8 +153,9 @@ class HFBackend:
         self.seconds_encoding += time.perf_counter() - t0
         limits = [task_limit(self.max_new_tokens, ep.query.task) for ep in episodes]
         batch = bb.render(episodes, with_labels=False, padding_side="left", tower_outputs=self.cache)
-        rows = bb.generate_batch(batch, limits)
         prompt_lens = batch.attention_mask.sum(1).tolist()
+        self.check_prompt_lengths(episodes, prompt_lens)
+        rows = bb.generate_batch(batch, limits)
         results, clip = [], 0
         for row, ep, n_prompt in zip(rows, episodes, prompt_lens, strict=True):
             n_clips = len(ep.demos) + 1

@@ -2,7 +2,11 @@
 
 One call of :func:`evaluate`:
 
-1. reads and checks the manifests (a bad manifest is an error before anything is written);
+1. reads and checks the inputs before anything is written: options, device, manifests, clip headers, ids shared
+   by data and pool, the retrieval text options (:func:`retrieval_labeler`), and once the model is loaded each
+   clip's length against its limit. Errors only a running evaluation can meet (a prompt longer than the
+   model's positions, a clip that does not decode) come later; a call that started from an empty folder
+   and fails before its first prediction removes what it wrote;
 2. if ``k = 0`` is part of the run, predicts it first (zero-shot, or fine-tuned with an adapter);
 3. retrieves demonstrations once, at the largest k, with :func:`sicl.retrieval.retrieve` (the code
    training uses; a query is never its own demonstration) and saves them to ``retrievals.jsonl``; each
@@ -44,7 +48,7 @@ from sicl.episodes.prompts import check_loop_trim, extract_answer, trim_loops
 from sicl.errors import AudioError, SiclError
 from sicl.eval.backends import GenerationBackend, load_backend, task_limit
 from sicl.eval.io import PredictionWriter, load_predictions, write_csv, write_json, write_jsonl
-from sicl.guard import check_stop
+from sicl.guard import LOCK_NAME, Interrupted, check_stop
 from sicl.versions import versions
 
 #: metrics of score_rows that go into sweep.csv (counts and breakdowns stay in metrics.json)
@@ -187,6 +191,14 @@ class Dist:
 
 # ------------------------------------------------------------------------------------------- inputs
 def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int]]:
+    """The queries (``--limit`` applied), the pool (empty when every k is 0) and the sorted k values, after every
+    check that needs no model (options, device, manifests, clip headers, ids shared by data and pool)."""
+    queries, pool, ks, _ = _load_inputs(cfg)
+    return queries, pool, ks
+
+
+def _load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int], dict[str, float]]:
+    """:func:`load_inputs` plus each clip's duration in seconds (from its header), by id."""
     ks = sorted(set(cfg.ks))
     if not ks or ks[0] < 0:
         raise SiclError(f"k values must be >= 0, got {cfg.ks}")
@@ -196,6 +208,9 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
         raise SiclError(f"--limit must be >= 1, got {cfg.limit}")
     if cfg.max_new_tokens is not None and cfg.max_new_tokens < 1:
         raise SiclError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
+    if cfg.seed < 0:
+        raise SiclError(f"--seed must be >= 0, got {cfg.seed}")
+    eval_device(cfg.device)  # an unknown device, or CUDA on a machine without it, fails before anything is loaded
     from sicl.models.zoo import resolve_model
 
     resolve_model(cfg.model, allow_download=cfg.allow_download)  # a bad --model fails before anything is written
@@ -221,10 +236,74 @@ def load_inputs(cfg: EvalConfig) -> tuple[list[Example], list[Example], list[int
             raise SiclError(f"k={ks[-1]} needs a demonstration pool (--pool MANIFEST)")
         pool = read_manifest(cfg.pool, require_target=True)
         _check_pool_size(queries, pool, ks[-1], cfg)
-    check_audio_headers(queries, cfg.data)
+        check_shared_ids(queries, pool, cfg.data, cfg.pool)
+    seconds = check_audio_headers(queries, cfg.data)
     if pool:
-        check_audio_headers(pool, cfg.pool)
-    return queries, pool, ks
+        seconds.update(check_audio_headers(pool, cfg.pool))
+    return queries, pool, ks, seconds
+
+
+def eval_device(device: str | None, local_rank: int = 0) -> str:
+    """Where the evaluated model runs: ``cuda:LOCAL_RANK`` when CUDA is there (also for ``auto``), else the CPU; a
+    device given by name is checked by :func:`sicl.device.resolve_device` (the same one-line errors as
+    ``sicl retrieve`` and ``sicl train``)."""
+    from sicl.device import resolve_device
+
+    if device in (None, "", "auto"):
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    return resolve_device(device)
+
+
+def check_shared_ids(queries: Sequence[Example], pool: Sequence[Example], data: str | Path,
+                     pool_path: str | Path) -> None:
+    """An id in both ``--data`` and ``--pool`` names the same clip in both (the backend keys audio by id),
+    checked before anything is written: the error names both files, their lines and clips."""
+    audio = {q.id: q.audio for q in queries}
+    for ex in pool:
+        seen = audio.get(ex.id)
+        if seen is not None and seen != ex.audio:
+            raise SiclError(f"{pool_path}:{_line_of(pool_path, ex.id)}: id {ex.id!r} names {ex.audio}, but the query "
+                            f"of that id ({data}:{_line_of(data, ex.id)}) names {seen}: an id must name one clip "
+                            f"across --data and --pool")
+
+
+def retrieval_labeler(cfg: EvalConfig, queries: Sequence[Example], kmax: int) -> Any:
+    """The text options a ``ticl``/``ticl+`` retrieval will use, checked before anything is written: an
+    ``--embedder`` that cannot load (a bad ``char-tfidf:DIM``, no such folder, a hub name not cached), an unknown ``--pseudo-labeler``, a ``file:`` labeler that cannot be read or
+    lacks a query, ``gold`` for a query without its text, an ``hf-asr:`` model that does not resolve. Returns
+    the ``gold``/``file:`` labeler so retrieval reuses it (None for the model labelers, loaded when used)."""
+    if kmax <= 0 or cfg.retriever not in ("ticl", "ticl+"):
+        return None
+    from sicl.retrieval.embed import make_text_embedder
+    from sicl.retrieval.pseudo_label import make_labeler
+
+    # cheap: nothing is fitted or loaded, but a bad char-tfidf:DIM, a missing folder or an uncached hub name fail
+    make_text_embedder(cfg.embedder, allow_download=cfg.allow_download)
+    speech = [q for q in queries if q.task in ("asr", "st")]  # the queries retrieval pseudo-labels
+    spec = cfg.pseudo_labeler
+    if not speech or spec == "backbone":
+        return None
+    if spec.startswith("hf-asr:") and len(spec) > len("hf-asr:"):
+        from sicl.models.zoo import resolve_model
+
+        resolve_model(spec.split(":", 1)[1], allow_download=cfg.allow_download)
+        return None
+    labeler = make_labeler(spec)  # gold or file:...; anything else is an unknown pseudo-labeler
+    labeler.label(speech, [])  # text-only labelers: a missing label fails now
+    return labeler
+
+
+def check_clip_lengths(examples: Sequence[Example], manifest: str | Path, seconds_of: dict[str, float],
+                       max_seconds: float | None) -> None:
+    """No clip is longer than the backend's audio limit (durations from :func:`check_audio_headers`; checked once
+    the model is loaded, before anything is written). The error names the manifest, the line and the id."""
+    if not max_seconds:
+        return
+    for ex in examples:
+        seconds = seconds_of.get(ex.id)
+        if seconds is not None and seconds > max_seconds + 1e-6:
+            raise SiclError(f"{manifest}:{_line_of(manifest, ex.id)}: id {ex.id!r}: {ex.audio}: audio is "
+                            f"{seconds:.2f} s, longer than the {max_seconds:g} s limit of the model")
 
 
 def _check_pool_size(queries: list[Example], pool: list[Example], kmax: int, cfg: EvalConfig) -> None:
@@ -244,11 +323,13 @@ def _check_pool_size(queries: list[Example], pool: list[Example], kmax: int, cfg
                             f"items eligible as demonstrations for query {q.id!r} of {cfg.data}")
 
 
-def check_audio_headers(examples: Sequence[Example], manifest: str | Path) -> None:
+def check_audio_headers(examples: Sequence[Example], manifest: str | Path) -> dict[str, float]:
     """Every clip's header is readable and holds samples, checked before anything is written (libsndfile reads
-    headers only: cheap next to decoding). The error names the manifest, the line and the id."""
+    headers only: cheap next to decoding). The error names the manifest, the line and the id. Returns each
+    clip's duration in seconds, by id."""
     from sicl.errors import AudioError
 
+    durations: dict[str, float] = {}
     for ex in examples:
         try:
             seconds = audio_duration(ex.audio) if Path(ex.audio).is_file() else None
@@ -261,8 +342,10 @@ def check_audio_headers(examples: Sequence[Example], manifest: str | Path) -> No
             elif seconds <= 0:
                 problem = f"{ex.audio}: audio is empty (0 samples)"
             else:
+                durations[ex.id] = seconds
                 continue
         raise SiclError(f"{manifest}:{_line_of(manifest, ex.id)}: id {ex.id!r}: {problem}")
+    return durations
 
 
 def _line_of(manifest: str | Path, row_id: str) -> str:
@@ -280,6 +363,9 @@ def _settings(cfg: EvalConfig) -> dict[str, Any]:
     for key in ("data", "pool", "adapter"):
         if s[key] and Path(s[key]).exists():
             s[key] = str(Path(s[key]).resolve())
+    weights = Path(cfg.adapter) / "adapter_model.safetensors" if cfg.adapter else None
+    if weights is not None and weights.is_file():  # the path alone does not say the weights are the same
+        s["adapter_weights_sha1"] = file_hash(weights)
     return s
 
 
@@ -301,9 +387,20 @@ def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, A
     old = Path(out) / "settings.json"
     if not old.exists():
         return {}
-    before = {**LEGACY_SETTINGS, **json.loads(old.read_text(encoding="utf-8"))}
+    try:
+        saved = json.loads(old.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SiclError(f"{old}: cannot be read ({e.strerror}); delete {out} to start over") from None
+    except ValueError as e:  # bad JSON, or bytes that are not UTF-8
+        raise SiclError(f"{old}: not valid JSON ({e}); delete {out} to start over") from None
+    if not isinstance(saved, dict):
+        raise SiclError(f"{old}: not a JSON object of settings (a {type(saved).__name__}); delete {out} to start over")
+    before = {**LEGACY_SETTINGS, **saved}
     now = _settings(cfg)
     diff = {k: (before.get(k), now.get(k)) for k in RESUME_KEYS if before.get(k) != now.get(k)}
+    # an adapter retrained in place (a run saved before this key existed is not compared on it)
+    if "adapter_weights_sha1" in saved and saved["adapter_weights_sha1"] != now.get("adapter_weights_sha1"):
+        diff["adapter weights"] = (saved["adapter_weights_sha1"], now.get("adapter_weights_sha1"))
     # one k writes OUT/predictions.jsonl, several write OUT/k=N/: a folder of one layout cannot continue as the
     # other (its files would be left beside the new ones, and a report would read both)
     layouts = [name for name, found in (("sweep", any(Path(out).glob("k=*"))), ("one k", _prediction_files(Path(out))))
@@ -399,25 +496,32 @@ class ModelLabeler:
 def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, tower_cache: Any = None) -> Path:
     """Run the evaluation :class:`EvalConfig` describes; returns the output folder. ``tower_cache``
     (:func:`sicl.eval.backends.shared_tower_cache`) shares audio-tower outputs with other evaluations of
-    the same base model in this process."""
+    the same base model in this process. A :class:`SiclError` in a call that found ``out`` empty, raised
+    before any prediction was saved, leaves ``out`` as it was (a stop by signal keeps what --resume needs)."""
     out = Path(cfg.out)
     try:
         check_loop_trim(cfg.loop_trim)
     except ValueError as e:
         raise SiclError(str(e)) from None
-    queries, pool, ks = load_inputs(cfg)
+    queries, pool, ks, seconds = _load_inputs(cfg)
     sweep = len(ks) > 1
     run_dirs = {k: (out / f"k={k}" if sweep else out) for k in ks}
     _check_outputs(out, run_dirs, cfg, resume)
+    # checked up front unless --resume may reuse saved retrievals (then nothing may need the labeler)
+    text_labeler = None if resume and (out / "retrievals.jsonl").exists() else retrieval_labeler(cfg, queries, ks[-1])
     eval_set = cfg.eval_set or Path(cfg.data).resolve().parent.name
+    fresh = _holds_nothing(out)  # a call that fails before its first prediction then leaves nothing behind
     dist = Dist()
     try:
-        device = cfg.device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+        device = eval_device(cfg.device, dist.local_rank)
         backend = load_backend(cfg.backend, model=cfg.model, adapter=cfg.adapter, device=device, dtype=cfg.dtype,
                                preset=cfg.preset, allow_download=cfg.allow_download,
                                **({"audio_tokenizer": cfg.audio_tokenizer} if cfg.audio_tokenizer else {}),
                                max_new_tokens=cfg.max_new_tokens,
                                **({"tower_cache": tower_cache} if tower_cache is not None else {}))
+        limit = _max_audio_seconds(backend)
+        check_clip_lengths(queries, cfg.data, seconds, limit)
+        check_clip_lengths(pool, cfg.pool or "", seconds, limit)
         if dist.main:  # after the model and adapter loaded: a load failure leaves nothing behind
             write_json(out / "settings.json", _settings(cfg))
         lengths = _Lengths(getattr(getattr(backend, "backbone", None), "audio_tokens_per_second", 25.0))
@@ -434,7 +538,7 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
             zero_shot = {q.id: p for q, p in zip(queries, results[0]["predictions"], strict=True)}
         if ks[-1] > 0:
             ranked, r_seconds = _retrieval(cfg, queries, pool, ks[-1], out, backend, zero_shot, dist, resume,
-                                           progress)
+                                           progress, text_labeler)
             pool_by_id = {ex.id: ex for ex in pool}
             for k in [k for k in ks if k > 0]:
                 eps = build_episodes(queries, k, ranked, pool_by_id)
@@ -444,16 +548,57 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
                                      "retrieval_note": f"top-{k} prefix of one retrieval at k={ks[-1]}"})
         if sweep and dist.main:
             _write_sweep(out, ks, results, cfg, common)
+    except Interrupted:
+        raise  # stopped on request: what was written is what --resume continues from
+    except SiclError:
+        if fresh and dist.main:
+            _remove_failed_start(out)
+        raise
     finally:
         dist.close()
     return out
 
 
+def _max_audio_seconds(backend: GenerationBackend) -> float | None:
+    """The longest clip the backend's model takes (None when it does not say)."""
+    for holder in (getattr(backend, "backbone", None), getattr(backend, "renderer", None)):
+        limit = getattr(holder, "max_audio_seconds", None)
+        if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
+            return float(limit)
+    return None
+
+
+def _holds_nothing(out: Path) -> bool:
+    """``out`` is missing or holds nothing but a writer lock: whatever is there after a failed call came from it."""
+    return not out.is_dir() or all(p.name == LOCK_NAME for p in out.iterdir())
+
+
+def _remove_failed_start(out: Path) -> None:
+    """After an error in a call that started from an empty ``out``: if no prediction was saved yet, remove
+    what the call wrote (settings, retrievals, empty prediction files; the writer lock stays with its holder),
+    so a failed fresh run leaves no partial output. Once a prediction is saved everything stays, for --resume."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    if any(f.stat().st_size > 0 for d in (out, *out.glob("k=*")) for f in _prediction_files(d)):
+        return
+    for p in out.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def _retrieval(cfg: EvalConfig, queries: list[Example], pool: list[Example], kmax: int, out: Path,
                backend: GenerationBackend, zero_shot: dict[str, str], dist: Dist, resume: bool,
-               progress: bool) -> tuple[dict[str, list[str]], float]:
+               progress: bool, text_labeler: Any = None) -> tuple[dict[str, list[str]], float]:
     """Demos for every query at ``kmax``, computed once by rank 0 and saved to ``retrievals.jsonl``
-    (reused by ``--resume`` when it covers every query)."""
+    (reused by ``--resume`` when it covers every query at ``kmax``). Like one that does not, a saved file or
+    ``.meta.json`` that is unreadable, not JSON or not the expected shape is unusable: retrieval runs again and
+    replaces both (a pure function of the inputs, so nothing is lost)."""
     from sicl.retrieval.results import meta_path, read_retrievals, write_retrievals
     from sicl.retrieval.retrievers import RetrievalConfig, retrieve
 
@@ -467,15 +612,20 @@ def _retrieval(cfg: EvalConfig, queries: list[Example], pool: list[Example], kma
     def usable() -> bool:
         if not (resume and path.exists() and meta_path(path).exists()):
             return False
-        have = read_retrievals(path)
-        meta = json.loads(meta_path(path).read_text(encoding="utf-8"))
-        return (meta.get("settings", {}).get("k") == kmax
+        try:
+            have = read_retrievals(path)
+            meta = json.loads(meta_path(path).read_text(encoding="utf-8"))
+        except (SiclError, OSError, ValueError):  # a torn or edited cache: retrieved again
+            return False
+        settings = meta.get("settings") if isinstance(meta, dict) else None
+        return (isinstance(settings, dict) and settings.get("k") == kmax
+                and isinstance(meta.get("seconds", 0.0), int | float)
                 and all(len(have.get(q.id, [])) >= kmax for q in queries))
 
     def work() -> None:
         if usable():
             return
-        labeler = None
+        labeler = text_labeler  # gold / file: read and checked by retrieval_labeler before anything was written
         if cfg.retriever in ("ticl", "ticl+") and cfg.pseudo_labeler == "backbone":
             labeler = ModelLabeler(backend, cfg, zero_shot)
         audio_embedder = None
