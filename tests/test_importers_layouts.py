@@ -3,6 +3,7 @@ encodings and file names, folder ids and encodings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sicl.data.importers.myst import clean_transcript
@@ -155,3 +156,107 @@ def test_folder_invalid_utf8_in_header_names_file_and_line(tmp_path, capsys):
     (root / "metadata.csv").write_bytes(b"file,text\na.wav,hi\na.wav,caf\xe9\n")
     rc, _, err = run(capsys, "folder", root, "--out", out)
     assert rc == 1 and f"{root / 'metadata.csv'}:3: not valid UTF-8" in err and not out.exists()
+
+
+# ------------------------------------------------------------------------ MMAU / MMAR / MMSU as published
+
+def _mmau_item(i: int, choices: list[str], answer: str, **extra: str) -> dict:
+    """One item as in Sakshi113/MMAU mmau-test-mini.json."""
+    uid = f"00000000-0000-0000-0000-00000000000{i}"
+    return {"id": uid, "audio_id": f"./test-mini-audios/{uid}.wav", "question": "How many syllables?",
+            "choices": choices, "answer": answer, "dataset": "voxceleb", "task": "speech", "split": "test-mini",
+            "category": "Reasoning", "sub-category": "Phonemic Stress Pattern Analysis", "difficulty": "easy",
+            **extra}
+
+
+def test_mmau_repo_folder_reads_test_mini_and_keeps_a_repeated_choice_once(tmp_path, capsys):
+    # mmau-test-mini.json lists an option twice in 27 of its 1000 items (e.g. four, nine, fourteen, fourteen);
+    # the repository also holds mmau-test.json, the test split without answers.
+    root = tmp_path / "MMAU"
+    items = [_mmau_item(1, ["four", "nine", "fourteen", "fourteen"], "nine"),
+             _mmau_item(2, [" First speaker's plan.", " a walk."], " First speaker's plan."),
+             _mmau_item(3, ["one", "six", "four", "four"], "four")]
+    for it in items:
+        write_tone(root / it["audio_id"], SEC)
+    (root / "mmau-test-mini.json").write_text(json.dumps(items, indent=2))
+    (root / "mmau-test.json").write_text(json.dumps([{k: v for k, v in it.items() if k != "answer"} for it in items]))
+    out = tmp_path / "mmau.jsonl"
+    rc, stdout, err = run(capsys, "mmau", root, "--out", out)
+    assert rc == 0, err
+    assert stdout.strip() == f"wrote 3 rows to {out}"
+    assert "note: 2 rows list an option more than once (kept once)" in err
+    rows = list(by_id(out).values())
+    assert [(r.choices, r.target) for r in rows] == [(["four", "nine", "fourteen"], "nine"),
+                                                     (["First speaker's plan.", "a walk."], "First speaker's plan."),
+                                                     (["one", "six", "four"], "four")]
+    assert rows[0].meta == {"task": "speech", "category": "Reasoning",
+                            "sub-category": "Phonemic Stress Pattern Analysis", "difficulty": "easy",
+                            "dataset": "voxceleb", "split": "test-mini", "benchmark": "mmau"}
+    rc, _, err = run(capsys, "mmau", root / "mmau-test.json", "--out", tmp_path / "t.jsonl")
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "no 'answer' field" in err
+    assert "mmau-test.json item 0" in err and not (tmp_path / "t.jsonl").exists()
+
+
+def test_mmsu_letter_answer_indexes_the_choices_as_published(tmp_path, capsys):
+    write_tone(tmp_path / "a.wav", SEC)
+    row = {"id": "m1", "audio": "a.wav", "question": "Q?", "choice_a": "yes", "choice_b": "yes",
+           "choice_c": "no", "choice_d": "maybe", "answer_gt": "C"}
+    (tmp_path / "MMSU.jsonl").write_text(json.dumps(row) + "\n")
+    rc, _, err = run(capsys, "mmsu", tmp_path / "MMSU.jsonl", "--out", tmp_path / "o.jsonl")
+    assert rc == 0, err
+    (r,) = read_manifest(tmp_path / "o.jsonl")
+    assert (r.choices, r.target) == (["yes", "no", "maybe"], "no")
+
+
+def test_mmsu_hub_release_keeps_every_taxonomy_level(tmp_path, capsys):
+    # ddwang2000/MMSU features: id, task_name, audio, question, choice_a..d, answer_gt, category, sub-category,
+    # sub-sub-category, linguistics_sub_discipline (the leaderboard reports by these).
+    write_tone(tmp_path / "a.wav", SEC)
+    row = {"id": "stress_0002", "task_name": "stress_detection", "audio": "a.wav", "question": "Which word?",
+           "choice_a": "I", "choice_b": "never", "choice_c": "said", "choice_d": "that", "answer_gt": "never",
+           "category": "reasoning", "sub-category": "linguistics", "sub-sub-category": "phonology",
+           "linguistics_sub_discipline": "prosody"}
+    (tmp_path / "MMSU.jsonl").write_text(json.dumps(row) + "\n")
+    rc, _, err = run(capsys, "mmsu", tmp_path / "MMSU.jsonl", "--out", tmp_path / "o.jsonl")
+    assert rc == 0, err
+    assert read_manifest(tmp_path / "o.jsonl")[0].meta == {
+        "task_name": "stress_detection", "category": "reasoning", "sub-category": "linguistics",
+        "sub-sub-category": "phonology", "linguistics_sub_discipline": "prosody", "benchmark": "mmsu"}
+
+
+def test_mmar_jsonl_language_lists_become_mul(tmp_path, capsys):
+    # MMAR-meta.jsonl (ddlBoJack/MMAR): language is null, one code, or several joined by '|' ("zh|en").
+    root = tmp_path / "MMAR"
+    lines = []
+    for i, lang in enumerate(["zh|en", None, "ja"]):
+        write_tone(root / "audio" / f"clip{i}.wav", SEC)
+        lines.append({"id": f"clip{i}", "audio_path": f"./audio/clip{i}.wav", "question": "Where?",
+                      "choices": ["Open Grassland", "City Streets"], "answer": "Open Grassland",
+                      "modality": "mix-sound-speech", "category": "Cultural Layer",
+                      "sub-category": "Professional Knowledge and Reasoning", "language": lang, "source": "youtube",
+                      "url": "https://example.org/v", "timestamp": "00:01:32,00:02:02"})
+    (root / "MMAR-meta.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    rc, _, err = run(capsys, "mmar", root, "--out", tmp_path / "o.jsonl")
+    assert rc == 0, err
+    rows = read_manifest(tmp_path / "o.jsonl")
+    assert [(r.lang, r.meta.get("language")) for r in rows] == [("mul", "zh|en"), ("en", None), ("ja", "ja")]
+
+
+# ------------------------------------------------------------------------------------------ Common Voice
+
+def test_commonvoice_sentence_of_quote_marks_only_is_left_out(tmp_path, capsys):
+    # cv-corpus-5-2020-06-22/en/test.tsv holds a sentence '""' (CorporaCreator issue 108); raw, unbalanced
+    # quotes elsewhere are the sentence's own (cv-corpus-11.0 ja).
+    lang = tmp_path / "en"
+    for i in (1, 2):
+        write_tone(lang / "clips" / f"common_voice_en_1675901{i}.mp3", SEC, 48_000, seed=i)
+    write_lines(lang / "test.tsv", [
+        "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\tlocale\tsegment",
+        'c1\tcommon_voice_en_16759011.mp3\t"""Good-bye,"" said the boy.\t2\t0\t\t\t\ten\t',
+        'c2\tcommon_voice_en_16759012.mp3\t""\t2\t0\tthirties\tmale\tus\ten\t',
+    ])
+    out = tmp_path / "cv.jsonl"
+    rc, _, err = run(capsys, "commonvoice", lang, "--split", "test", "--out", out)
+    assert rc == 0, err
+    assert "left out 1 rows on purpose: 1 with a sentence of punctuation only" in err
+    assert [r.target for r in read_manifest(out)] == ['"""Good-bye,"" said the boy.']

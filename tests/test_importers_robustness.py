@@ -248,22 +248,23 @@ def test_mmsu_wrong_typed_fields_are_bad_rows_never_reprs(tmp_path, capsys):
             {**mmsu_row(3, "sad", "a.wav"), "answer_gt": True},
             {**mmsu_row(4, "sad", "a.wav"), "id": [4]},
             {**mmsu_row(5, "sad", "a.wav"), "audio": ["a.wav"]},
-            {**mmsu_row(6, "happy", "a.wav"), "choice_b": "happy"},  # duplicate choices: ambiguous
+            {**mmsu_row(6, "happy", "a.wav"), "choice_b": "happy"},  # an option listed twice: kept once
             {**mmsu_row(7, "A", "a.wav"), "id": 7, "choice_a": 1, "choice_b": 2, "choice_c": ""}]  # numbers: text
     src = tmp_path / "MMSU.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "o.jsonl"
     rc, _, err = run(capsys, "mmsu", src, "--out", out)
     assert rc == 0, err
-    assert "skipped 6 of 8 rows that do not fit the manifest" in err
+    assert "skipped 5 of 8 rows that do not fit the manifest" in err
+    assert "note: 1 rows list an option more than once (kept once)" in err
     assert f"{src}:2 (id 'mmsu_1': 'question' must be text, got array)" in err
     kept = read_manifest(out)
     assert [(r.id, r.choices, r.target) for r in kept] == [("mmsu_0", ["happy", "sad", "angry"], "sad"),
+                                                           ("mmsu_6", ["happy", "angry"], "happy"),
                                                            ("7", ["1", "2"], "1")]
     assert "[" not in out.read_text().replace('"choices": [', "")  # no Python repr anywhere
     for line, problem in ((3, "'choice_c' must be text, got object"), (4, "'answer_gt' must be text, got true"),
-                          (5, "'id' must be text, got array"), (6, "'audio' must be a path"),
-                          (7, "field 'choices' holds 'happy' more than once (the answer would be ambiguous)")):
+                          (5, "'id' must be text, got array"), (6, "'audio' must be a path")):
         src.write_text(json.dumps(rows[line - 1]) + "\n")
         rc, _, err = run(capsys, "mmsu", src, "--strict", "--out", tmp_path / "s.jsonl")
         assert rc == 1 and len(err.strip().splitlines()) == 1 and f"{src}:1: " in err and problem in err, err
@@ -271,13 +272,14 @@ def test_mmsu_wrong_typed_fields_are_bad_rows_never_reprs(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("corpus,name,key", [("mmau", "mmau.json", "audio_id"), ("mmar", "MMAR-meta.json", "audio_path")])
-def test_qa_wrong_types_and_duplicate_choices_are_bad_rows(tmp_path, capsys, corpus, name, key):
+def test_qa_wrong_types_are_bad_rows_repeated_choices_kept_once(tmp_path, capsys, corpus, name, key):
     src = qa_json(tmp_path, name, key, [{}, {"question": ["q"]}, {"choices": ["x", "x", "y"]},
                                         {"answer": ["x"]}, {key: {"p": "a.wav"}}, {"choices": ["x", True]}])
     rc, _, err = run(capsys, corpus, src, "--out", tmp_path / "o.jsonl")
-    assert rc == 0 and "skipped 5 of 6 rows that do not fit the manifest" in err
-    assert "'question' must be text, got array" in err and "holds 'x' more than once" in err
-    assert [r.id for r in read_manifest(tmp_path / "o.jsonl")] == ["r0"]
+    assert rc == 0 and "skipped 4 of 6 rows that do not fit the manifest" in err
+    assert "'question' must be text, got array" in err and "note: 1 rows list an option more than once" in err
+    rows = read_manifest(tmp_path / "o.jsonl")
+    assert [(r.id, r.choices) for r in rows] == [("r0", ["x", "y"]), ("r2", ["x", "y"])]
 
 
 # ---------------------------------------------------------------------- truncated lines are malformed

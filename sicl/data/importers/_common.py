@@ -69,6 +69,8 @@ class Scan:
     bad_audio: list[tuple[Candidate, str]] = field(default_factory=list)
     #: rows whose decoded audio is shorter than this are dropped (MyST's --min-seconds).
     min_seconds: float = 0.0
+    #: what -> count of rows kept after a harmless repair (e.g. a choice listed twice, kept once): one note line.
+    notes: Counter[str] = field(default_factory=Counter)
 
     def add(self, example: Example, where: str) -> None:
         """Queue a row after checking it against the manifest contract (so the output always reads back)."""
@@ -347,6 +349,16 @@ def resolve_answer(answer: Any, choices: list[str]) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def distinct_choices(choices: list[str], out: Scan) -> list[str]:
+    """``choices`` with each option once, in order (a list that repeats an option verbatim, as some MMAU items
+    do, is one question with fewer options, not an ambiguous one). Resolve a letter answer *before* this, on
+    the list as published. A repaired row is counted in ``out.notes``."""
+    unique = list(dict.fromkeys(choices))
+    if len(unique) < len(choices):
+        out.notes["list an option more than once (kept once)"] += 1
+    return unique
+
+
 def _loose(s: str) -> str:
     return " ".join(s.casefold().split()).rstrip(".")
 
@@ -488,6 +500,8 @@ def finish(scan: Scan, out: Path, *, max_seconds: float, strict: bool, jobs: int
     if scan.dropped:
         parts = ", ".join(f"{n} {why}" for why, n in scan.dropped.most_common())
         warn(f"left out {sum(scan.dropped.values())} rows on purpose: {parts}")
+    if scan.notes:
+        warn("note: " + ", ".join(f"{n} rows {what}" for what, n in scan.notes.most_common()))
     if repeated:
         warn(f"{len(repeated)} id(s) occur more than once; repeats renamed with a '{DUP_SEP}N' suffix: "
              + _names(repeated))

@@ -3,11 +3,13 @@ question, a ``choices`` list and an ``answer`` text, audio paths relative to the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from sicl.data.importers._common import (
     Scan,
+    distinct_choices,
     field_text,
     not_text,
     pick_meta,
@@ -18,6 +20,10 @@ from sicl.data.importers._common import (
     single_file,
 )
 from sicl.data.manifest import Example
+from sicl.errors import SiclError
+
+#: ISO 639 code for "multiple languages": the ``lang`` of a row whose language field lists several (``zh|en``).
+MULTI_LANG = "mul"
 
 
 def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Sequence[str],
@@ -29,6 +35,10 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
     required = ("id", audio_key, "question", "choices", "answer")
     text_keys = ("id", "question", "answer", audio_key, *((lang_key,) if lang_key else ()))
     for where, obj in read_json_records(path):
+        if isinstance(obj, dict) and "answer" not in obj and all(k in obj for k in required if k != "answer"):
+            raise SiclError(f"{where}: no 'answer' field: this file's answers are not published (e.g. MMAU's "
+                            "test split, scored on the benchmark's server); import a file with answers, such as "
+                            "mmau-test-mini.json")
         row = require_keys(obj, required, where)
         fields = {k: field_text(row.get(k)) for k in text_keys}
         rid = fields["id"]
@@ -51,15 +61,18 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
             out.bad_rows.append((where, f"id {rid!r}: 'question' is {_describe(row['question'])}"))
             continue
         choices = [c for c in choices if c]
-        target = resolve_answer(fields["answer"], choices)
+        target = resolve_answer(fields["answer"], choices)  # a letter indexes the list as published
         if target is None:
             out.bad_rows.append((where, f"id {rid!r}: answer {fields['answer']!r} is none of the choices"))
             continue
+        choices = distinct_choices(choices, out)
         rel = fields[audio_key]
         if not rel:
             out.bad_rows.append((where, f"id {rid!r}: empty '{audio_key}'"))
             continue
         lang = fields[lang_key] if lang_key else ""
+        if len(re.split(r"\s*[|,/]\s*", lang)) > 1:  # MMAR's "zh|en": speech in several languages
+            lang = MULTI_LANG
         out.add(Example(id=rid, audio=str(resolve_audio(path.parent, rel).resolve()), task="aqa",
                         target=target, question=question, choices=choices, **({"lang": lang} if lang else {}),
                         meta={**pick_meta(row, meta_keys), "benchmark": benchmark}), where)

@@ -2,6 +2,10 @@
 
 Handles CV 15.0+ columns (``sentence_id``, ``sentence_domain``) and older releases (no such columns,
 ``accent`` instead of ``accents``, paths without the ``.mp3`` suffix in the earliest TSV releases).
+
+The TSVs are plain tab-separated text without quoting or escapes (released files hold raw, even unbalanced,
+quote marks): a sentence's quotes are its own. A few released sentences hold nothing but quote marks (``""``, left when
+markup was stripped upstream); such rows are left out like empty ones.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def scan(src: Path, args: argparse.Namespace) -> Scan:
             continue
         if not sentence:
             out.drop("with an empty sentence")
+            continue
+        if not any(ch.isalnum() for ch in sentence):  # e.g. '""': markup stripped upstream left only quotes
+            out.drop("with a sentence of punctuation only")
             continue
         audio = clips / rel
         if not audio.suffix and not audio.exists():  # earliest TSV releases name clips without ".mp3"

@@ -1,6 +1,7 @@
 """MMAU test-mini: a JSON list of ``id, audio_id, question, choices, answer, task, category /
 sub-category, difficulty, dataset``; ``audio_id`` (``./test-mini-audios/<uuid>.wav``) is relative to
-the JSON's folder."""
+the JSON's folder. Given a folder (e.g. a clone of the MMAU repository, which also holds ``mmau-test.json``,
+the test split without answers), its ``*test-mini*.json`` is read."""
 
 from __future__ import annotations
 
@@ -22,5 +23,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def scan(src: Path, args: argparse.Namespace) -> Scan:
     return scan_qa(src, audio_key="audio_id", meta_keys=META_KEYS,
-                   patterns=("mmau*.json", "*test-mini*.json", "*.json"), what="MMAU JSON",
+                   patterns=("*test-mini*.json", "mmau*.json", "*.json"), what="MMAU JSON",
                    benchmark="mmau")

@@ -15,6 +15,7 @@ from sicl.data.importers._common import (
     Scan,
     check_not_input,
     cleanup_on_error,
+    distinct_choices,
     field_text,
     not_text,
     pick_meta,
@@ -34,7 +35,11 @@ CHOICE_KEYS = ("choice_a", "choice_b", "choice_c", "choice_d")
 #: fields that must be text (a string, or a number such as an id 7); a list or object makes the row unusable
 TEXT_KEYS = ("id", "question", *CHOICE_KEYS, "answer_gt")
 # Several spellings are in circulation; keep whichever the file has.
-META_KEYS = ("task_name", "task", "category", "sub-category", "sub_category", "subcategory", "sub_task")
+# The Hugging Face release (ddwang2000/MMSU) has task_name, category (perception / reasoning), sub-category
+# (linguistics / paralinguistics), sub-sub-category (semantics, phonology, ...) and linguistics_sub_discipline:
+# the breakdowns the MMSU leaderboard reports.
+META_KEYS = ("task_name", "task", "category", "sub-category", "sub_category", "subcategory", "sub-sub-category",
+             "sub_sub_category", "linguistics_sub_discipline", "sub_task")
 FORMATS = (".parquet", ".jsonl", ".json")
 
 
@@ -150,11 +155,12 @@ def _scan_file(path: Path, audio_dir: Path, out: Scan) -> None:
             out.bad_rows.append((where, f"id {rid!r}: 'question' is {why}"))
             continue
         choices = [c for c in (fields[k] for k in CHOICE_KEYS) if c]
-        target = resolve_answer(fields["answer_gt"], choices)
+        target = resolve_answer(fields["answer_gt"], choices)  # a letter indexes the choices as published
         if target is None:
             out.bad_rows.append((where, f"id {rid!r}: answer_gt {fields['answer_gt']!r} "
                                         "is none of the choices"))
             continue
+        choices = distinct_choices(choices, out)
         if row["audio"] is not None and not isinstance(row["audio"], str | dict):
             out.bad_rows.append((where, f"id {rid!r}: 'audio' must be a path or a {{bytes, path}} struct, "
                                         f"got {json_type_name(row['audio'])}"))
