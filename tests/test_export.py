@@ -84,3 +84,26 @@ def test_export_errors_are_one_line(trained, tmp_path):
     assert res.returncode == 1 and res.stderr.strip().endswith("does not exist") and "Traceback" not in res.stderr
     res = _sicl("export", "--adapter", adapter, "--out", tmp_path / "o", "--push-to-hub", "me/x")
     assert res.returncode == 1 and "--allow-upload" in res.stderr and not (tmp_path / "o").exists()
+
+
+def test_find_evaluations_skips_malformed_files_and_stops_at_its_depth(tmp_path):
+    from sicl.models.export import find_evaluations
+
+    adapter = tmp_path / "runs" / "adapter"
+    adapter.mkdir(parents=True)
+
+    def run(folder, run_json, adapter_path=adapter):
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"asr": {"wer": 0.25}}))
+        (folder / "run.json").write_text(run_json)
+        (folder / "settings.json").write_text(json.dumps({"adapter": str(adapter_path)}))
+
+    run(tmp_path / "runs" / "eval" / "child", json.dumps({"eval_set": "child", "k": 3, "adapter": str(adapter)}))
+    run(tmp_path / "runs" / "junk", "[1, 2]")  # not an object: read as {}, its settings.json still names the adapter
+    run(tmp_path / "runs" / "other", "{}", adapter_path=tmp_path / "elsewhere")  # another adapter's run
+    run(tmp_path / "runs" / "a" / "b" / "c" / "d" / "e", "{}")  # deeper than depth 4 below both roots
+    (tmp_path / "runs" / "bad").mkdir()
+    (tmp_path / "runs" / "bad" / "metrics.json").write_text("{torn")
+    (tmp_path / "runs" / "bad" / "settings.json").write_text(json.dumps({"adapter": str(adapter)}))
+    found = sorted((e["eval_set"], e["k"]) for e in find_evaluations(adapter))
+    assert found == [("child", 3), ("junk", None)]  # the torn metrics.json is left out

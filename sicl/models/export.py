@@ -78,31 +78,41 @@ def _scrub(value: Any) -> Any:
 
 
 def find_evaluations(adapter: Path, depth: int = 4) -> list[dict[str, Any]]:
-    """Metrics of ``sicl eval`` runs near the adapter (up to two folders above it) that used this adapter."""
+    """Metrics of ``sicl eval`` runs near the adapter (up to two folders above it, at most ``depth`` folders
+    down) that used this adapter. The walk stops at ``depth`` (an adapter in a home folder must not make it
+    read the whole home) and skips any file that is not what ``sicl eval`` writes."""
+    import os
+
     me = adapter.resolve()
     found: list[dict[str, Any]] = []
-    roots = [me.parent, me.parent.parent]
     seen: set[Path] = set()
-    for root in roots:
-        for metrics in sorted(root.rglob("metrics.json")):
-            if metrics in seen or len(metrics.relative_to(root).parts) > depth + 1:
+    for root in (me.parent, me.parent.parent):
+        for folder, dirs, files in os.walk(root):
+            level = len(Path(folder).relative_to(root).parts)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+            metrics = Path(folder) / "metrics.json"
+            if "metrics.json" not in files or metrics in seen:
                 continue
             seen.add(metrics)
-            run = metrics.parent / "run.json"
-            try:
-                info = json.loads(run.read_text()) if run.is_file() else {}
-                used = info.get("adapter") or json.loads((metrics.parent / "settings.json").read_text()).get("adapter")
-            except (OSError, ValueError):
+            info = _json_object(metrics.parent / "run.json")
+            used = info.get("adapter") or _json_object(metrics.parent / "settings.json").get("adapter")
+            if not isinstance(used, str) or not used or Path(used).resolve() != me:
                 continue
-            if not used or Path(used).resolve() != me:
-                continue
-            try:
-                m = json.loads(metrics.read_text())
-            except (OSError, ValueError):
+            m = _json_object(metrics)
+            if not m:  # torn or edited: nothing to report
                 continue
             found.append({"eval_set": info.get("eval_set") or metrics.parent.name, "k": info.get("k", m.get("k")),
                           "metrics": {k: v for k, v in m.items() if isinstance(v, (int, float, dict))}})
     return found
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when it is missing, unreadable, not JSON or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _card(base: str, sha: str, cfg: dict[str, Any] | None, evals: list[dict[str, Any]], merged: bool) -> str:
