@@ -5,8 +5,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The CPU build of torch that these machines carry; elsewhere set TORCH_SPEC to the build you want.
+# The CPU build of torch that these machines carry; elsewhere set TORCH_SPEC to the build you want, and
+# TORCH_INDEX to where it comes from (plain PyPI serves the CUDA build for Linux; the CPU wheel is
+# TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu").
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP  := $(VENV)/.sicl-installed
 
 .PHONY: demo test test-all test-vllm lint venv clean-venv vllm-env clean-vllm-env
@@ -17,7 +20,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "sicl needs Python >= 3.11, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
 	$(BIN)/python -m pip install -q -e ".[dev,train,parquet]"
 	@touch $(STAMP)
 
