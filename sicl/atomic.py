@@ -64,6 +64,14 @@ def write_temp(path: str | Path, text: str) -> Path:
     return Path(tmp)
 
 
+def plain_mode(path: str | Path) -> None:
+    """Give ``path`` the permissions a plain ``open`` (``0666 & ~umask``) or ``mkdir`` (``0777 & ~umask``) would.
+    For files written by libraries that do otherwise: safetensors (0.8) writes through a 0600 temporary file,
+    ``tempfile.mkdtemp`` makes 0700 folders and ``shutil.copy2`` keeps the source's mode."""
+    path = Path(path)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_open(path) as fh:
         fh.write(text)

@@ -3,8 +3,8 @@
 YAML is parsed with a ``yaml.SafeLoader`` (data, never code) that refuses a key given twice; a file that is not
 UTF-8 is a one-line error naming the byte. Every field of a config dataclass documents
 itself with ``field(metadata={"help": ...})``; unknown keys and values of the wrong type are errors that
-name the key and where it came from (the file, or the command-line override). Nested dataclasses are
-addressed with dots (``lora.r=16``). A config class may define ``config_problems()``, yielding
+name the key and where it came from (the file, the command-line override, or the Python argument of the
+notebook API). Nested dataclasses are addressed with dots (``lora.r=16``). A config class may define ``config_problems()``, yielding
 ``(key, problem)`` for values out of range; the first one is an error that names its source, raised while
 the config is loaded (before any model or output).
 """
@@ -12,6 +12,7 @@ the config is loaded (before any model or output).
 from __future__ import annotations
 
 import contextvars
+import copy
 import dataclasses
 import types
 import typing
@@ -25,12 +26,16 @@ from sicl.errors import ConfigError
 T = TypeVar("T")
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides (values parsed as YAML)."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *,
+                values: typing.Mapping[str, Any] | None = None, caller: str = "Python") -> T:
+    """Build ``cls`` from a YAML file (optional), ``key=value`` overrides (values parsed as YAML), then ``values``:
+    keys set from Python (``{"max_steps": 50, "lora.r": 16}``), taken as given and never parsed as YAML; their
+    errors name ``argument KEY of CALLER``."""
     data: dict[str, Any] = {}
     if path is not None:
         data = read_config_file(path)
-    cli: dict[str, str] = {}  # key -> the override as written, for messages
+    # key -> (source of a bad value, source of a bad key), for messages
+    cli: dict[str, tuple[str, str]] = {}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -42,12 +47,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
-        cli[key.strip()] = item
+        cli[key.strip()] = (f"override {item}", "command line")
+    for key, value in (values or {}).items():
+        _set_dotted(data, key, copy.deepcopy(value))
+        cli[key] = (f"argument {key} of {caller}",) * 2
     where = str(path) if path else "config"
     for key, why in getattr(cls, "IGNORED_KEYS", {}).items():
         # a value other than the default would be silently ignored (a saved, resolved config holds the default)
         if _has_dotted(data, key) and _get_dotted(data, key) != _default_of(cls, key):
-            raise ConfigError(f"{'command line' if key in cli else where}: {key} is not used here ({why})")
+            source = next((s[1] for c, s in cli.items() if key == c or key.startswith(c + ".")), where)
+            raise ConfigError(f"{source}: {key} is not used here ({why})")
     token = _CLI_KEYS.set(types.MappingProxyType(cli))
     try:
         return _build(cls, data, where=where)
@@ -110,19 +119,19 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# Keys given on the command line while a config is built (key -> override as written), so an error names
-# the right source.
-_CLI_KEYS: contextvars.ContextVar[typing.Mapping[str, str]] = contextvars.ContextVar(
+# Keys given on the command line or from Python while a config is built (key -> (source of a bad value, source
+# of a bad key)), so an error names the right source.
+_CLI_KEYS: contextvars.ContextVar[typing.Mapping[str, tuple[str, str]]] = contextvars.ContextVar(
     "sicl_cli_keys", default=types.MappingProxyType({}))
 
 
 def _bad(where: str, key: str, problem: str) -> ConfigError:
-    """``KEY PROBLEM``, attributed to the override that set ``key`` (``override max_steps=ten: ...``), else
-    to the file ``where``."""
+    """``KEY PROBLEM``, attributed to the override or argument that set ``key`` (``override max_steps=ten: ...``),
+    else to the file ``where``."""
     cli = _CLI_KEYS.get()
-    for k, item in cli.items():  # `lora={r: 0}` sets lora.r, `tasks=[...]` tasks[0].pool
+    for k, (source, _) in cli.items():  # `lora={r: 0}` sets lora.r, `tasks=[...]` tasks[0].pool
         if key == k or key.startswith((k + ".", k + "[")):
-            return ConfigError(f"override {item}: {key} {problem}")
+            return ConfigError(f"{source}: {key} {problem}")
     return ConfigError(f"{where}: {key} {problem}")
 
 
@@ -179,8 +188,8 @@ def _build(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> 
     if unknown:
         cli = _CLI_KEYS.get()
         # an override sets the key itself, a key below it (`foo.bar=1`), or a section above it (`tasks=[{...}]`)
-        source = "command line" if any(c == full or c.startswith(full + ".") or full.startswith((c + ".", c + "["))
-                                       for k in unknown for full in [prefix + k] for c in cli) else where
+        source = next((cli[c][1] for k in unknown for full in [prefix + k] for c in cli
+                       if c == full or c.startswith(full + ".") or full.startswith((c + ".", c + "["))), where)
         raise ConfigError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} for "
                           f"{cls.__name__} (known: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)

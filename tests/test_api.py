@@ -25,3 +25,47 @@ def test_api_end_to_end(data, tmp_path):
     assert sicl.score(tmp_path / "e" / "k=2" / "predictions.jsonl")["asr"] == metrics[2]["asr"]
     with pytest.raises(AttributeError):
         sicl.nope  # noqa: B018
+
+
+def test_api_mistakes_are_sicl_errors_naming_the_argument(data, tmp_path):
+    from sicl.errors import SiclError
+
+    q, p = data["queries"], data["pool"]
+    with pytest.raises(SiclError, match=r"^sicl.evaluate: unknown keyword argument\(s\) bogus \(accepted: data, out, "
+                                        r"model, pool, k, adapter, resume, retriever, .*batch_size"):
+        sicl.evaluate(q, tmp_path / "e", bogus=1)
+    with pytest.raises(SiclError, match=r"^sicl.retrieve: unknown keyword argument\(s\) threads \(accepted: data, "):
+        sicl.retrieve(q, p, threads=1)
+    with pytest.raises(SiclError, match=r"^sicl.retrieve: k must be an int >= 0, got '3'"):
+        sicl.retrieve(q, p, k="3", pseudo_labeler="gold")
+    for bad in ("3", [1, "2"], [], True, -1):
+        with pytest.raises(SiclError, match=r"^sicl.evaluate: k must be an int >= 0 or a non-empty list of them"):
+            sicl.evaluate(q, tmp_path / "e", k=bad)
+    with pytest.raises(SiclError, match=r"^argument batch_size of sicl.evaluate: batch_size must be int, got '4'"):
+        sicl.evaluate(q, tmp_path / "e", batch_size="4")
+    with pytest.raises(SiclError, match=r"^sicl.score: no prediction rows given"):
+        sicl.score([])
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SiclError, match=r"^sicl.score: no prediction rows in .*empty.jsonl"):
+        sicl.score(tmp_path / "empty.jsonl")
+    assert not (tmp_path / "e").exists()
+
+
+def test_train_keywords_are_python_values_not_yaml(monkeypatch):
+    import sicl.train.sicl_at as sicl_at
+    from sicl.errors import SiclError
+
+    got = []
+    monkeypatch.setattr(sicl_at, "train", lambda cfg, resume=False: got.append(cfg) or cfg.output_dir)
+    for value in ("runs/x #2", "a: b", "yes", "null", "[1]"):
+        assert sicl.train("configs/demo/sicl-at1.yaml", output_dir=value) == value
+    assert sicl.train("configs/demo/sicl-at1.yaml", ["lora.r=4"], lora={"r": 16, "alpha": 8}) is not None
+    assert (got[-1].lora.r, got[-1].lora.alpha) == (16, 8)
+    with pytest.raises(SiclError, match=r"^argument max_steps of sicl.train: max_steps must be int, got 'ten'"):
+        sicl.train("configs/demo/sicl-at1.yaml", max_steps="ten")
+    with pytest.raises(SiclError, match=r"^argument lora of sicl.train: lora.r must be >= 1, got 0"):
+        sicl.train("configs/demo/sicl-at1.yaml", lora={"r": 0})
+    with pytest.raises(SiclError, match=r"^argument bogus of sicl.train: unknown key\(s\) bogus for TrainConfig"):
+        sicl.train("configs/demo/sicl-at1.yaml", bogus=1)
+    with pytest.raises(SiclError, match=r"^sicl.train: overrides must be a list of 'key=value' strings"):
+        sicl.train("configs/demo/sicl-at1.yaml", "max_steps=3")

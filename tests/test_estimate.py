@@ -65,3 +65,20 @@ def test_cli_estimate_json_and_errors(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sicl", "models", "--estimate", str(tmp_path / "nope")], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "not a config.json" in bad.stderr
+
+
+def test_cli_estimate_options_without_estimate_and_out_of_range_values_name_the_flag(capsys):
+    from sicl.cli.main import main
+
+    for argv, message in [(["--json"], "--json only applies with --estimate CONFIG"),
+                          (["--k", "0", "--no-measure"], "--k, --no-measure only apply with --estimate CONFIG"),
+                          (["--name", "tiny-omni"], "--name only applies with --install DIR"),
+                          (["--estimate", "qwen2.5-omni-7b", "--lora-r", "0"], "--lora-r must be >= 1, got 0"),
+                          (["--estimate", "qwen2.5-omni-7b", "--k", "-1"], "--k must be >= 0, got -1"),
+                          (["--estimate", "qwen2.5-omni-7b", "--clip-seconds", "0"], "--clip-seconds must be"),
+                          (["--estimate", "qwen2.5-omni-7b", "--lora-dropout", "1"], "--lora-dropout must be in")]:
+        assert main(["models", *argv]) == 1, argv
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert captured.out == "" and len(lines) == 1, (argv, captured)
+        assert lines[0].startswith(f"sicl models: error: {message}"), (argv, lines)

@@ -64,6 +64,8 @@ def test_merge_gives_a_plain_transformers_model_with_the_same_greedy_outputs(tra
     out = tmp_path / "merged"
     res = _sicl("export", "--adapter", adapter, "--out", out, "--merge")
     assert res.returncode == 0, res.stderr[-2000:]
+    mode = _plain_mode(tmp_path)  # model.safetensors too (safetensors writes 0600)
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {f.name: mode for f in out.iterdir()}
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
     plain = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(out)
@@ -107,3 +109,103 @@ def test_find_evaluations_skips_malformed_files_and_stops_at_its_depth(tmp_path)
     (tmp_path / "runs" / "bad" / "settings.json").write_text(json.dumps({"adapter": str(adapter)}))
     found = sorted((e["eval_set"], e["k"]) for e in find_evaluations(adapter))
     assert found == [("child", 3), ("junk", None)]  # the torn metrics.json is left out
+
+
+def _plain_mode(folder: Path) -> int:
+    """The mode a file made with open() gets in ``folder`` (0666 & ~umask)."""
+    probe = folder / ".probe"
+    probe.write_text("")
+    mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    return mode
+
+
+def _export(capsys, *args):
+    from sicl.cli.main import main
+
+    code = main(["export", *map(str, args)])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_export_into_the_current_empty_folder_keeps_it_and_refuses_a_full_one(trained, tmp_path, monkeypatch,
+                                                                               capsys):
+    _, adapter, _ = trained
+    here = tmp_path / "here"
+    here.mkdir()
+    inode = here.stat().st_ino
+    monkeypatch.chdir(here)
+    code, err = _export(capsys, "--adapter", adapter, "--out", ".")
+    assert code == 0, err
+    assert here.stat().st_ino == inode and (here / "adapter_model.safetensors").is_file()  # the user's folder kept
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    before = sorted(p.name for p in here.iterdir())
+    code, err = _export(capsys, "--adapter", adapter, "--out", ".")
+    assert code == 1 and len(err) == 1 and "(the current folder): folder exists and is not empty" in err[0]
+    assert sorted(p.name for p in here.iterdir()) == before
+    (tmp_path / "file").write_text("x")
+    code, err = _export(capsys, "--adapter", adapter, "--out", tmp_path / "file" / "sub")
+    assert code == 1 and err == [f"sicl export: error: --out {tmp_path / 'file' / 'sub'}: {tmp_path / 'file'} is a "
+                                 "file, not a folder"]
+
+
+def test_export_leaves_a_folder_named_like_its_temporary_alone_and_cleans_up_a_failure(trained, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import sicl.models.export as export
+
+    _, adapter, _ = trained
+    (tmp_path / "share.partial").mkdir()
+    (tmp_path / "share.partial" / "notes.txt").write_text("precious")
+    code, err = _export(capsys, "--adapter", adapter, "--out", tmp_path / "share")
+    assert code == 0, err
+    assert (tmp_path / "share.partial" / "notes.txt").read_text() == "precious"
+
+    def boom(path):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(export, "plain_mode", boom)  # fails after every file is written
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        export.export_adapter(adapter, tmp_path / "new" / "deeper" / "share")
+    assert not (tmp_path / "new").exists()  # nor the temporary folder, nor the folders made for it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        export.export_adapter(adapter, empty)
+    assert list(empty.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "empty", "share", "share.partial"]
+
+
+def test_export_takes_allow_download_to_the_model_lookup(trained, tmp_path, monkeypatch, capsys):
+    import sicl.models.zoo as zoo
+    from sicl.errors import SiclError
+
+    _, adapter, _ = trained
+    monkeypatch.delenv("SICL_ALLOW_DOWNLOAD", raising=False)
+    code, err = _export(capsys, "--adapter", adapter, "--out", tmp_path / "o", "--model", "Qwen/Qwen2.5-Omni-7B")
+    assert code == 1 and len(err) == 1 and "pass --allow-download" in err[0]
+    seen = []
+
+    def resolve(name, allow_download=False):
+        seen.append((name, allow_download))
+        raise SiclError(f"{name}: download failed (offline test)")
+
+    monkeypatch.setattr(zoo, "resolve_model", resolve)
+    code, err = _export(capsys, "--adapter", adapter, "--out", tmp_path / "o", "--model", "Qwen/Qwen2.5-Omni-7B",
+                        "--allow-download")
+    assert code == 1 and seen == [("Qwen/Qwen2.5-Omni-7B", True)] and "download failed" in err[0]
+    assert not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_exported_and_saved_weights_have_the_mode_of_any_other_file(trained, data, tmp_path):
+    from sicl.models.export import export_adapter
+    from sicl.models.lora import apply_lora, save_adapter
+    from sicl.models.tiny_omni import load_tiny_omni
+
+    _, adapter, _ = trained
+    mode = _plain_mode(tmp_path)
+    out = export_adapter(adapter, tmp_path / "share")
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {f.name: mode for f in out.iterdir()}
+    (tmp_path / "made").mkdir()
+    assert out.stat().st_mode & 0o777 == (tmp_path / "made").stat().st_mode & 0o777  # not mkdtemp's 0700
+    model, _ = load_tiny_omni(data["model"])
+    saved = save_adapter(apply_lora(model), tmp_path / "adapter")
+    assert (saved / "adapter_model.safetensors").stat().st_mode & 0o777 == mode

@@ -45,6 +45,9 @@ def test_only_lora_parameters_change_and_outputs_are_written(data, tmp_path):
     assert all("lora_" in k for k in load_file(out / "adapter_model.safetensors"))
     assert load_config(TrainConfig, out / "config.yaml").max_steps == 2
     assert json.loads((out / "run.json").read_text())["global_step"] == 2
+    plain = out / "plain.txt"
+    plain.write_text("x")  # the mode any file gets here: the adapter is shared like it (safetensors writes 0600)
+    assert (out / "adapter_model.safetensors").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_episodes_use_retrieved_demos_and_never_the_query(data, tmp_path):

@@ -101,3 +101,28 @@ def test_devices_resolve_and_a_missing_gpu_is_one_line(data, tmp_path):
         assert res.returncode == 1 and "Traceback" not in res.stderr and "no CUDA device" in res.stderr
         assert not (tmp_path / "r.jsonl").exists()
     assert helper_dtype("cuda:1") == "bfloat16" and helper_dtype("cpu") == "float32"
+
+
+def test_python_values_are_taken_as_given_and_errors_name_the_argument(tmp_path):
+    cfg = "configs/demo/sicl-at1.yaml"
+    for text in ("runs/x #2", "a: b", "yes", "null", "~", "3"):
+        assert load_config(TrainConfig, cfg, values={"output_dir": text}, caller="sicl.train").output_dir == text
+    assert load_config(TrainConfig, cfg, ["lora.r=4"], values={"lora.r": 16}).lora.r == 16  # after overrides
+    with pytest.raises(ConfigError, match=r"^argument foo of sicl.train: unknown key\(s\) foo for TrainConfig"):
+        load_config(TrainConfig, cfg, values={"foo": 1}, caller="sicl.train")
+    with pytest.raises(ConfigError, match=r"^argument retrieval of sicl.train: retrieval.k is not used here"):
+        load_config(TrainConfig, cfg, values={"retrieval": {"k": 5}}, caller="sicl.train")
+    with pytest.raises(ConfigError, match=r"^argument max_steps of sicl.train: max_steps must be int, got '5'"):
+        load_config(TrainConfig, cfg, values={"max_steps": "5"}, caller="sicl.train")
+    with pytest.raises(ConfigError, match=r"^override max_steps=ten: max_steps must be int"):  # the CLI's wording
+        load_config(TrainConfig, cfg, ["max_steps=ten"])
+
+
+def test_plain_mode_gives_what_open_gives(tmp_path):
+    from sicl.atomic import plain_mode
+
+    (tmp_path / "open").write_text("")
+    (tmp_path / "private").write_text("")
+    os.chmod(tmp_path / "private", 0o600)
+    plain_mode(tmp_path / "private")
+    assert (tmp_path / "private").stat().st_mode == (tmp_path / "open").stat().st_mode

@@ -19,10 +19,13 @@ EXAMPLES = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", required=True, metavar="DIR", help="adapter folder written by sicl train")
-    parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder to write")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="new folder to write, or an existing empty one (which is kept and filled)")
     parser.add_argument("--merge", action="store_true", help="write the base model with the adapter merged in")
     parser.add_argument("--model", default=None, metavar="M",
                         help="base model (default: the one in the adapter's training config)")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="allow a hub download of the base model (a hub id as --model or in the config)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="weights dtype of a merged model (default: %(default)s)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO",
@@ -32,12 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sicl.errors import SiclError
-    from sicl.models.export import check_adapter, export_adapter
+    from sicl.models.export import check_adapter, check_out, export_adapter
 
     if args.push_to_hub and not args.allow_upload:
         raise SiclError("--push-to-hub uploads to a public service: add --allow-upload to confirm")
-    check_adapter(args.adapter)
-    out = export_adapter(args.adapter, args.out, merge=args.merge, model=args.model, dtype=args.dtype)
+    check_out(args.out, check_adapter(args.adapter))
+    out = export_adapter(args.adapter, args.out, merge=args.merge, model=args.model, dtype=args.dtype,
+                         allow_download=args.allow_download)
     print(f"sicl export: {'merged model' if args.merge else 'adapter'} and model card in {out}", file=sys.stderr)
     if args.push_to_hub:
         from huggingface_hub import HfApi

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sicl.atomic import atomic_write_text
+from sicl.atomic import atomic_write_text, plain_mode
 from sicl.errors import SiclError
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -81,8 +83,6 @@ def find_evaluations(adapter: Path, depth: int = 4) -> list[dict[str, Any]]:
     """Metrics of ``sicl eval`` runs near the adapter (up to two folders above it, at most ``depth`` folders
     down) that used this adapter. The walk stops at ``depth`` (an adapter in a home folder must not make it
     read the whole home) and skips any file that is not what ``sicl eval`` writes."""
-    import os
-
     me = adapter.resolve()
     found: list[dict[str, Any]] = []
     seen: set[Path] = set()
@@ -141,16 +141,39 @@ def _card(base: str, sha: str, cfg: dict[str, Any] | None, evals: list[dict[str,
     return "\n".join(lines) + "\n"
 
 
+def check_out(out: str | Path, adapter: str | Path) -> Path:
+    """The absolute ``--out`` folder, after checking that it can be written: a new folder, or an existing empty
+    one (the current folder included) that is kept and filled. Never the adapter folder, never a non-empty
+    folder or a file. Checked before any model is loaded or anything written."""
+    given = str(out)
+    path = Path(os.path.abspath(Path(out).expanduser()))
+    if path.resolve() == Path(adapter).resolve():
+        raise SiclError(f"--out {given}: must differ from the adapter folder")
+    if path.is_symlink() and not path.exists():
+        raise SiclError(f"--out {given}: is a broken symbolic link")
+    if path.exists():
+        if not path.is_dir():
+            raise SiclError(f"--out {given}: is a file, not a folder")
+        if any(path.iterdir()):
+            here = " (the current folder)" if path == Path.cwd() else ""
+            raise SiclError(f"--out {given}{here}: folder exists and is not empty; give a new or empty folder")
+        return path
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise SiclError(f"--out {given}: {above} is a file, not a folder")
+            break
+    return path
+
+
 def export_adapter(adapter: str | Path, out: str | Path, merge: bool = False, model: str | None = None,
-                   dtype: str = "float32") -> Path:
+                   dtype: str = "float32", allow_download: bool = False) -> Path:
     """Write ``out``: the adapter (or with ``merge`` the base model with the adapter merged) and a model card.
-    ``model`` overrides the base model recorded in the adapter's training config."""
+    ``model`` overrides the base model recorded in the adapter's training config; ``allow_download`` lets a hub
+    id be downloaded. ``out`` is a new folder or an existing empty one; everything is written into a temporary
+    folder beside it first (``.NAME.partial-XXXX``, removed on failure), so a failed export leaves nothing."""
     adapter = check_adapter(adapter)
-    out = Path(out)
-    if out.resolve() == adapter.resolve():
-        raise SiclError(f"--out {out}: must differ from the adapter folder")
-    if out.exists() and any(out.iterdir()):
-        raise SiclError(f"--out {out}: folder exists and is not empty")
+    out = check_out(out, adapter)
     cfg_path = adapter / "config.yaml"
     try:
         cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
@@ -166,18 +189,19 @@ def export_adapter(adapter: str | Path, out: str | Path, merge: bool = False, mo
         raise SiclError(f"{adapter}: no base model recorded (no config.yaml); pass --model")
     from sicl.models.zoo import resolve_model
 
-    base_dir = resolve_model(base)
+    base_dir = resolve_model(base, allow_download=allow_download)
     sha = weights_sha256(base_dir)
     public = _public_name(str(base))
     evals = find_evaluations(adapter)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # folders this run creates
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))  # never a user's folder
+    moved: list[Path] = []
     try:
         if merge:
             _write_merged(base_dir, adapter, tmp, dtype)
         else:
-            shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+            shutil.copyfile(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
             acfg = json.loads((adapter / "adapter_config.json").read_text())
             acfg["base_model_name_or_path"] = public
             atomic_write_text(tmp / "adapter_config.json", json.dumps(acfg, indent=2, sort_keys=True) + "\n")
@@ -187,11 +211,30 @@ def export_adapter(adapter: str | Path, out: str | Path, merge: bool = False, mo
             {"base_model": public, "base_weights_sha256": sha, "merged": merge, "evaluations": evals},
             indent=2) + "\n")
         atomic_write_text(tmp / "README.md", _card(public, sha, _scrub(cfg) if cfg else None, evals, merge))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
+        for f in tmp.rglob("*"):  # safetensors writes 0600, copies keep the source's mode, mkdtemp is 0700
+            plain_mode(f)
+        if out.exists():  # an empty folder the user made (maybe the current one): keep it, move the files in
+            if any(out.iterdir()):
+                raise SiclError(f"--out {out}: something was written into it during the export; nothing changed")
+            for f in sorted(tmp.iterdir()):
+                f.rename(out / f.name)
+                moved.append(out / f.name)
+            tmp.rmdir()
+        else:
+            plain_mode(tmp)
+            tmp.rename(out)
     except BaseException:
+        for f in moved:
+            if f.is_dir() and not f.is_symlink():
+                shutil.rmtree(f)
+            else:
+                f.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # deepest first; only while empty (never another writer's files)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return out
 

@@ -105,9 +105,16 @@ def load_adapter(model: Any, path: str | Path, trainable: bool = False) -> PeftM
 
 
 def save_adapter(model: PeftModel, path: str | Path) -> Path:
-    """Write only the adapter weights (safetensors) and config."""
+    """Write only the adapter weights (safetensors) and config, readable like any other file sicl writes
+    (safetensors itself leaves its files 0600)."""
+    from sicl.atomic import plain_mode
+
+    path = Path(path)
     model.save_pretrained(str(path), safe_serialization=True)
-    return Path(path)
+    for weights in [path / "adapter_model.safetensors", *path.glob("*/adapter_model.safetensors")]:
+        if weights.is_file():
+            plain_mode(weights)
+    return path
 
 
 def check_towers_untouched(model: Any) -> None:

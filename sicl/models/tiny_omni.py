@@ -154,6 +154,10 @@ def save_tiny_omni(out_dir: str | Path, model: torch.nn.Module, processor: SiclO
         model = _copy_as(model, dtype)
     model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     processor.save_pretrained(out)
+    from sicl.atomic import plain_mode
+
+    for weights in Path(out).glob("*.safetensors"):  # safetensors writes 0600: a model folder is shared like any
+        plain_mode(weights)
     return out
 
 

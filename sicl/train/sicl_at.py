@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from sicl.atomic import plain_mode
 from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.augment import augment_queries
@@ -461,6 +462,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Traine
         return out  # stopped early by a callback: the checkpoint is what --resume continues from
     trainer.save_model(str(out))  # PEFT model: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
+        for weights in out.glob("*.safetensors"):  # safetensors writes 0600: the adapter is shared like any file
+            plain_mode(weights)
         dump_config(cfg, out / "config.yaml")
         with open(out / "log_history.jsonl", "w", encoding="utf-8") as fh:
             for row in trainer.state.log_history:
