@@ -275,3 +275,74 @@ def test_rereads_draw_distinct_other_speakers_and_say_when_none_is_left():
         I._plan("child-reading", 1, 5, set(), kids, None, 2, rereads=[r])
     with pytest.raises(ValueError, match="rereads are for ASR kinds"):
         I._plan("translate", 1, 5, set(), None, None, 2, rereads=[I.Reread({"target": "x"}, set())])
+
+
+def test_a_killed_build_goes_on_from_its_finished_splits_and_writes_the_same_world(tmp_path, monkeypatch):
+    """A build stopped mid-way (here: Ctrl-C while the second domain's first split is being made) keeps its finished
+    splits; run again with the same settings it makes only the rest, and the folder ends byte-identical to an
+    uninterrupted build (clips, manifests and world.json)."""
+    monkeypatch.setitem(W.SIZES, "tiny", TINY)
+    W.build_world(tmp_path / "a", seed=0, size="tiny", workers=1)
+    out = tmp_path / "b"
+    clips = 0
+
+    def stop_in_translate(n: int) -> None:
+        nonlocal clips
+        clips += n
+        if clips > sum(TINY["adult"]) + 2:  # the adult domain is done; translate's test clips are on disk
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        W.build_world(out, seed=0, size="tiny", workers=1, progress=stop_in_translate)
+    partial = json.loads((out / W.PARTIAL).read_text())
+    assert partial["done"] == ["adult/pool", "adult/test", "adult/train"] and not (out / "world.json").exists()
+    assert list((out / "translate" / "audio").glob("translate-test-*.flac")) and \
+        not (out / "translate" / "test.jsonl").exists()
+    made: list[tuple[str, int]] = []
+    real = W.iter_items
+
+    def spy(kind, n, *a, **kw):
+        made.append((kind, n))
+        return real(kind, n, *a, **kw)
+
+    monkeypatch.setattr(W, "iter_items", spy)
+    done: list[int] = []
+    summary = W.build_world(out, seed=0, size="tiny", workers=1, progress=done.append)
+    assert "adult" not in {k for k, _ in made} and ("translate", TINY["translate"][2]) in made
+    assert sum(done) == summary["clips"] and not (out / W.PARTIAL).exists()
+    assert _hashes(out) == _hashes(tmp_path / "a")
+
+
+def test_a_folder_holding_other_files_is_refused_unless_forced(tmp_path, monkeypatch, capsys):
+    from sicl.cli.main import main
+
+    monkeypatch.setitem(W.SIZES, "small", {d: (2, 3, 3) for d in TINY})
+    out = tmp_path / "mine"
+    (out / "adult" / "audio").mkdir(parents=True)
+    (out / "adult" / "audio" / "my_recording.wav").write_text("precious")
+    (out / "adult" / "train.jsonl").write_text("mine\n")
+    before = _hashes(out)
+    assert main(["synth", "--out", str(out), "--size", "small"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not empty and holds no world (adult)" in err and "--force" in err
+    assert _hashes(out) == before and not (out / W.PARTIAL).exists()
+    # --force builds there: world files replace those of the same name, other files stay
+    assert main(["synth", "--out", str(out), "--size", "small", "--force"]) == 0
+    assert (out / "adult" / "audio" / "my_recording.wav").read_text() == "precious"
+    assert (out / "world.json").is_file() and len(read_manifest(out / "adult" / "train.jsonl")) == 2
+    # an unfinished build of other settings is refused too (not silently restarted)
+    W._write_partial(out, 3, "small", set())
+    (out / "world.json").unlink()
+    with pytest.raises(SiclError, match="unfinished world build with seed=3 size=small"):
+        W.build_world(out, seed=0, size="small", workers=1)
+
+
+def test_negative_seeds_are_refused_before_anything_is_written(tmp_path, capsys):
+    from sicl.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--out", str(tmp_path / "w"), "--seed", "-1"])
+    assert e.value.code == 2 and "--seed: must be >= 0, got -1" in capsys.readouterr().err
+    with pytest.raises(SiclError, match="world seed must be a whole number >= 0, got -1"):
+        W.build_world(tmp_path / "w", seed=-1, size="small")
+    assert not (tmp_path / "w").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sicl.cli import threads_arg
 from sicl.config import field_help
 
 #: shown at the end of --help
@@ -28,10 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pretraining config (configs/pretrain); without it, the defaults and key=value")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help=f"config overrides, values as YAML (keys: {keys})")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads for training (same as the key threads=N)")
+    parser.add_argument("--threads", type=threads_arg, default=None,
+                        help="torch CPU threads for training, 0: torch's default (same as the key threads=N)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from out_dir/checkpoint (same as the key resume=true)")
+                        help="continue from out_dir/checkpoint (same as the key resume=true); without it, an out_dir "
+                             "that holds a run is refused")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from sicl.atomic import atomic_write_text
+
 
 def save_train_state(folder: Path, opt: torch.optim.Optimizer, head: torch.nn.Module | None,
                      state: dict[str, Any]) -> None:
@@ -27,7 +29,8 @@ def save_train_state(folder: Path, opt: torch.optim.Optimizer, head: torch.nn.Mo
         for name, value in head.state_dict().items():
             tensors[f"head.{name}"] = value.detach().cpu().contiguous()
     save_file(tensors, str(folder / "train_state.safetensors"))
-    (folder / "train_state.json").write_text(json.dumps({**state, "param_groups": sd["param_groups"]}))
+    # last, and atomically: a checkpoint folder with this file is complete (train._resumable_checkpoint)
+    atomic_write_text(folder / "train_state.json", json.dumps({**state, "param_groups": sd["param_groups"]}))
 
 
 def load_train_state(folder: Path, opt: torch.optim.Optimizer, head: torch.nn.Module | None) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def export_model(model_dir: Path, dest: Path, max_shard: str = "12MB", extra: li
     weights: dict[str, torch.Tensor] = {}
     for f in sorted(model_dir.glob("model*.safetensors")):
         weights.update(_load(str(f)))
-    written = _write_shards(weights, dest, _parse_size(max_shard))
+    written = _write_shards(weights, dest, parse_size(max_shard))
     with tarfile.open(dest / "meta.tar.gz", "w:gz") as tar:
         for f in sorted(model_dir.iterdir()):
             if f.is_file() and not f.name.startswith("model") and (f.suffix != ".safetensors" or f.name == CTC_HEAD_FILE):
@@ -114,7 +117,8 @@ def _write_shards(weights: dict[str, torch.Tensor], dest: Path, max_bytes: int) 
     return [*paths, idx]
 
 
-def _parse_size(s: str) -> int:
+def parse_size(s: str) -> int:
+    """Bytes in ``12MB`` / ``500KB`` / ``1GB`` / ``4096`` (ValueError for anything else)."""
     s = s.strip().upper()
     for unit, mult in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
         if s.endswith(unit):

@@ -61,18 +61,39 @@ def held_out_sentences(worlds: str | Path | None) -> set[str]:
     """Spoken sentences of the test splits of one or more built worlds (comma-separated folders), never
     to be trained on. A folder that holds no built world is an error, not an empty set: a typo here would
     silently let test sentences into pretraining."""
-    if not worlds:
-        return set()
     from sicl.data.synth.world import world_sentences
-    from sicl.errors import SiclError
 
     found: set[str] = set()
-    for world in str(worlds).split(","):
-        if not (Path(world.strip()) / "world.json").is_file():
-            raise SiclError(f"exclude_world: {world.strip()} holds no built world "
-                            f"(build it with: sicl synth --out {world.strip()})")
-        found |= world_sentences(world.strip())
+    for world in world_folders(worlds):
+        found |= world_sentences(world)
     return found
+
+
+def world_folders(worlds: str | Path | None) -> list[Path]:
+    """The folders of ``exclude_world`` (comma-separated), each checked to hold a complete world (``world.json``);
+    relative paths are resolved from the current directory. Cheap: :func:`sicl.pretrain.train.train` calls it
+    before it writes anything."""
+    from sicl.data.synth.world import PARTIAL
+    from sicl.errors import SiclError
+
+    if not worlds:
+        return []
+    here = f"relative paths are resolved from the current directory {Path.cwd()}"
+    folders = []
+    for entry in str(worlds).split(","):
+        name = entry.strip()
+        if not name:
+            raise SiclError(f"exclude_world: {str(worlds)!r} has an empty entry (expected folders separated by commas)")
+        world = Path(name).expanduser()
+        if not world.exists():
+            raise SiclError(f"exclude_world: {name}: no such folder" + ("" if world.is_absolute() else f" ({here})"))
+        if (world / PARTIAL).is_file() and not (world / "world.json").is_file():
+            raise SiclError(f"exclude_world: {name} holds an unfinished world build (finish it with the same "
+                            f"command: sicl synth --out {name} ...)")
+        if not (world / "world.json").is_file():
+            raise SiclError(f"exclude_world: {name} holds no built world (build it with: sicl synth --out {name})")
+        folders.append(world)
+    return folders
 
 
 def item_instruction(item: Any, preset: str = "plain") -> str:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,17 @@ from safetensors.torch import load_file, save_file
 
 from sicl.config import dump_config
 from sicl.episodes import prompts
+from sicl.errors import SiclError
 from sicl.guard import check_stop, stop_on_signals, stop_requested
 from sicl.models import tiny_omni
 from sicl.pretrain import data
-from sicl.pretrain.checkpoint import CTC_HEAD_FILE, export_model, load_train_state, save_train_state
+from sicl.pretrain.checkpoint import (
+    CTC_HEAD_FILE,
+    export_model,
+    load_train_state,
+    parse_size,
+    save_train_state,
+)
 from sicl.pretrain.evaluate import evaluate, make_eval_items
 
 log = logging.getLogger("sicl.pretrain")
@@ -93,6 +102,75 @@ class PretrainConfig:
     name: str = field(default="", metadata={"help": "the model's name on its card (e.g. tiny-omni v3)"})
     description: str = field(default="", metadata={"help": "what the model was trained on, for its card"})
     ship_to: str = field(default="", metadata={"help": "copy the final model + card into this folder (e.g. sicl/zoo/tiny-omni)"})
+
+    def config_problems(self) -> Iterator[tuple[str, str]]:
+        """``(key, problem)`` for values out of range (:func:`sicl.config.load_config` raises the first one): checked
+        while the config loads, before any model, synthesis or output. Folders (``init``, ``exclude_world``), the
+        ``source`` module and its kinds, the device and the output folder are checked by :func:`train` before it
+        writes anything."""
+        for name, low in (("seed", 0), ("vocab_size", 1), ("tokenizer_texts", 0), ("batch_size", 1),
+                          ("warmup_steps", 0), ("ctc_warmup_steps", 0), ("max_steps", 0), ("workers", 1),
+                          ("chunk", 1), ("buffer_size", 1), ("min_buffer", 1), ("threads", 0), ("log_every", 1),
+                          ("eval_periodic_n", 1), ("eval_n", 1), ("eval_batch", 1)):
+            if getattr(self, name) < low:
+                note = {"max_steps": " (0: no limit)", "threads": " (0: torch's default)"}.get(name, "")
+                yield name, f"must be >= {low}{note}, got {getattr(self, name)}"
+        for name, low, strict in (("lr", 0, True), ("min_lr_ratio", 0, False), ("weight_decay", 0, False),
+                                  ("grad_clip", 0, True), ("ctc_weight", 0, False), ("max_minutes", 0, True),
+                                  ("max_replay", 0, False), ("ckpt_every_minutes", 0, True),
+                                  ("export_every_minutes", 0, False), ("eval_every_minutes", 0, False)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (value > low if strict else value >= low)):
+                yield name, f"must be a number {'>' if strict else '>='} {low}, got {value}"
+        if self.min_lr_ratio > 1:
+            yield "min_lr_ratio", f"must be at most 1 (a fraction of lr), got {self.min_lr_ratio}"
+        if not self.source:
+            yield "source", "is empty: name a module with generate_items(kind, n, seed, exclude=...)"
+        yield from _weights("mix", self.mix, "text")
+        yield from _weights("groups", self.groups, None, GROUPS)
+        for group, n in self.group_batch.items():
+            if group not in GROUPS:
+                yield "group_batch", f"unknown group {group!r} (expected {', '.join(GROUPS)})"
+            elif not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                yield f"group_batch.{group}", f"must be a whole number >= 1, got {n!r}"
+        clips = self.chat_clips
+        if len(clips) != 2 or not 1 <= clips[0] <= clips[1]:
+            yield "chat_clips", f"must be [min, max] with 1 <= min <= max, got {list(clips)}"
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
+            yield "device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+        if self.save_dtype not in ("bf16", "fp32"):
+            yield "save_dtype", f"must be bf16 or fp32, got {self.save_dtype!r}"
+        try:
+            if parse_size(self.export_shard) < 1:
+                raise ValueError
+        except ValueError:
+            yield "export_shard", f"must be a size such as 12MB, 500KB or 1GB, got {self.export_shard!r}"
+        if self.size:
+            known = tiny_omni.DEFAULT_SIZE
+            for key, value in self.size.items():
+                if key not in known:
+                    yield "size", f"unknown key {key!r} (expected {', '.join(known)})"
+                elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    yield f"size.{key}", f"must be a whole number >= 1, got {value!r}"
+
+
+#: batch groups (``groups``, ``group_batch``): see :func:`_group` and :meth:`data.ClipStream.batch`
+GROUPS = ("single", "chat", "text", "shared")
+
+
+def _weights(key: str, weights: dict[str, Any], no_audio: str | None,
+             known: tuple[str, ...] | None = None) -> Iterator[tuple[str, str]]:
+    """A mapping of names to sampling weights: numbers >= 0, and some > 0 (besides ``no_audio``: text-only
+    examples need no synthesis worker, and a worker needs a kind to make)."""
+    for name, w in weights.items():
+        if known is not None and name not in known:
+            yield key, f"unknown group {name!r} (expected {', '.join(known)})"
+        elif isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+            yield f"{key}.{name}", f"must be a number >= 0, got {w!r}"
+            return
+    if not any(w > 0 for name, w in weights.items() if name != no_audio):
+        what = "an audio kind (besides text)" if no_audio else "a group"
+        yield key, f"needs {what} with a weight > 0, got {dict(weights)}"
 
 
 def tokenizer_texts(source: Any, cfg: PretrainConfig) -> list[str]:
@@ -171,11 +249,10 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(cfg.out_dir)
+    dev, init, resume_from = check_run(cfg)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     _setup_logging(out / "train.log")
     dump_config(cfg, out / "config.yaml")
-    dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if cfg.device == "auto" else cfg.device))
     if dev.type == "cuda":  # TF32 matmuls: fp32 training at near-bf16 speed, without autocast's risks
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -185,12 +262,12 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     ckpt = out / "checkpoint"
     state: dict[str, Any] = {"step": 0, "minutes": 0.0, "examples": 0, "history": []}
     init_head: Path | None = None
-    if cfg.resume and (ckpt / "model" / "config.json").exists():
-        model, processor = tiny_omni.load_tiny_omni(ckpt / "model")
+    if resume_from is not None:
+        model, processor = tiny_omni.load_tiny_omni(resume_from / "model")
         log.info("resuming from %s", ckpt)
-    elif cfg.init:
-        model, processor = tiny_omni.load_tiny_omni(cfg.init)
-        init_head = Path(cfg.init) / CTC_HEAD_FILE
+    elif init is not None:
+        model, processor = tiny_omni.load_tiny_omni(init)
+        init_head = init / CTC_HEAD_FILE
     else:
         t0 = time.time()
         tok = tiny_omni.train_tokenizer(tokenizer_texts(source, cfg), cfg.vocab_size)
@@ -210,8 +287,8 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98),
                             fused=dev.type == "cuda")
-    if cfg.resume and (ckpt / "train_state.json").exists():
-        state = load_train_state(ckpt, opt, head)
+    if resume_from is not None:
+        state = load_train_state(resume_from, opt, head)
     frames = attach_frames_hook(model)
 
     t0 = time.time()
@@ -256,6 +333,101 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
 
         install_model(final, Path(cfg.ship_to), metrics)
     return metrics
+
+
+#: what a pretraining run writes into out_dir (besides train.log and tokenizer/): a folder holding any of them holds a
+#: run, which a run without resume would overwrite
+RUN_FILES = ("config.yaml", "checkpoint", "checkpoint.tmp", "final", "metrics.json", "snapshot")
+
+
+def run_artefacts(out: Path) -> list[Path]:
+    """The files and folders of a pretraining run in ``out`` (empty for a missing or fresh folder)."""
+    return [out / name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
+
+
+def check_run(cfg: PretrainConfig) -> tuple[torch.device, Path | None, Path | None]:
+    """Everything :func:`train` can check before it writes anything (the values themselves are checked when the
+    config loads, :meth:`PretrainConfig.config_problems`): the output folder (a run there and ``resume``), the
+    device, the ``init`` model folder, the ``source`` module and the ``mix`` kinds it makes, and the
+    ``exclude_world`` folders. Returns the device, the model folder to start from (None: a random model, or the
+    checkpoint) and the checkpoint to resume (None: none). One-line :class:`SiclError` for each problem."""
+    out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise SiclError(f"out_dir {out}: is a file; give a folder for the run")
+    ckpt = _resumable_checkpoint(out) if cfg.resume else None
+    if not cfg.resume:
+        found = run_artefacts(out)
+        if found:
+            raise SiclError(f"out_dir {out} already holds a pretraining run ({', '.join(p.name for p in found[:3])}"
+                            f"{', ...' if len(found) > 3 else ''}): pass --resume (resume=true) to continue that run, "
+                            f"or pretrain into another (or an empty) out_dir to start over")
+    elif ckpt is None:
+        finished = [p.name for p in run_artefacts(out) if p.name in ("final", "metrics.json")]
+        if finished:  # starting over would put this run's config.yaml next to another run's model
+            raise SiclError(f"--resume: {out} holds a run's results ({', '.join(finished)}) but no checkpoint to "
+                            f"continue from; pretrain into another (or an empty) out_dir to start over")
+    dev = _device(cfg.device)
+    init = _init_folder(cfg.init) if cfg.init and ckpt is None else None
+    _check_source(cfg)
+    data.world_folders(cfg.exclude_world)
+    if cfg.resume and ckpt is None:
+        print(f"sicl pretrain: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+    return dev, init, ckpt
+
+
+def _resumable_checkpoint(out: Path) -> Path | None:
+    """``out/checkpoint`` when it holds a model and its train state. A run killed while replacing its checkpoint
+    (:func:`_checkpoint`: the new one is complete in ``checkpoint.tmp``, the old one removed or half removed)
+    gets the new one in its place."""
+    ckpt, tmp = out / "checkpoint", out / "checkpoint.tmp"
+    if (tmp / "train_state.json").is_file():  # written last: the new checkpoint is complete
+        shutil.rmtree(ckpt, ignore_errors=True)
+        tmp.rename(ckpt)
+    complete = (ckpt / "model" / "config.json").is_file() and (ckpt / "train_state.json").is_file()
+    return ckpt if complete else None
+
+
+def _device(name: str) -> torch.device:
+    from sicl.device import resolve_device
+
+    try:
+        return torch.device(resolve_device(name))
+    except SiclError as e:  # the shared message names the --device flag; pretraining's is a config key
+        raise SiclError(str(e).replace("--device cpu or auto", "device=cpu or auto")) from None
+
+
+def _init_folder(init: str) -> Path:
+    """The model folder ``init`` names: a built-in model (``tiny-omni``) or a folder with a config.json."""
+    from sicl.models.zoo import BUILTINS, resolve_model
+
+    if init in BUILTINS:
+        return resolve_model(init)
+    path = Path(init).expanduser()
+    if not path.is_dir():
+        where = "" if path.is_absolute() else f" (relative paths are resolved from the current directory {Path.cwd()})"
+        raise SiclError(f"init: {init}: no such model folder{where}; give a model folder or a built-in model "
+                        f"({', '.join(BUILTINS)})")
+    if not (path / "config.json").is_file():
+        raise SiclError(f"init: {init}: not a model folder (no config.json)")
+    return path
+
+
+def _check_source(cfg: PretrainConfig) -> None:
+    """``source`` imports and has ``generate_items``; every ``mix`` kind is one it makes (its ``KINDS``) or text."""
+    import importlib
+
+    try:
+        source = importlib.import_module(cfg.source)
+    except ImportError as e:
+        raise SiclError(f"source: cannot import {cfg.source!r} ({e})") from None
+    if not callable(getattr(source, "generate_items", None)):
+        raise SiclError(f"source: {cfg.source} has no generate_items(kind, n, seed, exclude=...)")
+    known = getattr(source, "KINDS", None)
+    if known is not None:
+        unknown = [k for k in cfg.mix if k != "text" and k not in known]
+        if unknown:
+            raise SiclError(f"mix: unknown kind(s) {', '.join(map(repr, unknown))} for source {cfg.source} "
+                            f"(known: {', '.join([*known, 'text'])})")
 
 
 def _loop(cfg: PretrainConfig, model: Any, head: CtcHead, opt: Any, stream: Any, tok: Any, dev: torch.device,

@@ -18,6 +18,7 @@ float32 (2.4 s on average): stream large sets with ``iter_items`` instead of hol
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -211,12 +212,19 @@ def _synth_chunk(args: tuple) -> list[tuple[np.ndarray | None, float]]:
     return out
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the process that started them, which stops the pool (``Pool.__exit__``
+    terminates it): a worker interrupted mid-clip would print a traceback per process (and one from inside
+    espeak-ng's audio callback) before the one-line message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _pool(workers: int):
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["sicl.data.synth.items", "sicl.data.audio"])
     # maxtasksperchild=1: every chunk starts from a pristine espeak-ng state.
-    return ctx.Pool(processes=max(1, workers), maxtasksperchild=1)
+    return ctx.Pool(processes=max(1, workers), maxtasksperchild=1, initializer=_ignore_sigint)
 
 
 def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,

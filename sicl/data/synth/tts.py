@@ -58,8 +58,15 @@ def _init() -> tuple[ctypes.CDLL, int, list[np.ndarray]]:
     chunks: list[np.ndarray] = []
 
     def collect(wav, n, _events):  # called from inside espeak_Synth, same thread
-        if n > 0:
-            chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        # An exception cannot leave a ctypes callback (Python prints "Exception ignored on calling ctypes
+        # callback" and goes on): a Ctrl-C arriving here stops the synthesis (return 1) and is raised again by
+        # synthesize once espeak_Synth has returned.
+        try:
+            if n > 0:
+                chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        except KeyboardInterrupt:
+            _state["interrupted"] = True
+            return 1
         return 0
 
     cb = _CALLBACK(collect)
@@ -92,6 +99,9 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
         chunks.clear()
         data = text.encode("utf-8") + b"\0"
         err = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if _state.pop("interrupted", False):
+            chunks.clear()
+            raise KeyboardInterrupt
         if err != 0:
             raise RuntimeError(f"espeak_Synth failed with code {err}")
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)

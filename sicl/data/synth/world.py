@@ -10,13 +10,16 @@ and other sentences. Every names split speaks the
 pool's topics, whose made-up names only the pool's transcripts spell.
 
 Same seed and size -> byte-identical files. ``world.json`` is written last and marks a complete build; a
-re-run with the same settings is skipped unless ``force``.
+re-run with the same settings is skipped unless ``force``. While a build runs, ``world.partial.json``
+(:data:`PARTIAL`) names its settings and the splits finished so far (rewritten atomically after each split's
+clips and manifest are complete): a build that was killed goes on from there when run again with the same
+seed and size, rebuilding only the unfinished splits, and writes the same files as one uninterrupted build.
+A folder that holds neither file but something else is not written into unless ``force``.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,8 @@ SIZES["small"] = {d: tuple(max(20, c // 10) for c in counts) for d, counts in SI
 # Adult-speech domains share one set of used sentences, so no sentence is in two of them.
 _SHARED_TEXT = ("adult", "translate", "sqa")
 _GEN_ORDER = ("test", "pool", "train")  # test first: its sentences are never reused elsewhere
+#: a build in progress: {"version", "seed", "size", "done": ["<domain>/<split>", ...]}; world.json replaces it
+PARTIAL = "world.partial.json"
 
 
 def _to_example(item: SynthItem, audio: Path) -> Example:
@@ -97,11 +102,23 @@ def upgradable_domains(out: Path, seed: int, size: str) -> list[str]:
     return new if all((out / d / f"{s}.jsonl").is_file() for d in kept for s in SPLITS) else []
 
 
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SiclError(f"{path}: not a readable {what} ({e}); give another folder, or --force to build the "
+                        f"world there") from None
+    if not isinstance(meta, dict):
+        raise SiclError(f"{path}: not a {what} (expected a JSON object); give another folder, or --force to "
+                        f"build the world there")
+    return meta
+
+
 def _is_complete(out: Path, seed: int, size: str) -> bool:
     info = out / "world.json"
     if not info.is_file():
         return False
-    meta = json.loads(info.read_text())
+    meta = _read_json(info, "world description")
     if upgradable_domains(out, seed, size):
         return False
     if (meta.get("seed"), meta.get("size"), meta.get("version", 1)) != (seed, size, WORLD_VERSION):
@@ -111,67 +128,136 @@ def _is_complete(out: Path, seed: int, size: str) -> bool:
     return all((out / d / f"{s}.jsonl").is_file() for d in SIZES[size] for s in SPLITS)
 
 
-def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 2, force: bool = False,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Build (or reuse) the world in ``out``; returns the summary also written to ``world.json``.
-    ``progress`` is called with the number of clips finished since the last call."""
+def check_world_args(out: str | Path, seed: int, size: str) -> None:
+    """The checks :func:`build_world` makes before touching anything (callers may run them earlier)."""
     if size not in SIZES:
         raise SiclError(f"unknown size {size!r} (expected one of {', '.join(SIZES)})")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SiclError(f"world seed must be a whole number >= 0, got {seed!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SiclError(f"{out}: is a file; give a folder for the world")
+
+
+def _finished_units(out: Path, seed: int, size: str, force: bool) -> set[str]:
+    """The ``domain/split`` units a killed build of the same settings finished (their manifest and every clip it
+    names are there); refuses a folder that holds something else than a world unless ``force``."""
+    partial = out / PARTIAL
+    if partial.is_file():
+        meta = {} if force else _read_json(partial, "partial world build record")
+        if force or meta.get("version") != WORLD_VERSION:  # (another version's splits: never finished by this one)
+            return set()
+        if (meta.get("seed"), meta.get("size")) != (seed, size):
+            raise SiclError(f"{out} holds an unfinished world build with seed={meta.get('seed')} "
+                            f"size={meta.get('size')}: finish it with those settings, or build seed={seed} "
+                            f"size={size} there from scratch (sicl synth --force, or sicl demo --fresh)")
+        done = {u for u in meta.get("done", []) if isinstance(u, str)}
+        return {u for u in done if _unit_intact(out, u)}
+    if not force and not (out / "world.json").is_file() and out.is_dir():
+        found = sorted(p.name for p in out.iterdir())
+        if found:
+            raise SiclError(f"{out} is not empty and holds no world ({', '.join(found[:3])}"
+                            f"{', ...' if len(found) > 3 else ''}): give an empty or new folder, or --force to "
+                            f"build the world there (its files replace any of the same name)")
+    return set()
+
+
+def _unit_intact(out: Path, unit: str) -> bool:
+    domain, _, split = unit.partition("/")
+    path = out / domain / f"{split}.jsonl"
+    if not path.is_file():
+        return False
+    try:
+        return all(Path(ex.audio).is_file() for ex in read_manifest(path))
+    except (OSError, ValueError, SiclError):
+        return False
+
+
+def _write_partial(out: Path, seed: int, size: str, done: set[str]) -> None:
+    _write_json(out / PARTIAL, {"version": WORLD_VERSION, "seed": seed, "size": size, "done": sorted(done)})
+
+
+def _clear_split(ddir: Path, domain: str, split: str) -> None:
+    """Remove a split's clips and stray manifest temp files before it is made (from scratch): no stale clip of an
+    older build or a killed one stays. Other files in the folder are left alone."""
+    for pattern in (f"audio/{domain}-{split}-*.flac", f".{split}.jsonl.*.tmp"):
+        for p in ddir.glob(pattern):
+            p.unlink()
+
+
+def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 2, force: bool = False,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build (or reuse, or finish) the world in ``out``; returns the summary also written to ``world.json``.
+    ``progress`` is called with the number of clips finished since the last call (a finished split at once)."""
+    check_world_args(out, seed, size)
     out = Path(out)
     if not force and _is_complete(out, seed, size):
+        (out / PARTIAL).unlink(missing_ok=True)  # (killed between writing world.json and removing it)
         summary = json.loads((out / "world.json").read_text())
         summary["skipped"] = True
         return summary
-    # an older world: keep its domains, read them back for the summary
-    build = (upgradable_domains(out, seed, size) if not force else []) or list(SIZES[size])
-    hours = 0.0
+    done = _finished_units(out, seed, size, force)
+    upgrade = [] if force else upgradable_domains(out, seed, size)
+    if upgrade:  # an older world: its domains count as finished (read back for the summary)
+        done |= {f"{d}/{s}" for d in SIZES[size] if d not in upgrade for s in SPLITS}
+    out.mkdir(parents=True, exist_ok=True)
+    _write_partial(out, seed, size, done)  # first: a kill from here on leaves a build to go on from
     (out / "world.json").unlink(missing_ok=True)  # incomplete until written again
+    hours = 0.0
     shared: set[str] = set()
     texts: dict[str, dict[str, list[str]]] = {}
     counts: dict[str, dict[str, int]] = {}
     for domain, sizes in SIZES[size].items():
-        if domain not in build:
-            rows = {s: read_manifest(out / domain / f"{s}.jsonl") for s in SPLITS}
-            texts[domain] = {s: [_spoken(ex) for ex in r] for s, r in rows.items()}
-            counts[domain] = {s: len(r) for s, r in rows.items()}
-            hours += sum(ex.duration or 0.0 for r in rows.values() for ex in r) / 3600
-            if domain in _SHARED_TEXT:
-                shared |= {t for ts in texts[domain].values() for t in ts}
-            if progress:
-                progress(sum(counts[domain].values()))
-            continue
         ddir = out / domain
-        if (ddir / "audio").exists():
-            shutil.rmtree(ddir / "audio")  # no stale clips from an older build
         used = shared if domain in _SHARED_TEXT else set()
         texts[domain], counts[domain] = {}, {}
         n_of = dict(zip(SPLITS, sizes, strict=True))
         made: dict[str, list[Example]] = {}
         for split in _GEN_ORDER:
-            n = n_of[split]
-            opts: dict[str, Any] = {"rereads": _rereads(domain, split, n, made)}
-            if domain.startswith("child-"):
-                name = domain.removeprefix("child-")
-                opts["speakers"] = V.classroom(f"{name}-train", 6) if split == "train" else V.classroom(name)
-                opts["topics"] = T.SCIENCE_TOPICS if name == "science" else T.READING_TOPICS
-            elif domain == "names":  # every split speaks the pool's topics, each NAMES_PER_TOPIC times in the pool
-                opts["topics"] = list(range(min(N_NAME_TOPICS, max(1, n_of["pool"] // NAMES_PER_TOPIC))))
-            ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
-            examples = []
-            for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
-                                   ids=ids, audio_dir=ddir / "audio", version=WORLD_VERSION, **opts):
-                examples.append(_to_example(item, (ddir / "audio" / f"{item.id}.flac").resolve()))
-                hours += (item.duration or 0.0) / 3600
+            if f"{domain}/{split}" in done:  # finished before: read back (the later splits depend on it)
+                examples = read_manifest(ddir / f"{split}.jsonl")
+                for ex in examples:
+                    hours += (ex.duration or 0.0) / 3600
                 if progress:
-                    progress(1)
+                    progress(len(examples))
+            else:
+                examples = _make_split(ddir, domain, split, n_of, seed, workers, used, made, progress)
+                for ex in examples:
+                    hours += (ex.duration or 0.0) / 3600
+                done.add(f"{domain}/{split}")
+                _write_partial(out, seed, size, done)
             used |= {_spoken(ex) for ex in examples if not (ex.meta or {}).get("category") == "count"}
             made[split] = examples
-            write_manifest(ddir / f"{split}.jsonl", examples)  # after the audio: never half a split
             texts[domain][split] = [_spoken(ex) for ex in examples]
-            counts[domain][split] = n
+            counts[domain][split] = len(examples)
     summary = _summary(seed, size, counts, texts, hours, out)
     _write_json(out / "world.json", summary)
+    (out / PARTIAL).unlink(missing_ok=True)
     return summary
+
+
+def _make_split(ddir: Path, domain: str, split: str, n_of: dict[str, int], seed: int, workers: int,
+                used: set[str], made: dict[str, list[Example]],
+                progress: Callable[[int], None] | None) -> list[Example]:
+    """Synthesise one split from scratch: its clips, then its manifest (atomically: never half a split)."""
+    _clear_split(ddir, domain, split)
+    n = n_of[split]
+    opts: dict[str, Any] = {"rereads": _rereads(domain, split, n, made)}
+    if domain.startswith("child-"):
+        name = domain.removeprefix("child-")
+        opts["speakers"] = V.classroom(f"{name}-train", 6) if split == "train" else V.classroom(name)
+        opts["topics"] = T.SCIENCE_TOPICS if name == "science" else T.READING_TOPICS
+    elif domain == "names":  # every split speaks the pool's topics, each NAMES_PER_TOPIC times in the pool
+        opts["topics"] = list(range(min(N_NAME_TOPICS, max(1, n_of["pool"] // NAMES_PER_TOPIC))))
+    ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
+    examples = []
+    for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
+                           ids=ids, audio_dir=ddir / "audio", version=WORLD_VERSION, **opts):
+        examples.append(_to_example(item, (ddir / "audio" / f"{item.id}.flac").resolve()))
+        if progress:
+            progress(1)
+    write_manifest(ddir / f"{split}.jsonl", examples)  # after the audio: never half a split
+    return examples
 
 
 def _rereads(domain: str, split: str, n: int, made: dict[str, list[Example]]) -> list[Reread] | None:
@@ -226,7 +312,7 @@ def _summary(seed: int, size: str, counts: dict, texts: dict, hours: float, out:
         test = [w for s in texts["names"]["test"] for w in s.split() if w in made_up]
         names = {"test_name_tokens": len(test),
                  "test_names_covered_by_pool": round(sum(w in pool for w in test) / max(1, len(test)), 4)}
-    disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != PARTIAL)
     return {
         "version": WORLD_VERSION, "seed": seed, "size": size, "counts": counts,
         "clips": sum(sum(c.values()) for c in counts.values()), "audio_hours": round(hours, 4),
