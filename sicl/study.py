@@ -85,8 +85,24 @@ class StudyConfig:
 
     def config_problems(self) -> Iterator[tuple[str, str]]:
         """``(key, problem)`` for :func:`sicl.config.load_config`, which names the file or override."""
+        from sicl.data.synth.world import SIZES
+
         if self.threads < 0:
             yield "threads", f"must be >= 0 (0: torch's default), got {self.threads}"
+        if self.world_size not in SIZES:
+            yield "world_size", f"must be one of {', '.join(SIZES)}, got {self.world_size!r}"
+        if self.world_seed < 0:
+            yield "world_seed", f"must be >= 0, got {self.world_seed}"
+        if self.eval_limit is not None and self.eval_limit < 1:
+            yield "eval_limit", f"must be >= 1 (null: every query), got {self.eval_limit}"
+        if self.batch_size < 1:
+            yield "batch_size", f"must be >= 1, got {self.batch_size}"
+        problem = model_problem(self.model)
+        if problem:
+            yield "model", problem
+        for i, t in enumerate(self.targets):
+            for key, problem in t.problems():
+                yield f"targets[{i}]{'.' + key if key else ''}", problem
 
 
 def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:
@@ -112,13 +128,27 @@ def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
         raise ConfigError(f"{path or DEFAULT_CONFIG}: {e}") from None
     if cfg.scorer not in SCORER_NAMES:
         raise ConfigError(f"{path or DEFAULT_CONFIG}: scorer {cfg.scorer!r} is not one of {', '.join(SCORER_NAMES)}")
-    for t in cfg.targets:
-        try:
-            Target.from_dict(dataclasses.asdict(t))
-        except SiclError as e:
-            raise ConfigError(f"{path or DEFAULT_CONFIG}: {e}") from None
     check_backend(cfg.backend, str(path or DEFAULT_CONFIG))
     return cfg
+
+
+def model_problem(name: str) -> str | None:
+    """What is wrong with a study's ``model`` before anything runs: not a built-in name, a model folder or (with
+    downloads on, ``SICL_ALLOW_DOWNLOAD=1``) a Hugging Face hub id; None when it can be used. A built-in model
+    without weights is left to its first use, which says how to build them."""
+    from sicl.models.zoo import BUILTINS, ENV_ALLOW, download_allowed
+
+    if name in BUILTINS:
+        return None
+    path = Path(name).expanduser()
+    if path.exists():
+        return None if (path / "config.json").is_file() else f"{path} is not a model folder (no config.json)"
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        return f"{name!r} is neither a built-in model ({', '.join(BUILTINS)}) nor a folder"
+    if not download_allowed(False):
+        return (f"{name!r} looks like a Hugging Face hub id, and downloads are off: set {ENV_ALLOW}=1, or give a "
+                f"local folder or a built-in model ({', '.join(BUILTINS)})")
+    return None
 
 
 def check_backend(name: str, source: str) -> None:
@@ -290,7 +320,17 @@ class Study:
                          loop_trim=self.cfg.loop_trim)
         changed = settings_changed(out, cfg)
         if changed:  # the study owns this folder: an evaluation made with other settings is made again
-            self.log(f"      {out}: made with other settings ({', '.join(changed)}); evaluating again")
+            old_root = _eval_root(changed.get("data", (None, None))[0], s.data)
+            if old_root is not None and not _same_dir(old_root, self.out):
+                # its settings and saved predictions name the files of the study folder it was made in
+                here = (str(self.out.resolve()), str(self.out))
+                other = [k for k, (b, n) in changed.items()
+                         if _under_root(b, old_root) != _under_root(_under_root(n, here[0]), here[1])]
+                self.log(f"      {out}: made in {old_root} (the study folder was moved or copied; an evaluation "
+                         f"names its files by path{'; other settings: ' + ', '.join(other) if other else ''}); "
+                         f"evaluating again")
+            else:
+                self.log(f"      {out}: made with other settings ({', '.join(changed)}); evaluating again")
             shutil.rmtree(out)
         self.log(f"      {method} on {s.name}, k={','.join(map(str, ks))}")
         evaluate(cfg, resume=True, progress=True, tower_cache=self.tower_cache)
@@ -325,27 +365,49 @@ class Study:
         return cfg
 
     def train_adapter(self, a: AdapterSpec) -> Path:
+        """Train ``a`` into ``OUT/models/<method>``, which the study owns: a finished adapter whose saved config
+        matches is reused (paths inside the study folder compared relative to it, so a moved or copied study
+        keeps its adapters); one trained with another config (``train_overrides``, a changed recipe) is removed
+        and trained again, and its evaluations follow (their settings record the adapter's weights); a stopped
+        run continues from its last checkpoint when its config allows (``sicl train --resume``), else starts
+        over."""
         from sicl.config import load_config, read_config_file, to_dict
-        from sicl.train.sicl_at import train
+        from sicl.train.sicl_at import RESUME_SAFE_KEYS, train
         from sicl.train.sicl_at_config import TrainConfig
 
         cfg = self.train_config(a)
         out = Path(cfg.output_dir)
         done = out / "adapter_model.safetensors"
         saved = out / "config.yaml"
-        if done.is_file() and saved.is_file():
+        if saved.is_file():
+            now = to_dict(cfg)
             # Read back through TrainConfig, so a key added to sicl since that run (at its default) is no change.
             try:
                 before = to_dict(load_config(TrainConfig, saved))
-            except SiclError:  # a mapping TrainConfig no longer takes: compared as it is (one line if unreadable)
-                before = read_config_file(saved)
-            now = to_dict(cfg)
-            if before == now:
-                self.log(f"      {a.method}: adapter reused ({out})")
+            except SiclError:  # a mapping TrainConfig no longer takes: compared as it is
+                try:
+                    before = read_config_file(saved)
+                except SiclError:
+                    before = {}
+            old_root = _study_root(before, a.method)
+            keys = sorted(k for k in {*before, *now}
+                          if _under_root(before.get(k), old_root) != _under_root(now.get(k), str(self.out)))
+            moved = old_root is not None and old_root != str(self.out)
+            if done.is_file() and not keys:
+                where = (f", trained in {old_root}: the study folder was moved or copied"
+                         if moved and not _same_dir(old_root, self.out) else "")
+                self.log(f"      {a.method}: adapter reused ({out}{where})")
                 return out
-            keys = ", ".join(sorted(k for k in {*before, *now} if before.get(k) != now.get(k)))
-            raise SiclError(f"{out} holds an adapter trained with another config ({keys} differ); pass --fresh or "
-                            f"delete it")
+            if done.is_file():
+                what = f"another config ({', '.join(keys)} differ)" if before else f"a {saved.name} that cannot be read"
+                self.log(f"      {a.method}: {out} holds an adapter trained with {what}; training it again")
+                shutil.rmtree(out)
+            elif moved or any(k not in RESUME_SAFE_KEYS for k in keys):
+                # `sicl train --resume` continues a run only with the config it saved (paths included)
+                why = (f"other config: {', '.join(k for k in keys if k not in RESUME_SAFE_KEYS)} differ"
+                       if any(k not in RESUME_SAFE_KEYS for k in keys) else f"it was started in {old_root}")
+                self.log(f"      {a.method}: the stopped run in {out} cannot continue ({why}); starting over")
+                shutil.rmtree(out)
         self.log(f"      {a.method}: training {cfg.max_steps} steps ({len(cfg.tasks)} task(s), k={cfg.k})")
         # the study owns this folder: a run stopped before its first checkpoint starts over, a later one continues
         train(cfg, resume=out.is_dir())
@@ -361,7 +423,7 @@ class Study:
         verdicts = [({True: "met", False: "not met", None: "exempt"}[t["met"]], t["text"]) for t in targets]
         paths = build_report([self.out / "eval"], self.out, title="SICL-AT on the embedded world (tiny-omni)",
                              main_k=self.cfg.k, notes=diagnosis, verdicts=verdicts)
-        return {"report": {k: str(v) for k, v in dict(paths).items()}, "targets": targets,
+        return {"report": {k: json_value(v) for k, v in dict(paths).items()}, "targets": targets,
                 "diagnosis": diagnosis}
 
     def results(self) -> Any:
@@ -388,9 +450,13 @@ class Study:
         checks: list[dict[str, Any]] = []
         for t in self.cfg.targets:
             r = check_target(res, dataclasses.replace(t, label=None))
-            if r.met is None:
-                continue  # a number is missing: a reduced study (`eval_sets=[...]`) without that set or method
             label = t.label or f"{t.method} vs {t.baseline if t.baseline else t.value}"
+            if r.met is None:
+                # a number is missing: left out of the checks (a reduced study, `eval_sets=[...]`, lacks that set
+                # or method); said when the study has that eval set, with the names the results do have
+                if t.eval_set in {s.name for s in self.cfg.eval_sets}:
+                    self.log(f"      target {label!r} {r.sentence}")
+                continue
             met: bool | None = r.met
             text = ("MET" if met else "NOT MET") + r.sentence[r.sentence.index(":"):]
             if not met and t.baseline in self._trained_on(t.eval_set):
@@ -463,12 +529,73 @@ class Study:
                 if any(Path(t.queries).parent.name == domain for t in self.train_config(a).tasks)}
 
 
+#: stands for the study folder in paths compared across a moved or copied study
+_ROOT_MARK = "<study>"
+
+
+def _study_root(saved: dict[str, Any], method: str) -> str | None:
+    """The study folder an adapter's saved training config was made in: its ``output_dir`` is
+    ``<study>/models/<method>``; None when it is not (a config from elsewhere)."""
+    p = saved.get("output_dir")
+    if not isinstance(p, str) or not p:
+        return None
+    path = Path(p)
+    return str(path.parents[1]) if path.name == method and path.parent.name == "models" else None
+
+
+def _under_root(value: Any, root: str | None) -> Any:
+    """``value`` with every path inside ``root`` (strings equal to it or below it, ``file:`` ones too) spelled
+    relative to it, so configs of a moved or copied study compare equal; lists and mappings are walked."""
+    if root is None:
+        return value
+    if isinstance(value, str):
+        prefix = "file:" if value.startswith("file:") else ""
+        rest = value[len(prefix):]
+        if rest == root:
+            return prefix + _ROOT_MARK
+        if rest.startswith(root.rstrip("/") + "/"):
+            return prefix + _ROOT_MARK + rest[len(root.rstrip("/")):]
+        return value
+    if isinstance(value, list | tuple):
+        return [_under_root(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: _under_root(v, root) for k, v in value.items()}
+    return value
+
+
+def _eval_root(saved_data: Any, rel: str) -> str | None:
+    """The study folder an evaluation was made in, from the test manifest its settings.json names
+    (``<study>/data/<rel>``); None when that is not such a path."""
+    tail = "/" + (Path("data") / rel).as_posix()
+    if isinstance(saved_data, str) and saved_data.endswith(tail) and len(saved_data) > len(tail):
+        return saved_data[:-len(tail)]
+    return None
+
+
+def _same_dir(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process and of its finished children (MB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20
     return round(max(own, kids) * scale, 1)
+
+
+def json_value(v: Any) -> Any:
+    """``v`` as JSON data: paths as strings, lists and tuples as lists of such values, mappings as objects."""
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return [json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): json_value(x) for k, x in v.items()}
+    return v
 
 
 def _write_json(path: Path, data: Any) -> None:

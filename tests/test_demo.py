@@ -57,6 +57,10 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
         assert (out / "models" / method / "adapter_model.safetensors").is_file()
     summary = json.loads((out / "demo.json").read_text())
     assert summary["wall_seconds"] > 0 and summary["peak_rss_mb"] > 0 and "targets" in summary
+    # the report's files as JSON strings and lists of strings (not Python reprs of lists of paths)
+    assert summary["report"]["report"] == str(out / "report.md")
+    assert sorted(summary["report"]["plots"]) == sorted(str(p) for p in pngs)
+    assert summary["report"]["warnings"] == []
     # the vanilla-ICL and SICL-AT runs retrieve with the zero-shot run's transcripts: same demos at k=1
     def demos(method):
         path = out / "eval" / method / "child-science" / "k=1" / "predictions.jsonl"
@@ -79,16 +83,30 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     saved.write_text(yaml.safe_dump(old))
     assert main(["demo", "--out", str(out), "--size", "small", *REDUCED]) == 0
     assert "sicl-at2: adapter reused" in capsys.readouterr().out
-    # a changed recipe is an error that names what changed
-    changed = [*REDUCED[:-1], "train_overrides=[max_steps=2, save_steps=1, learning_rate=0.002]"]
-    assert main(["demo", "--out", str(out), "--size", "small", *changed]) != 0
-    assert "another config (learning_rate differ)" in capsys.readouterr().err
     # a changed evaluation setting makes those evaluations again (the study owns its folders); adapters are kept
     assert main(["demo", "--out", str(out), "--size", "small", *REDUCED, "loop_trim=3"]) == 0
     again = capsys.readouterr().out
     assert "made with other settings (loop_trim); evaluating again" in again and "adapter reused" in again
     settings = json.loads((out / "eval" / "sicl-at2" / "aqa" / "settings.json").read_text())
     assert settings["loop_trim"] == 3
+    # a changed recipe (train_overrides): the study owns OUT/models, so each adapter is trained again, and its
+    # evaluations follow (their settings record the adapter's weights); the base-model runs are kept
+    weights = (out / "models" / "sicl-at2" / "adapter_model.safetensors").read_bytes()
+    changed = [*REDUCED[:-1], "train_overrides=[max_steps=3, save_steps=1]", "loop_trim=3"]
+    assert main(["demo", "--out", str(out), "--size", "small", *changed]) == 0
+    again = capsys.readouterr().out
+    for method in ("sicl-at2", "direct-ft"):
+        assert (f"{method}: {out / 'models' / method} holds an adapter trained with another config (max_steps "
+                f"differ); training it again") in again
+        assert f"{out / 'eval' / method / 'aqa'}: made with other settings (adapter weights); evaluating again" in again
+    assert "zero-shot/aqa: made with other settings" not in again and "adapter reused" not in again
+    assert (out / "models" / "sicl-at2" / "adapter_model.safetensors").read_bytes() != weights
+    saved = yaml.safe_load((out / "models" / "sicl-at2" / "config.yaml").read_text())
+    assert saved["max_steps"] == 3
+    summary = json.loads((out / "demo.json").read_text())
+    assert isinstance(summary["report"]["plots"], list) and summary["report"]["plots"]
+    assert all(isinstance(p, str) and p.endswith(".png") for p in summary["report"]["plots"])
+    assert summary["report"]["warnings"] == []
     # the study's world made by an older sicl (a version-3 world): built again, and every result made again
     info = json.loads((out / "data" / "world.json").read_text())
     (out / "data" / "world.json").write_text(json.dumps({**info, "version": 3}))
@@ -138,7 +156,10 @@ def test_target_checks_and_diagnosis_follow_the_numbers(tmp_path):
     assert ("Fine-tuned without demonstrations, direct-ft (k=0) WER: child-science 0.900 vs zero-shot 0.800; "
             "child-reading (its training domain) 0.400 vs zero-shot 0.900.") in lines
     # the report gets the checks as verdicts (not as notes parsed back), the diagnosis as notes
-    md = (tmp_path / "report.md").read_text() if study.report() else ""
+    written = study.report()["report"]  # demo.json's "report": JSON data (strings, lists of strings)
+    assert json.loads(json.dumps(written)) == written
+    assert written["plots"] and all(isinstance(p, str) for p in written["plots"]) and written["warnings"] == []
+    md = (tmp_path / "report.md").read_text()
     section = md[md.index("## Targets"):md.index("## Notes")]
     met = sum(t["met"] is True for t in checks)
     assert f"{met} of {len(checks) - 1} met (1 exempt)." in section
@@ -232,3 +253,159 @@ def test_the_study_embedder_reaches_every_evaluation(tmp_path, monkeypatch):
     study.evaluate("zero-shot", s, [0], adapter_dir=None)
     assert [c.embedder for c in seen] == ["char-tfidf", "char-tfidf"]
     assert seen[0].pseudo_labeler.startswith("file:") and seen[0].pool.endswith("child-reading/pool.jsonl")
+
+
+T = "targets=[{eval_set: aqa, metric: accuracy, method: sicl-at2, baseline: zero-shot, %s}]"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("world_seed=-1", "override world_seed=-1: world_seed must be >= 0, got -1"),
+    ("eval_limit=-1", "override eval_limit=-1: eval_limit must be >= 1 (null: every query), got -1"),
+    ("eval_limit=0", "eval_limit must be >= 1"),
+    ("batch_size=0", "override batch_size=0: batch_size must be >= 1, got 0"),
+    ("world_size=tiny", "override world_size=tiny: world_size must be one of default, small, got 'tiny'"),
+    ("model=nonexistent-model", "model 'nonexistent-model' is neither a built-in model (tiny-omni) nor a folder"),
+    ("model=org/not-here", "model 'org/not-here' looks like a Hugging Face hub id, and downloads are off"),
+    (T % "factor: -1", "targets[0].factor must be a positive finite number, got -1.0"),
+    (T % "factor: .nan", "targets[0].factor must be a positive finite number, got NaN"),
+    (T % "k: -2", "targets[0].k must be a non-negative integer (or left out), got -2"),
+    (T % "value: 0.5", "targets[0] needs exactly one of 'baseline' (a method) or 'value' (a number)"),
+    ("targets=[{metric: wer, method: x, value: 0.5}]", "targets[0].eval_set is missing or empty"),
+])
+def test_study_config_bad_values_are_one_line_errors_up_front(override, message, monkeypatch):
+    monkeypatch.delenv("SICL_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(ConfigError) as e:
+        load_study(overrides=[override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_shipped_targets_are_valid_and_a_bad_one_in_the_file_names_its_index(tmp_path):
+    from sicl.study import DEFAULT_CONFIG
+
+    assert len(load_study().targets) == 8
+    bad = DEFAULT_CONFIG.read_text().replace("relation: \">\", k: 0}", "relation: \">\", k: -1}")
+    assert bad != DEFAULT_CONFIG.read_text()
+    (tmp_path / "study.yaml").write_text(bad)
+    with pytest.raises(ConfigError, match=r"study.yaml: targets\[6\].k must be a non-negative integer"):
+        load_study(tmp_path / "study.yaml")
+
+
+def test_demo_bad_config_value_is_one_line_and_builds_nothing(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "small", "batch_size=0"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["sicl demo: error: override batch_size=0: batch_size must be >= 1, got 0"]
+    assert not (tmp_path / "demo" / "data").exists()
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "small", "--workers", "0"]) == 1
+    assert capsys.readouterr().err == "sicl demo: error: --workers must be >= 1, got 0\n"
+
+
+def _fake_train(calls):
+    """Stands in for sicl.train.sicl_at.train: records (max_steps, resume, folder existed) and writes what a
+    finished run leaves (config.yaml, adapter weights)."""
+    from pathlib import Path
+
+    from sicl.config import dump_config
+
+    def train(cfg, resume=False, **kw):
+        out = Path(cfg.output_dir)
+        calls.append((cfg.max_steps, resume, out.exists()))
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, out / "config.yaml")
+        (out / "adapter_model.safetensors").write_bytes(b"weights after %d steps" % cfg.max_steps)
+        return out
+    return train
+
+
+def test_an_adapter_trained_with_another_config_is_trained_again(tmp_path, monkeypatch):
+    """The study owns OUT/models/<method>: another recipe (train_overrides) retrains it from step 0, in an emptied
+    folder (sicl train refuses to train into one holding another run); a stopped run resumes only when its config
+    allows."""
+    import sicl.train.sicl_at as sicl_at
+    from sicl.study import Study
+
+    calls: list = []
+    monkeypatch.setattr(sicl_at, "train", _fake_train(calls))
+    out, logs = tmp_path / "out", []
+
+    def study(steps):
+        return Study(load_study(overrides=[f"train_overrides=[max_steps={steps}]"]), out, log=logs.append)
+
+    a = study(2).cfg.adapters[0]
+    folder = out / "models" / a.method
+    study(2).train_adapter(a)
+    assert calls == [(2, False, False)]
+    study(2).train_adapter(a)
+    assert calls == [(2, False, False)] and logs[-1] == f"      {a.method}: adapter reused ({folder})"
+    (folder / "checkpoint-1").mkdir()  # something of the old run
+    study(3).train_adapter(a)
+    assert calls[-1] == (3, False, False) and not (folder / "checkpoint-1").exists()
+    assert (f"{a.method}: {folder} holds an adapter trained with another config (max_steps differ); training it "
+            "again") in logs[-2]
+    # a stopped run (no adapter yet): another config starts over, the same one continues
+    (folder / "adapter_model.safetensors").unlink()
+    study(4).train_adapter(a)
+    assert calls[-1] == (4, False, False)
+    assert "the stopped run in" in logs[-2] and "cannot continue (other config: max_steps differ)" in logs[-2]
+    (folder / "adapter_model.safetensors").unlink()
+    study(4).train_adapter(a)
+    assert calls[-1] == (4, True, True)
+
+
+def test_a_moved_or_copied_study_keeps_its_adapters_and_says_why_evaluations_are_redone(tmp_path, monkeypatch):
+    """Saved configs name files by absolute path. Adapters are compared with paths inside the study folder taken
+    relative to it (reused after a move or copy); an evaluation, whose settings and predictions name its files,
+    is made again, and the log says the folder moved rather than listing settings."""
+    import shutil
+
+    import sicl.eval.runner as runner
+    import sicl.train.sicl_at as sicl_at
+    from sicl.study import Study
+
+    calls: list = []
+    monkeypatch.setattr(sicl_at, "train", _fake_train(calls))
+    seen: list = []
+    monkeypatch.setattr(runner, "evaluate", lambda cfg, **kw: seen.append(cfg))
+    cfg = load_study(overrides=["train_overrides=[max_steps=2]"])
+    old, new = tmp_path / "old", tmp_path / "new"
+    a = cfg.adapters[0]
+    Study(cfg, old, log=lambda m: None).train_adapter(a)
+    (s,) = [e for e in cfg.eval_sets if e.name == "adult"]
+    Study(cfg, old, log=lambda m: None).evaluate("zero-shot", s, [0], adapter_dir=None)
+    (old / "eval" / "zero-shot" / "adult").mkdir(parents=True)
+    (old / "eval" / "zero-shot" / "adult" / "settings.json").write_text(json.dumps(dataclasses_asdict(seen[-1])))
+    shutil.copytree(old, new)
+    logs: list[str] = []
+    moved = Study(cfg, new, log=logs.append)
+    moved.train_adapter(a)
+    assert len(calls) == 1  # not trained again
+    assert logs[-1] == (f"      {a.method}: adapter reused ({new / 'models' / a.method}, trained in {old}: the study "
+                        "folder was moved or copied)")
+    moved.evaluate("zero-shot", s, [0], adapter_dir=None)
+    assert logs[-2] == (f"      {new / 'eval' / 'zero-shot' / 'adult'}: made in {old} (the study folder was moved or "
+                        "copied; an evaluation names its files by path); evaluating again")
+    assert seen[-1].out == str(new / "eval" / "zero-shot" / "adult")
+    # a stopped training run there cannot resume (sicl train checks its saved paths): it starts over
+    shutil.rmtree(new)
+    shutil.copytree(old, new)
+    (new / "models" / a.method / "adapter_model.safetensors").unlink()
+    Study(cfg, new, log=logs.append).train_adapter(a)
+    assert calls[-1] == (2, False, False) and f"it was started in {old}); starting over" in logs[-2]
+
+
+def dataclasses_asdict(obj):
+    import dataclasses
+
+    return dataclasses.asdict(obj)
+
+
+def test_a_target_the_results_cannot_check_is_logged_with_the_names_they_have(tmp_path):
+    from sicl.study import Study
+
+    logs: list[str] = []
+    study = Study(load_study(overrides=[(T % "label: typo").replace("metric: accuracy", "metric: acuracy")]),
+                  tmp_path, log=logs.append)
+    _write(tmp_path, "zero-shot", "aqa", 0, {"aqa": {"n": 10, "accuracy": 0.5}}, False)
+    _write(tmp_path, "sicl-at2", "aqa", 3, {"aqa": {"n": 10, "accuracy": 0.6}}, True)
+    assert study.check_targets() == []
+    assert logs == ["      target 'typo' not evaluated: no acuracy for sicl-at2 on aqa (aqa has no metric 'acuracy'; "
+                    "known: accuracy)."]

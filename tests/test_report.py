@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -390,10 +391,16 @@ def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path: Path, capsys):
     ('{"eval_set": "x", "k": 1}', "run.json: missing or empty 'method'"),
     ('{"method": "m", "eval_set": "x", "k": -1}', "run.json: 'k' must be a non-negative integer"),
     ('{"method": "m", "eval_set": "x"}', "run.json: missing 'k'"),
+    # an absurd k (it reached matplotlib as a TypeError) is a malformed run.json, as a negative one
+    ('{"method": "m", "eval_set": "x", "k": 100000000000000000000}',
+     "run.json: 'k' must be a non-negative integer of at most 10000, got an integer of 21 digits"),
+    ('{"method": "m", "eval_set": "x", "k": 10001}', "run.json: 'k' must be a non-negative integer of at most 10000"),
+    ('{"method": "m", "eval_set": "x", "k": 2.5}', "run.json: 'k' must be a non-negative integer"),
+    (b'{"method": "m\xff", "eval_set": "x", "k": 1}', "run.json: not UTF-8 text"),
 ])
 def test_malformed_run_json_names_the_file(tmp_path: Path, bad: str, match: str, capsys):
     d = write_run(tmp_path / "runs" / "r", "zero-shot", "adult", 0, asr(0.5))
-    (d / "run.json").write_text(bad)
+    (d / "run.json").write_bytes(bad if isinstance(bad, bytes) else bad.encode())
     with pytest.raises(ReportError, match=match) as e:
         collect_results([tmp_path / "runs"])
     assert str(d / "run.json") in str(e.value)
@@ -402,11 +409,97 @@ def test_malformed_run_json_names_the_file(tmp_path: Path, bad: str, match: str,
     assert str(d / "run.json") in capsys.readouterr().err and not out.exists()
 
 
-def test_malformed_metrics_json_names_the_file(tmp_path: Path):
-    d = write_run(tmp_path / "r", "zero-shot", "adult", 0, asr(0.5))
-    (d / "metrics.json").write_text("[1, 2]")
-    with pytest.raises(ReportError, match="metrics.json: expected a JSON object"):
-        collect_results([tmp_path])
+@pytest.mark.parametrize(("bad", "match"), [
+    ("[1, 2]", "metrics.json: expected a JSON object"),
+    # no usable task metrics: as malformed as a list (the run used to be dropped without a word)
+    ("{}", "metrics.json: no task metrics"),
+    ('{"aqa": []}', "metrics.json: task 'aqa' is \\[\\], not an object of metrics"),
+    ('{"aqa": "x"}', "metrics.json: task 'aqa' is \"x\", not an object of metrics"),
+    ('{"aqa": {}}', "metrics.json: no metric in any task \\('aqa'\\)"),
+    ('{"aqa": {"scorer": "official"}}', "metrics.json: no metric in any task"),
+])
+def test_malformed_metrics_json_names_the_file(tmp_path: Path, bad: str, match: str, capsys):
+    d = write_run(tmp_path / "runs" / "r", "zero-shot", "adult", 0, asr(0.5))
+    write_run(tmp_path / "runs" / "ok", "vanilla-icl", "adult", 3, asr(0.4))
+    (d / "metrics.json").write_text(bad)
+    with pytest.raises(ReportError, match=match) as e:
+        collect_results([tmp_path / "runs"])
+    assert str(d / "metrics.json") in str(e.value)
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sicl report: error: {d / 'metrics.json'}: ") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_run_with_empty_metrics_but_a_count_is_kept(tmp_path: Path):
+    """A task with its count and a null metric (nothing scored) is a run, not a malformed file."""
+    write_run(tmp_path / "r", "zero-shot", "aqa", 0, {"aqa": {"n": 0, "accuracy": None}})
+    rows = collect_results([tmp_path])
+    assert [(r.metric, r.value) for r in rows if r.kind == "count"] == [("n", 0.0)]
+
+
+TARGET = {"eval_set": "aqa", "metric": "accuracy", "method": "sicl-at2", "baseline": "zero-shot"}
+
+
+@pytest.mark.parametrize(("entry", "match"), [
+    ({**TARGET, "factor": "0.5"}, 'entry \\[1\\]: factor must be a positive finite number, got "0.5"'),
+    ({**TARGET, "factor": -1}, "entry \\[1\\]: factor must be a positive finite number, got -1"),
+    ({**TARGET, "factor": 0}, "entry \\[1\\]: factor must be a positive finite number, got 0"),
+    ({**TARGET, "factor": float("nan")}, "entry \\[1\\]: factor must be a positive finite number, got NaN"),
+    ({**TARGET, "factor": True}, "entry \\[1\\]: factor must be a positive finite number, got true"),
+    ({**TARGET, "k": "3"}, 'entry \\[1\\]: k must be a non-negative integer \\(or left out\\), got "3"'),
+    ({**TARGET, "k": -2}, "entry \\[1\\]: k must be a non-negative integer \\(or left out\\), got -2"),
+    ({**TARGET, "k": 1.0}, "entry \\[1\\]: k must be a non-negative integer"),
+    ({**TARGET, "value": "high", "baseline": None}, "entry \\[1\\]: value must be a finite number"),
+    ({**TARGET, "metric": 3}, "entry \\[1\\]: metric must be a non-empty string, got 3"),
+    ({**TARGET, "relation": "=="}, "entry \\[1\\]: relation must be one of <, <=, >, >=, got \"==\""),
+    ({k: v for k, v in TARGET.items() if k != "eval_set"}, "entry \\[1\\]: missing required key\\(s\\) eval_set"),
+    ({**TARGET, "value": 0.5}, "entry \\[1\\]: needs exactly one of 'baseline'"),
+    ({**TARGET, "factr": 0.5}, "entry \\[1\\]: unknown key\\(s\\) factr; known: eval_set, metric, method"),
+    ("aqa", "entry \\[1\\]: a target must be an object"),
+])
+def test_bad_targets_file_entry_is_one_line_naming_the_entry_and_key(study: Path, entry, match, capsys):
+    path = study / "targets.json"
+    path.write_text(json.dumps([TARGET, entry]))  # Python's json writes NaN as JSON's NaN literal
+    out = study / "rep"
+    assert main(["report", str(study / "eval"), "--out", str(out), "--targets", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"sicl report: error: {path}: ")
+    assert re.search(match, err), err
+    assert not out.exists()
+    # the same rules for targets given to build_report as data (the index is named there too)
+    with pytest.raises(ReportError, match="target \\[1\\]: "):
+        build_report([study / "eval"], out, targets=[TARGET, entry])
+    assert not out.exists()
+
+
+def test_targets_file_not_utf8_is_one_line(study: Path, capsys):
+    path = study / "targets.json"
+    path.write_bytes(b"\xff\xfe[]")
+    assert main(["report", str(study / "eval"), "--out", str(study / "rep"), "--targets", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"sicl report: error: {path}: not UTF-8 text (byte 0: b'\\xff'); save it as UTF-8 JSON\n"
+    assert not (study / "rep").exists()
+
+
+def test_a_target_no_run_matches_says_what_the_runs_hold(study: Path):
+    """A misspelt eval set, metric or method is "not evaluated" as before, with the names the runs do have."""
+    res = Results(collect_results([study]))
+    sentence = check_target(res, Target("aqa2", "accuracy", "sicl-at2", baseline="zero-shot")).sentence
+    assert sentence == ("not evaluated: no accuracy for sicl-at2 on aqa2 (no eval set 'aqa2' in the runs; known: "
+                        "child-science, child-reading, translate, aqa).")
+    sentence = check_target(res, Target("aqa", "acuracy", "sicl-at2", baseline="zero-shot")).sentence
+    assert sentence.endswith("(aqa has no metric 'acuracy'; known: accuracy).")
+    sentence = check_target(res, Target("aqa", "accuracy", "sicl-at9", baseline="zero-shot")).sentence
+    assert sentence.endswith("(no method named 'sicl-at9'; known: zero-shot, vanilla-icl, sicl-at2, direct-ft).")
+    sentence = check_target(res, Target("aqa", "accuracy", "sicl-at2", baseline="zero-shot", k=0)).sentence
+    assert sentence.endswith("(sicl-at2 was run on aqa at k=3).")
+    sentence = check_target(res, Target("aqa", "accuracy", "sicl-at2", baseline="zeroshot")).sentence
+    assert sentence.startswith("not evaluated: no accuracy for zeroshot on aqa (no method named 'zeroshot'")
+    sentence = check_target(res, Target("aqa", "accuracy", "direct-ft", baseline="zero-shot")).sentence
+    assert sentence.endswith("(direct-ft was not run on aqa).")
 
 
 def test_cli_end_to_end_and_rerun_replaces_plots(study: Path, capsys):

@@ -37,20 +37,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_targets(path: Path | None) -> list[Target]:
+    """The targets of ``--targets FILE.json``; any problem is one line naming the file, the entry and the key."""
     if path is None:
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ReportError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); "
+                          "save it as UTF-8 JSON") from None
     except json.JSONDecodeError as e:
         raise ReportError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(data, list):
-        raise ReportError(f"{path}: expected a JSON list of target objects")
-    try:
-        return [Target.from_dict(d) for d in data]
-    except ReportError as e:
-        raise ReportError(f"{path}: {e}") from None
+        raise ReportError(f"{path}: expected a JSON list of target objects, got {type(data).__name__}")
+    targets = []
+    for i, d in enumerate(data):
+        try:
+            targets.append(Target.from_dict(d))
+        except ReportError as e:
+            raise ReportError(f"{path}: entry [{i}]: {e}") from None
+    return targets
 
 
 def run(args: argparse.Namespace) -> int:

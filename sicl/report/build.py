@@ -15,6 +15,7 @@ from sicl import __version__
 from sicl.report import plots
 from sicl.report.collect import (
     METRIC_ORDER,
+    ReportError,
     Run,
     collect_runs,
     direction,
@@ -488,6 +489,17 @@ def _make_plots(res: Results, folder: Path) -> dict[tuple, Path]:
     return made
 
 
+def _target(t: Target | dict, i: int) -> Target:
+    """A target of ``build_report(targets=...)``, checked (:meth:`Target.problems`); a problem names its index."""
+    try:
+        t = t if isinstance(t, Target) else Target.from_dict(t)
+        for key, problem in t.problems():
+            raise ReportError(f"{key} {problem}" if key else problem)
+    except ReportError as e:
+        raise ReportError(f"target [{i}]: {e}") from None
+    return t
+
+
 def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE, main_k: int | None = None,
                  notes: list[str] | None = None, targets: Iterable[Target | dict] | None = None,
                  warn=None, verdicts: Iterable[tuple[str, str]] | None = None) -> dict:
@@ -507,7 +519,7 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
             warn(msg)
 
     runs = collect_runs(list(run_dirs), warn=_warn)
-    targets = [t if isinstance(t, Target) else Target.from_dict(t) for t in (targets or [])]
+    targets = [_target(t, i) for i, t in enumerate(targets or [])]
     rows = [r for run in runs for r in run.rows]
     res = Results(rows, main_k, primary=primary_metrics(runs))
     sentences = reading(res)

@@ -47,6 +47,8 @@ COST_NAMES = {"seconds_per_query": "seconds / query", "prompt_tokens": "prompt t
               "peak_gpu_mb": "peak GPU memory (MB)", "seconds": "total seconds"}
 
 _K_DIR = re.compile(r"^k=(\d+)$")
+#: Largest number of demonstrations a run.json may name: beyond it the file is malformed, not a run.
+MAX_K = 10_000
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,11 @@ def _read_json(path: Path) -> object:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ReportError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or an integer longer than Python reads
         raise ReportError(f"{path}: not valid JSON: {e}") from None
 
 
@@ -178,9 +182,14 @@ def _run_fields(path: Path, info: object, need_k: bool) -> tuple[str, str, int |
         m = _K_DIR.match(path.parent.name)
         if not m:
             raise ReportError(f"{path}: missing 'k' (an integer)")
+        if len(m.group(1)) > len(str(MAX_K)):
+            raise ReportError(f"{path}: missing 'k', and its folder {path.parent.name[:20]}... names more than "
+                              f"{MAX_K} demonstrations")
         k = int(m.group(1))
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
-        raise ReportError(f"{path}: 'k' must be a non-negative integer, got {k!r}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_K):
+        shown = json.dumps(k) if not isinstance(k, int) or isinstance(k, bool) or abs(k) < 10**15 else \
+            f"an integer of {len(str(abs(k)))} digits"
+        raise ReportError(f"{path}: 'k' must be a non-negative integer of at most {MAX_K}, got {shown}")
     return out[0], out[1], k
 
 
@@ -210,6 +219,13 @@ def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str
     """
     if not isinstance(metrics, dict):
         raise ReportError(f"{where}: expected a JSON object keyed by task, got {type(metrics).__name__}")
+    if not metrics:
+        raise ReportError(f"{where}: no task metrics (expected an object keyed by task, e.g. "
+                          '{"asr": {"n": 10, "wer": 0.2}}, got {})')
+    for task, v in metrics.items():
+        if not isinstance(v, dict) and _number(v) is None:
+            raise ReportError(f"{where}: task {task!r} is {_shown(v)}, not an object of metrics "
+                              '(e.g. {"n": 10, "wer": 0.2})')
     seen: dict[str, int] = {}
     for v in metrics.values():
         if isinstance(v, dict):
@@ -246,7 +262,15 @@ def metric_rows(metrics: object, where: Path) -> list[tuple[str, float, str, str
                             if mx is not None:
                                 prefix = f"{task}/" if seen.get(m, 0) > 1 else ""
                                 out.append((f"{prefix}{m}[{dim}={group}]", mx, "breakdown", task))
+    if not any(kind in ("quality", "count") for _, _, kind, _ in out):
+        raise ReportError(f"{where}: no metric in any task ({', '.join(map(repr, metrics))}): each task needs "
+                          'numbers such as {"n": 10, "wer": 0.2}')
     return out
+
+
+def _shown(v: object) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def primary_metrics(runs: list[Run]) -> dict[str, str]:

@@ -7,7 +7,9 @@ in the table. Targets are data (:class:`Target`) so a caller (the demo) can say 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+import json
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
 from sicl.report.collect import (
@@ -166,9 +168,9 @@ class Target:
     on ``eval_set`` ``metric`` must stand in ``relation`` to ``factor`` x ``baseline`` (a method, at its headline
     k) or to the number ``value``. ``relation`` defaults to ``<=`` for lower-is-better metrics, ``>=`` else."""
 
-    eval_set: str
-    metric: str
-    method: str
+    eval_set: str = ""  # required: the defaults let a config loader name what is missing (:meth:`problems`)
+    metric: str = ""
+    method: str = ""
     baseline: str | None = None
     factor: float = 1.0
     relation: str | None = None
@@ -176,23 +178,66 @@ class Target:
     k: int | None = None
     label: str | None = None
 
+    #: keys every target needs
+    REQUIRED = ("eval_set", "metric", "method")
+
     @classmethod
     def from_dict(cls, d: dict) -> Target:
+        """A target from a JSON/YAML mapping, every key checked (:meth:`problems`): one-line :class:`ReportError`
+        naming the key and what is wrong."""
         if not isinstance(d, dict):
-            raise ReportError(f"a target must be an object, got {d!r}")
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
+            raise ReportError(f"a target must be an object with {', '.join(cls.REQUIRED)}, ..., got "
+                              f"{type(d).__name__} {_show(d)}")
+        known = [f.name for f in fields(cls)]
+        extra = sorted(str(k) for k in set(d) - set(known))
         if extra:
-            raise ReportError(f"target {d!r}: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
-        try:
-            t = cls(**d)
-        except TypeError as e:
-            raise ReportError(f"target {d!r}: {e}") from None
-        if (t.baseline is None) == (t.value is None):
-            raise ReportError(f"target {d!r}: give exactly one of 'baseline' (a method) or 'value' (a number)")
-        if t.relation not in (None, "<", "<=", ">", ">="):
-            raise ReportError(f"target {d!r}: relation must be one of <, <=, >, >=")
+            raise ReportError(f"unknown key(s) {', '.join(extra)}; known: {', '.join(known)}")
+        missing = [k for k in cls.REQUIRED if k not in d]
+        if missing:
+            raise ReportError(f"missing required key(s) {', '.join(missing)} (a target needs "
+                              f"{', '.join(cls.REQUIRED)}, and one of baseline or value)")
+        t = cls(**d)
+        for key, problem in t.problems():
+            raise ReportError(f"{key} {problem}" if key else problem)
         return t
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """``(key, problem)`` for every value of the wrong type or out of range (``key`` is ``""`` for a problem
+        of the whole target). :meth:`from_dict` raises the first; the demo's study config names it with the
+        target's index (``targets[2].factor``)."""
+        for key in self.REQUIRED:
+            v = getattr(self, key)
+            if v == "":
+                yield key, f"is missing or empty (a target needs {', '.join(self.REQUIRED)})"
+            elif not isinstance(v, str) or not v.strip():
+                yield key, f"must be a non-empty string, got {_show(v)}"
+        for key in ("baseline", "relation", "label"):
+            v = getattr(self, key)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                yield key, f"must be a non-empty string (or left out), got {_show(v)}"
+        if not _finite(self.factor) or self.factor <= 0:
+            yield "factor", f"must be a positive finite number, got {_show(self.factor)}"
+        if self.value is not None and not _finite(self.value):
+            yield "value", f"must be a finite number, got {_show(self.value)}"
+        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0):
+            yield "k", f"must be a non-negative integer (or left out), got {_show(self.k)}"
+        if (self.baseline is None) == (self.value is None):
+            yield "", "needs exactly one of 'baseline' (a method) or 'value' (a number)"
+        if self.relation not in (None, "<", "<=", ">", ">="):
+            yield "relation", f"must be one of <, <=, >, >=, got {_show(self.relation)}"
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _show(v: object) -> str:
+    """A value as the target file spells it (JSON), cut short."""
+    try:
+        text = json.dumps(v, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -205,6 +250,27 @@ class TargetResult:
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
+def missing_reason(res: Results, method: str, eval_set: str, metric: str, k: int | None = None) -> str:
+    """Why ``res`` has no ``metric`` for ``method`` (a name or pattern) on ``eval_set``, with the names it does
+    have, so that a misspelt eval set, metric or method is plain: ``no eval set 'aqa2' in the runs (known: ...)``;
+    ``""`` when every name is known (the number itself is missing)."""
+    if eval_set not in res.eval_sets:
+        return f"no eval set {eval_set!r} in the runs; known: {', '.join(res.eval_sets) or 'none'}"
+    if not any(r.eval_set == eval_set and r.metric == metric for r in res.rows):
+        known = res.metrics("quality", eval_set) or sorted({r.metric for r in res.rows if r.eval_set == eval_set})
+        return f"{eval_set} has no metric {metric!r}; known: {', '.join(known) or 'none'}"
+    pattern = any(c in method for c in "*?[")
+    matching = [m for m in res.methods if fnmatch.fnmatchcase(m, method)]
+    if not matching:
+        return f"no method {'matches' if pattern else 'named'} {method!r}; known: {', '.join(res.methods)}"
+    ran = [m for m in matching if res.ks(m, eval_set)]
+    if not ran:
+        return f"{_names(matching)} {'was' if len(matching) == 1 else 'were'} not run on {eval_set}"
+    if k is not None:
+        return "; ".join(f"{m} was run on {eval_set} at k={', '.join(map(str, res.ks(m, eval_set)))}" for m in ran)
+    return ""
+
+
 def check_target(res: Results, t: Target) -> TargetResult:
     name = metric_label(t.metric, with_direction=False)
     rel = t.relation or (">=" if direction(t.metric) == "higher" else "<=")
@@ -212,7 +278,9 @@ def check_target(res: Results, t: Target) -> TargetResult:
     pattern = any(c in t.method for c in "*?[")
     got = res.best(t.method, t.eval_set, t.metric, t.k)
     if got is None:
-        return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.method} on {t.eval_set}.")
+        why = missing_reason(res, t.method, t.eval_set, t.metric, t.k)
+        return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.method} on {t.eval_set}"
+                                     f"{f' ({why})' if why else ''}.")
     m, mk, v = got
     who = f"best {t.method} ({_at(res, m, mk)})" if pattern else _at(res, m, mk)
     if t.value is not None:
@@ -220,7 +288,9 @@ def check_target(res: Results, t: Target) -> TargetResult:
     else:
         ref = res.reference(t.baseline, t.eval_set, t.metric)
         if ref is None:
-            return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.baseline} on {t.eval_set}.")
+            why = missing_reason(res, t.baseline, t.eval_set, t.metric)
+            return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.baseline} on {t.eval_set}"
+                                         f"{f' ({why})' if why else ''}.")
         label, rk, rv = ref
         threshold = t.factor * rv
         what = (f"{label} ({fmt(t.metric, rv)})" if t.factor == 1
