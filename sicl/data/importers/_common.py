@@ -322,6 +322,25 @@ def not_text(key: str, value: Any) -> str:
     return f"'{key}' must be text, got {json_type_name(value)}"
 
 
+def text_fields(row: dict[str, Any], keys: Sequence[str], where: str, out: Scan) -> dict[str, str] | None:
+    """``keys`` of a JSON/parquet row as text (:func:`field_text`), ``keys[0]`` being its id; None, with the
+    row counted as a bad row, when the id is missing or empty or a field is not text (its Python repr,
+    ``"['x']"``, must never reach a manifest)."""
+    fields = {k: field_text(row.get(k)) for k in keys}
+    rid = fields[keys[0]]
+    if rid is None:
+        out.bad_rows.append((where, not_text(keys[0], row[keys[0]])))
+        return None
+    if not rid:
+        out.bad_rows.append((where, f"empty '{keys[0]}'"))
+        return None
+    wrong = next((k for k in keys if fields[k] is None), None)
+    if wrong is not None:
+        out.bad_rows.append((where, f"id {rid!r}: {not_text(wrong, row[wrong])}"))
+        return None
+    return fields  # type: ignore[return-value]  (no None left)
+
+
 def pick_meta(obj: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """The listed keys that are present and non-empty (breakdown labels such as category/difficulty)."""
     out = {}

@@ -11,13 +11,13 @@ from sicl.data.importers._common import (
     Scan,
     distinct_choices,
     field_text,
-    not_text,
     pick_meta,
     read_json_records,
     require_keys,
     resolve_answer,
     resolve_audio,
     single_file,
+    text_fields,
 )
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
@@ -40,18 +40,10 @@ def scan_qa(src: Path, *, audio_key: str, meta_keys: Sequence[str], patterns: Se
                             "test split, scored on the benchmark's server); import a file with answers, such as "
                             "mmau-test-mini.json")
         row = require_keys(obj, required, where)
-        fields = {k: field_text(row.get(k)) for k in text_keys}
+        fields = text_fields(row, text_keys, where, out)
+        if fields is None:
+            continue
         rid = fields["id"]
-        if rid is None:
-            out.bad_rows.append((where, not_text("id", row["id"])))
-            continue
-        if not rid:
-            out.bad_rows.append((where, "empty 'id'"))
-            continue
-        wrong = next((k for k in text_keys if fields[k] is None), None)
-        if wrong is not None:  # its Python repr ("['x']") must not reach the manifest
-            out.bad_rows.append((where, f"id {rid!r}: {not_text(wrong, row[wrong])}"))
-            continue
         choices = [field_text(c) for c in row["choices"]] if isinstance(row["choices"], list) else [None]
         if None in choices:
             out.bad_rows.append((where, f"id {rid!r}: 'choices' is not a list of strings"))

@@ -17,12 +17,12 @@ from sicl.data.importers._common import (
     cleanup_on_error,
     distinct_choices,
     field_text,
-    not_text,
     pick_meta,
     read_json_records,
     require_keys,
     resolve_answer,
     resolve_audio,
+    text_fields,
 )
 from sicl.data.manifest import Example, json_type_name
 from sicl.errors import SiclError
@@ -138,18 +138,10 @@ def _scan_file(path: Path, audio_dir: Path, out: Scan) -> None:
         raise SiclError(f"{path}: unsupported file type (expected {', '.join(FORMATS)})")
     for where, obj in records:
         row = require_keys(obj, REQUIRED, where)
-        fields = {k: field_text(row.get(k)) for k in TEXT_KEYS}
+        fields = text_fields(row, TEXT_KEYS, where, out)
+        if fields is None:
+            continue
         rid = fields["id"]
-        if rid is None:
-            out.bad_rows.append((where, not_text("id", row["id"])))
-            continue
-        if not rid:
-            out.bad_rows.append((where, "empty 'id'"))
-            continue
-        wrong = next((k for k in TEXT_KEYS if fields[k] is None), None)
-        if wrong is not None:  # its Python repr ("['x']") must not become the question or a choice
-            out.bad_rows.append((where, f"id {rid!r}: {not_text(wrong, row[wrong])}"))
-            continue
         if not fields["question"]:
             why = "null" if row["question"] is None else "empty"
             out.bad_rows.append((where, f"id {rid!r}: 'question' is {why}"))
