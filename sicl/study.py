@@ -323,12 +323,8 @@ class Study:
             old_root = _eval_root(changed.get("data", (None, None))[0], s.data)
             if old_root is not None and not _same_dir(old_root, self.out):
                 # its settings and saved predictions name the files of the study folder it was made in
-                here = (str(self.out.resolve()), str(self.out))
-                other = [k for k, (b, n) in changed.items()
-                         if _under_root(b, old_root) != _under_root(_under_root(n, here[0]), here[1])]
                 self.log(f"      {out}: made in {old_root} (the study folder was moved or copied; an evaluation "
-                         f"names its files by path{'; other settings: ' + ', '.join(other) if other else ''}); "
-                         f"evaluating again")
+                         f"names its files by path); evaluating again")
             else:
                 self.log(f"      {out}: made with other settings ({', '.join(changed)}); evaluating again")
             shutil.rmtree(out)
