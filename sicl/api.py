@@ -9,7 +9,8 @@
     sicl.score("runs/eval/nb/predictions.jsonl")
 
 Each function runs exactly the code of its command (``sicl retrieve``, ``sicl train``, ``sicl eval``,
-``sicl score``), with the same files written and the same errors (:class:`sicl.errors.SiclError`). Keyword
+``sicl score``), with the same files written, the same output-folder lock (a second writer on a folder is
+refused) and the same errors (:class:`sicl.errors.SiclError`). Keyword
 arguments are Python values, used as given (never parsed as YAML or as a command line): a misspelt keyword,
 a value of the wrong type or an empty input is a :class:`SiclError` naming the argument, as on the command line.
 """
@@ -95,6 +96,7 @@ def train(config: str | Path, overrides: Sequence[str] = (), resume: bool = Fals
     ``output_dir="runs/x #2"``), taken as the Python values given and applied after ``overrides`` (command-line
     style strings, ``["lora.r=16"]``, values parsed as YAML). Returns the output folder."""
     from sicl.config import load_config
+    from sicl.guard import output_lock
     from sicl.train.sicl_at import train as _train
     from sicl.train.sicl_at_config import TrainConfig
 
@@ -106,7 +108,8 @@ def train(config: str | Path, overrides: Sequence[str] = (), resume: bool = Fals
     _check_flag(caller, "resume", resume)
     cfg = load_config(TrainConfig, config, list(overrides), values={k: _plain(v) for k, v in keys.items()},
                       caller=caller)
-    return _train(cfg, resume=resume)
+    with output_lock(cfg.output_dir, caller):  # one writer per folder, as `sicl train`
+        return _train(cfg, resume=resume)
 
 
 def evaluate(data: str | Path, out: str | Path, model: str = "tiny-omni", pool: str | Path | None = None,
@@ -118,6 +121,7 @@ def evaluate(data: str | Path, out: str | Path, model: str = "tiny-omni", pool: 
     from sicl.config import load_config
     from sicl.eval.runner import EvalConfig
     from sicl.eval.runner import evaluate as _evaluate
+    from sicl.guard import output_lock
 
     caller = "sicl.evaluate"
     _check_keywords(caller, options, EvalConfig, ("data", "out", "model", "pool", "k", "adapter", "resume"),
@@ -137,7 +141,8 @@ def evaluate(data: str | Path, out: str | Path, model: str = "tiny-omni", pool: 
     values = {"data": _plain(data), "out": _plain(out), "model": _plain(model), "pool": _plain(pool) or None,
               "ks": ks, "adapter": _plain(adapter) or None, **{key: _plain(v) for key, v in options.items()}}
     cfg = load_config(EvalConfig, values=values, caller=caller)
-    folder = _evaluate(cfg, resume=resume)
+    with output_lock(cfg.out, caller):  # one writer per folder, as `sicl eval`
+        folder = _evaluate(cfg, resume=resume)
     if len(ks) == 1:
         return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     return {kk: json.loads((folder / f"k={kk}" / "metrics.json").read_text(encoding="utf-8")) for kk in ks}

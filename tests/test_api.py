@@ -69,3 +69,20 @@ def test_train_keywords_are_python_values_not_yaml(monkeypatch):
         sicl.train("configs/demo/sicl-at1.yaml", bogus=1)
     with pytest.raises(SiclError, match=r"^sicl.train: overrides must be a list of 'key=value' strings"):
         sicl.train("configs/demo/sicl-at1.yaml", "max_steps=3")
+
+
+def test_api_train_and_evaluate_take_the_output_lock(data, tmp_path):
+    """A notebook writing into a folder another run holds is refused, as the commands are; nothing is written."""
+    from sicl.errors import SiclError
+    from sicl.guard import output_lock
+
+    for name in ("a", "e"):
+        with output_lock(tmp_path / name, "sicl test"):
+            with pytest.raises(SiclError, match=r"is in use by another sicl run: .*\(sicl test\)"):
+                if name == "a":
+                    sicl.train("configs/demo/sicl-at1.yaml", model=str(data["model"]), output_dir=str(tmp_path / "a"),
+                               tasks=[{"name": "asr", "queries": str(data["queries"]), "pool": str(data["pool"])}],
+                               retrieval={"retriever": "random"}, max_steps=1, report_to=["none"], k=1)
+                else:
+                    sicl.evaluate(data["queries"], tmp_path / "e", model=str(data["model"]), max_new_tokens=2)
+            assert sorted(p.name for p in (tmp_path / name).iterdir()) == [".sicl.lock"]
