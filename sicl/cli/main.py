@@ -34,7 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; only ``command``'s module is imported to add its arguments."""
-    parser = argparse.ArgumentParser(prog="sicl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sicl", description="Speech in-context learning for auditory LLMs (SICL-AT): import corpora, retrieve "
+        "demonstrations, train, evaluate, report. No download needed: `sicl demo --out runs/demo` runs the whole "
+        "study on the embedded world. `sicl COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=f"sicl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
