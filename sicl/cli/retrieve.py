@@ -90,14 +90,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _retrieve_and_write(args: argparse.Namespace, cfg: RetrievalConfig, queries: list, pool: list) -> int:
     start = time.perf_counter()
-    results = retrieve(queries, pool, config=cfg, progress=True)
+    used: dict = {}
+    results = retrieve(queries, pool, config=cfg, progress=True, info=used)
 
     from sicl.retrieval.results import write_retrievals  # after the work: nothing is written on failure
 
     meta = {"settings": dataclasses.asdict(cfg),
             "queries": {"path": args.queries, "sha1": file_hash(args.queries), "rows": len(queries)},
             "pool": {"path": args.pool, "sha1": file_hash(args.pool), "rows": len(pool)},
-            "seconds": round(time.perf_counter() - start, 3)}
+            "seconds": round(time.perf_counter() - start, 3), **used}
     write_retrievals(args.out, [q.id for q in queries], results, meta)
     print(f"sicl retrieve: {len(queries)} queries x k={cfg.k} ({cfg.retriever}) -> {args.out}", file=sys.stderr)
     return 0

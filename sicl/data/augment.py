@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from sicl.data.audio import SAMPLE_RATE, load_audio, write_audio
+from sicl.data.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, audio_duration, load_audio, write_audio
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 
@@ -68,8 +68,11 @@ def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.nd
     return (wav + noise).astype(np.float32)
 
 
-def augment_queries(queries: Sequence[Example], settings: AugmentSettings, out_dir: str | Path) -> list[Example]:
-    """The perturbed copies of ``queries`` (not the queries themselves), written under ``out_dir``."""
+def augment_queries(queries: Sequence[Example], settings: AugmentSettings, out_dir: str | Path,
+                    max_seconds: float | None = DEFAULT_MAX_SECONDS) -> list[Example]:
+    """The perturbed copies of ``queries`` (not the queries themselves), written under ``out_dir``. A slowed-down
+    copy never runs past ``max_seconds`` (the audio window): its factor is raised to what fits (a 29 s query at
+    0.9 would be 32 s, which training would refuse mid-run)."""
     settings.check()
     if settings.copies == 0:
         return []
@@ -88,6 +91,10 @@ def augment_queries(queries: Sequence[Example], settings: AugmentSettings, out_d
             factor = float(rng.uniform(*settings.speed))
             noisy = bool(rng.random() < settings.noise_prob)
             snr = float(rng.uniform(*settings.snr_db))
+            if max_seconds is not None and factor < 1.0:
+                # from the header, so a re-run that finds the file decides the same factor without decoding
+                seconds = audio_duration(q.audio)
+                factor = max(factor, min(1.0, seconds / (max_seconds * 0.99)))
             if not path.exists():
                 if wav is None:
                     wav = load_audio(q.audio, max_seconds=None)

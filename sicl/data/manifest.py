@@ -12,6 +12,7 @@ checked field by field, never evaluated.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -97,8 +98,9 @@ def parse_row(obj: Any, base: Path | None = None) -> tuple[Example | None, list[
             problems.append(f"target {obj['target']!r} is not one of the choices")
     duration = obj.get("duration")
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
-                                 or not duration >= 0):
-        problems.append("field 'duration' must be a non-negative number of seconds")
+                                 or not (duration >= 0 and math.isfinite(duration))):
+        # json reads NaN and Infinity: neither is a length
+        problems.append("field 'duration' must be a non-negative, finite number of seconds")
     meta = obj.get("meta")
     if meta is not None and not isinstance(meta, dict):
         problems.append("field 'meta' must be an object")
@@ -139,6 +141,14 @@ def json_error(e: json.JSONDecodeError) -> str:
     return f"invalid JSON ({msg} at column {e.colno})"
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def has_text(value: Any) -> bool:
+    """A string with something besides whitespace (a blank ``target`` is no gold answer)."""
+    return isinstance(value, str) and bool(value.strip())
+
+
 def _raw_lines(fh: BinaryIO) -> Iterator[bytes]:
     """Lines as bytes without their ending; ``\n``, ``\r\n`` and a lone ``\r`` each end a line (as text
     mode's universal newlines do). Splitting bytes is safe: no byte of a multi-byte UTF-8 character is
@@ -153,7 +163,8 @@ def _raw_lines(fh: BinaryIO) -> Iterator[bytes]:
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     """Yield ``(line_number, decoded_json_or_None, error_or_None)`` for each non-blank line. Each line is
-    decoded on its own, so a bad byte is reported on its own line and the lines around it are still read."""
+    decoded on its own, so a bad byte is reported on its own line and the lines around it are still read.
+    A UTF-8 byte order mark at the start of the file (Windows editors write one) is skipped."""
     path = Path(path)
     try:
         fh = open(path, "rb")
@@ -161,6 +172,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
         raise ManifestError(f"{path}: cannot open manifest ({e.strerror})") from None
     with fh:
         for line_no, raw in enumerate(_raw_lines(fh), start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(UTF8_BOM)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -192,8 +205,9 @@ def read_manifest(path: str | Path, require_target: bool = False) -> list[Exampl
         assert ex is not None
         if ex.id in seen:
             raise ManifestError(f"{where}: duplicate id {ex.id!r} (first on line {seen[ex.id]})")
-        if require_target and not ex.target:
-            raise ManifestError(f"{where}: id {ex.id!r}: 'target' is required here (gold output)")
+        if require_target and not has_text(ex.target):
+            what = "is blank" if ex.target else "is required here"
+            raise ManifestError(f"{where}: id {ex.id!r}: 'target' {what} (gold output)")
         seen[ex.id] = line_no
         examples.append(ex)
     if not examples:

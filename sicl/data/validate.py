@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sicl.data.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, load_audio
-from sicl.data.manifest import iter_lines, parse_row
+from sicl.data.manifest import has_text, iter_lines, parse_row
 from sicl.errors import AudioError, SiclError
 
 
@@ -71,8 +71,9 @@ def validate_manifest(path: str | Path, max_seconds: float | None = DEFAULT_MAX_
                 first_line[rid] = line_no
         if ex is None:
             continue
-        if require_target and not ex.target:
-            problems.append(Problem(line_no, rid, "missing 'target' (gold output required here)"))
+        if require_target and not has_text(ex.target):
+            what = "blank" if ex.target else "missing"
+            problems.append(Problem(line_no, rid, f"{what} 'target' (gold output required here)"))
         if check_audio:
             try:
                 wav = load_audio(ex.audio, max_seconds=max_seconds)

@@ -85,7 +85,7 @@ def write_episodes(path: str | Path, episodes: Iterable[Episode]) -> Path:
 
 def read_episodes(path: str | Path, examples: Mapping[str, Example]) -> list[Episode]:
     out = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:  # a BOM written by an editor is skipped
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -26,6 +26,18 @@ LANGUAGES: dict[str, str] = {
     "zx": "Zexi",
 }
 
+#: More names for :func:`language_name` only (:data:`LANGUAGES` also seeds tiny-omni's tokenizer corpus, so it
+#: stays as pretraining saw it).
+MORE_LANGUAGES: dict[str, str] = {
+    "ko": "Korean", "th": "Thai", "hi": "Hindi", "vi": "Vietnamese", "pl": "Polish", "uk": "Ukrainian",
+    "cs": "Czech", "el": "Greek", "he": "Hebrew", "ro": "Romanian", "hu": "Hungarian", "fi": "Finnish",
+    "da": "Danish", "no": "Norwegian", "nb": "Norwegian", "bg": "Bulgarian", "hr": "Croatian", "sk": "Slovak",
+    "ms": "Malay", "bn": "Bengali", "ur": "Urdu", "sw": "Swahili", "yue": "Cantonese", "cmn": "Chinese",
+    "eu": "Basque", "gl": "Galician", "ga": "Irish", "is": "Icelandic", "lt": "Lithuanian", "sr": "Serbian",
+    "my": "Burmese", "km": "Khmer", "lo": "Lao", "tl": "Tagalog", "fil": "Filipino", "te": "Telugu",
+    "mr": "Marathi", "gu": "Gujarati", "kn": "Kannada", "ml": "Malayalam", "pa": "Punjabi", "ne": "Nepali",
+}
+
 ASR_INSTRUCTION = "Transcribe the audio."
 ST_INSTRUCTION = "Translate the audio into {language}."
 CHOICE_INSTRUCTION = "Answer with the text of the correct option."
@@ -46,10 +58,17 @@ _LETTER_RE = re.compile(r"^\(?([A-Z])[\).:]\s+(.*)$", re.DOTALL)
 
 
 def language_name(code: str | None) -> str:
-    """Human name for a language code (unknown codes are returned as given)."""
-    if not code:
+    """Human name for a language code: ``de``, ``de-AT``, ``pt_BR``, ``ZH`` (unknown codes are returned as
+    given)."""
+    if not code or not code.strip():
         return "English"
-    return LANGUAGES.get(code, LANGUAGES.get(code.split("-")[0], code))
+    if code in LANGUAGES:
+        return LANGUAGES[code]
+    key = code.strip().lower().replace("_", "-")
+    for k in (key, key.split("-")[0]):
+        if k in LANGUAGES or k in MORE_LANGUAGES:
+            return LANGUAGES.get(k) or MORE_LANGUAGES[k]
+    return code
 
 
 def format_choices(choices: list[str]) -> str:
@@ -74,8 +93,10 @@ def instruction(task: str, question: str | None = None, choices: list[str] | Non
 
 
 def answer_text(target: str, task: str = "asr", preset: str = "plain") -> str:
-    """The assistant text for a gold ``target`` (what the model is trained to produce)."""
+    """The assistant text for a gold ``target`` (what the model is trained to produce); blanks around it (a
+    transcript read with its line end, say) are not part of the answer."""
     _check_preset(preset)
+    target = target.strip()
     if preset == "ticl" and task == "asr":
         return TICL_ANSWER.format(answer=target)
     return target

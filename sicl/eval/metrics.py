@@ -45,7 +45,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from sicl.data.manifest import TASKS, iter_lines
 from sicl.episodes.prompts import extract_answer
 from sicl.errors import ManifestError, SiclError
-from sicl.eval.scorers import ChoiceResult, Scorer, get_scorer, mimo_asr_metrics, mmau_match
+from sicl.eval.scorers import ChoiceResult, Scorer, base_lang, get_scorer, mimo_asr_metrics, mmau_match
 
 #: Languages written without spaces between words: CER is computed with spaces removed and is the headline.
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "yue", "ko", "my", "km", "lo"})  # my/km/lo: FLEURS's Burmese, Khmer, Lao
@@ -62,17 +62,25 @@ _basic = BasicTextNormalizer()
 
 
 def _base_lang(lang: str | None) -> str:
-    """``"zh-CN"`` -> ``"zh"``; missing -> ``"en"`` (the manifest default)."""
-    return (lang or "en").strip().lower().replace("_", "-").split("-")[0] or "en"
+    """``"zh-CN"`` -> ``"zh"``, ``"cmn"`` -> ``"zh"``; missing -> ``"en"`` (the manifest default)."""
+    return base_lang(lang)
 
 
 def is_english(lang: str | None) -> bool:
-    return not lang or lang.strip().lower().startswith("en")
+    return not lang or not lang.strip() or lang.strip().lower().startswith("en") or base_lang(lang) == "en"
+
+
+#: Invisible format characters that neither normaliser touches (their Unicode category is Cf, not a space,
+#: mark, symbol or punctuation): a zero-width space separates words (Thai, Khmer and Burmese text uses it), a
+#: soft hyphen, word joiner or stray byte order mark is nothing at all.
+_INVISIBLE = str.maketrans({"\u200b": " ", "\u00ad": None, "\u2060": None, "\ufeff": None})
 
 
 def normalize_text(text: str, lang: str | None = None) -> str:
     """Whisper normalisation for WER: the English normaliser for English, the basic one otherwise; runs of
-    whitespace collapsed to one space."""
+    whitespace (any Unicode space: NBSP, ideographic space, ...) collapsed to one space. Zero-width spaces
+    count as spaces and soft hyphens, word joiners and byte order marks are dropped first."""
+    text = text.translate(_INVISIBLE)
     norm = _english(text) if is_english(lang) else _basic(text)
     return " ".join(norm.split())
 

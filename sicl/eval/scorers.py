@@ -256,8 +256,23 @@ MIMO_DELETED = frozenset(string.punctuation + ZHON_PUNCTUATION) - {"'"}
 MIMO_ASR_LANGS = ("en", "zh")
 
 
-def _base_lang(lang: str | None) -> str:
-    return (lang or "en").strip().lower().replace("_", "-").split("-")[0] or "en"
+#: Other spellings of the languages whose scoring differs (ISO 639-2/3 codes, English names): FLEURS calls
+#: Mandarin ``cmn``, some corpora write ``zho`` / ``jpn`` / ``tha`` or ``Chinese``.
+LANG_ALIASES = {
+    "cmn": "zh", "zho": "zh", "chi": "zh", "chinese": "zh", "mandarin": "zh", "jpn": "ja", "japanese": "ja",
+    "tha": "th", "thai": "th", "kor": "ko", "korean": "ko", "cantonese": "yue", "mya": "my", "bur": "my",
+    "burmese": "my", "khm": "km", "khmer": "km", "lao": "lo", "eng": "en", "english": "en",
+}
+
+
+def base_lang(lang: str | None) -> str:
+    """The language part of a code, lower-case, aliases mapped: ``"zh-CN"`` / ``"zh_TW"`` / ``"cmn_hans_cn"`` ->
+    ``"zh"``, ``"JA"`` -> ``"ja"``; missing or blank -> ``"en"`` (the manifest default)."""
+    base = (lang or "en").strip().lower().replace("_", "-").split("-")[0] or "en"
+    return LANG_ALIASES.get(base, base)
+
+
+_base_lang = base_lang
 
 
 def mimo_asr_text(text: str, lang: str | None, *, hypothesis: bool) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sicl.data.audio import load_audio
+from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.manifest import Example
 from sicl.errors import SiclError
 from sicl.retrieval.cache import VectorCache, model_fingerprint, text_hash
@@ -68,6 +68,38 @@ class TextEmbedder:
                 raise SiclError(f"text embedder {self.name!r}: cannot load "
                                 f"({str(e).splitlines()[0][:160]}){hint}") from None
         return self._model
+
+    def unreadable(self, texts: Sequence[str]) -> list[bool] | None:
+        """Per text, whether the model's vocabulary misses most of it: more than half of its tokens are the
+        unknown token (Thai, emoji and many Chinese characters, for the English all-MiniLM-L6-v2), so its vector
+        says almost nothing about it and all such texts embed alike. Reads only the tokenizer file (no model);
+        ``None`` when there is none to read or its model has no unknown token (byte-level BPE reads anything)."""
+        tok, unk = self._vocabulary()
+        if tok is None:
+            return None
+        out = []
+        for enc, text in zip(tok.encode_batch(list(texts), add_special_tokens=False), texts, strict=True):
+            ids = enc.ids
+            out.append(sum(i == unk for i in ids) * 2 > len(ids) if ids else bool(text.strip()))
+        return out
+
+    def _vocabulary(self) -> tuple[Any, int | None]:
+        if not self.local:
+            return None, None
+        for where in (Path(self.source), Path(self.source) / "0_Transformer"):
+            if (where / "tokenizer.json").is_file():
+                from tokenizers import Tokenizer
+
+                try:
+                    tok = Tokenizer.from_file(str(where / "tokenizer.json"))
+                except Exception:  # noqa: BLE001 - an unusual tokenizer file: no check rather than no retrieval
+                    return None, None
+                tok.no_padding()  # the file may pad every text to the model's length
+                tok.no_truncation()
+                unk_token = getattr(tok.model, "unk_token", None)
+                unk = tok.token_to_id(unk_token) if isinstance(unk_token, str) else None
+                return (tok, unk) if unk is not None else (None, None)
+        return None, None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
@@ -212,7 +244,13 @@ def embed_audio(examples: Sequence[Example], hashes: Sequence[str], embedder: An
     for start in _blocks(len(todo), batch_size, progress, "embedding audio"):
         chunk = todo[start:start + batch_size]
         wavs = [load_audio(first[h].audio, max_seconds=None) for h in chunk]
-        cache.update(chunk, normalize(embedder.encode(wavs)))
+        vecs = np.asarray(embedder.encode(wavs), dtype=np.float32)
+        bad = [n for n, row in enumerate(vecs) if not np.isfinite(row).all()]
+        if bad:  # e.g. a tower that gives a clip no frames: a mean over nothing is NaN, which ranks arbitrarily
+            ex = first[chunk[bad[0]]]
+            raise SiclError(f"{ex.audio}: its audio embedding is not finite ({len(wavs[bad[0]]) / SAMPLE_RATE:.3f} s "
+                            f"of audio; id {ex.id!r})")
+        cache.update(chunk, normalize(vecs))
     return cache.stack(list(hashes)) if len(hashes) else np.zeros((0, 0), np.float32)
 
 

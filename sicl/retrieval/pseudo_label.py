@@ -67,7 +67,8 @@ class FileLabeler:
         except OSError as e:
             raise SiclError(f"{self.path}: cannot read pseudo-labels ({e.strerror})") from None
         self.labels: dict[str, str] = {}
-        for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")  # a BOM is no label
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:

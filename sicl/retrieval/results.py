@@ -50,7 +50,7 @@ def read_retrievals(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     """``{query id: [(pool id, score), ...]}`` from a retrieval file (what training and evaluation load)."""
     out: dict[str, list[tuple[str, float]]] = {}
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8-sig")  # a BOM written by an editor is skipped
     except OSError as e:
         raise ManifestError(f"{path}: cannot open retrieval file ({e.strerror})") from None
     with fh:

@@ -20,6 +20,7 @@ leakage rule of :mod:`sicl.retrieval.leakage`.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sicl.data.manifest import Example
+from sicl.data.manifest import Example, has_text
 from sicl.errors import SiclError
 from sicl.retrieval import index as ix
 from sicl.retrieval.leakage import LeakageGuard, audio_hashes
@@ -62,9 +63,12 @@ class RetrievalConfig:
 
 def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None = None,
              retriever: str | None = None, config: RetrievalConfig | None = None, *, labeler: Any = None,
-             embedder: Any = None, audio_embedder: Any = None, progress: bool = False) -> list[Demos]:
+             embedder: Any = None, audio_embedder: Any = None, progress: bool = False,
+             info: dict[str, Any] | None = None) -> list[Demos]:
     """Demonstrations for each query (see module docstring). ``labeler``/``embedder``/``audio_embedder``
-    replace the ones ``config`` names (tests, or callers that already hold a loaded model)."""
+    replace the ones ``config`` names (tests, or callers that already hold a loaded model). ``info``, when
+    given, receives what was actually used (``text_embedder``: the default embedder gives way to
+    ``char-tfidf`` for a pool whose script it cannot read, :func:`check_readable`)."""
     cfg = config or RetrievalConfig()
     k = cfg.k if k is None else k
     retriever = retriever or cfg.retriever
@@ -76,14 +80,20 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
         raise SiclError(f"seed must be >= 0, got {cfg.seed}")
     if retriever == "none" or k == 0 or not queries:
         return [[] for _ in queries]
+    seen: set[str] = set()
     for ex in pool:
-        if not ex.target:
-            raise SiclError(f"pool item {ex.id!r} has no target: demonstrations need their answers")
+        if ex.id in seen:  # the leakage rule bans by id: two pool items under one id would let one through
+            raise SiclError(f"pool id {ex.id!r} is used by two pool items (ids must be unique)")
+        seen.add(ex.id)
+        if not has_text(ex.target):
+            raise SiclError(f"pool item {ex.id!r} has {'a blank' if ex.target else 'no'} target: "
+                            "demonstrations need their answers")
     groups = _groups(pool)
     q_groups = [group_key(q) for q in queries]
     for q, g in zip(queries, q_groups, strict=True):
         if g not in groups:
             raise SiclError(f"query {q.id!r}: the pool has no {describe_group(g)} items to use as demonstrations")
+    _warn_other_languages(queries, q_groups, pool, groups)
     q_hash = audio_hashes(queries, cfg.cache_dir, progress)
     p_hash = audio_hashes(pool, cfg.cache_dir, progress)
     guard = LeakageGuard(pool, p_hash, cfg.exclude_same_speaker)
@@ -101,7 +111,7 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
     used = sorted(i for g in set(q_groups) for i in groups[g])
     sub_pool, sub_hash = [pool[i] for i in used], [p_hash[i] for i in used]
     if retriever in ("ticl", "ticl+"):
-        q_vec, sub_vec = _text_vectors(queries, q_hash, sub_pool, cfg, labeler, embedder, progress)
+        q_vec, sub_vec = _text_vectors(queries, q_hash, sub_pool, cfg, labeler, embedder, progress, info)
     else:
         q_vec, sub_vec = _audio_vectors(queries, q_hash, sub_pool, sub_hash, cfg, audio_embedder, progress)
     p_vec = np.zeros((len(pool), sub_vec.shape[1]), np.float32)
@@ -117,8 +127,12 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
 
 # ------------------------------------------------------------------------------------------- grouping
 def group_key(ex: Example) -> tuple[str, str | None]:
-    """Which pool items can be a query's demonstrations: same task, and for ST the same target language."""
-    return ex.task, (ex.target_lang if ex.task == "st" else None)
+    """Which pool items can be a query's demonstrations: same task, and for ST the same target language
+    (compared without case and ``_``/``-`` differences: ``pt_BR`` is ``pt-br``; ``de`` and ``de-AT`` differ)."""
+    if ex.task != "st":
+        return ex.task, None
+    lang = (ex.target_lang or "").strip().lower().replace("_", "-")
+    return ex.task, lang or None
 
 
 def describe_group(key: tuple[str, str | None]) -> str:
@@ -131,6 +145,27 @@ def _groups(pool: Sequence[Example]) -> dict[tuple[str, str | None], list[int]]:
     for i, ex in enumerate(pool):
         out[group_key(ex)].append(i)
     return dict(out)
+
+
+def _lang(ex: Example) -> str:
+    return (ex.lang or "en").strip().lower().replace("_", "-").split("-")[0] or "en"
+
+
+def _warn_other_languages(queries: Sequence[Example], q_groups: list, pool: Sequence[Example],
+                          groups: dict[tuple[str, str | None], list[int]]) -> None:
+    """Demonstrations come from the query's task (module docstring), whatever their language; one line on stderr
+    when speech queries have no pool item in their own (source) language, so such a run is not a surprise."""
+    langs = {g: {_lang(pool[i]) for i in members} for g, members in groups.items()}
+    lonely = [q for q, g in zip(queries, q_groups, strict=True)
+              if q.task in ("asr", "st") and _lang(q) not in langs[g]]
+    if lonely:
+        q = lonely[0]
+        others = ", ".join(sorted(langs[group_key(q)]))
+        one = len(lonely) == 1
+        print(f"sicl: warning: {len(lonely)} {q.task} {'query' if one else 'queries'} (e.g. {q.id!r}, lang "
+              f"{q.lang!r}) {'has' if one else 'have'} no pool item in {'its' if one else 'their'} language; "
+              f"{'its' if one else 'their'} demonstrations are in {others}",
+              file=sys.stderr)
 
 
 def retrieval_text(ex: Example) -> str | None:
@@ -154,7 +189,36 @@ def _random(q: Example, members: list[int], banned: set[int], pool: Sequence[Exa
     return out
 
 
-def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tuple[np.ndarray, np.ndarray]:
+def check_readable(embedder: Any, texts: Sequence[str], default: bool) -> Any:
+    """The text embedder to use for a pool: ``embedder`` itself when its vocabulary covers the pool's texts
+    (:meth:`~sicl.retrieval.embed.TextEmbedder.unreadable`). When it misses most of at least half of them (a
+    Thai pool and the English all-MiniLM-L6-v2: every text would be one unknown token and every query would get
+    the same, arbitrary demonstrations), the default embedder gives way to ``char-tfidf`` (any script) with a
+    warning on stderr, and an embedder the user named is an error saying what to use instead."""
+    check = getattr(embedder, "unreadable", None)
+    flags = check(texts) if callable(check) else None
+    if not flags:
+        return embedder
+    bad = [t for t, f in zip(texts, flags, strict=True) if f]
+    filled = sum(1 for t in texts if t.strip())
+    if not bad or len(bad) * 2 < filled:
+        return embedder
+    from sicl.retrieval.embed import CHAR_TFIDF, make_text_embedder
+
+    example = bad[0] if len(bad[0]) <= 40 else bad[0][:40] + "..."
+    name = getattr(embedder, "name", type(embedder).__name__)
+    what = (f"text embedder {name!r} does not know the script of {len(bad)} of {filled} pool texts "
+            f"(e.g. {example!r}): their vectors would all be alike")
+    if not default:
+        raise SiclError(f"{what}; use --embedder {CHAR_TFIDF} (any script) or a multilingual sentence-transformers "
+                        "model folder")
+    print(f"sicl: warning: {what}; retrieving with {CHAR_TFIDF} instead (--embedder chooses another)",
+          file=sys.stderr)
+    return make_text_embedder(CHAR_TFIDF)
+
+
+def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress,
+                  info=None) -> tuple[np.ndarray, np.ndarray]:
     from sicl.retrieval.embed import embed_texts, make_text_embedder
     from sicl.retrieval.pseudo_label import make_labeler, pseudo_labels
 
@@ -167,8 +231,14 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
     missing_q = [q.id for q, t in zip(queries, q_text, strict=True) if t is None and q.task not in ("asr", "st")]
     if missing_q:
         raise SiclError(f"query {missing_q[0]!r} has no question to retrieve by")
-    # the embedder first: a name that cannot load is an error before minutes of pseudo-labelling
+    # the embedder first: a name that cannot load, or one that cannot read the pool's script, is an error
+    # before minutes of pseudo-labelling
+    default = embedder is None and cfg.embedder is None
     embedder = embedder or make_text_embedder(cfg.embedder, allow_download=cfg.allow_download, device=cfg.device)
+    pool_text = [retrieval_text(ex) or "" for ex in pool]
+    embedder = check_readable(embedder, pool_text, default)
+    if info is not None:
+        info["text_embedder"] = getattr(embedder, "name", type(embedder).__name__)
     if speech:
         labeler = labeler or make_labeler(cfg.pseudo_labeler, cfg.model, cfg.max_new_tokens, cfg.allow_download,
                                         cfg.device)
@@ -176,7 +246,6 @@ def _text_vectors(queries, q_hash, pool, cfg, labeler, embedder, progress) -> tu
                                cfg.cache_dir, cfg.batch_size, progress)
         for i, text in zip(speech, labels, strict=True):
             q_text[i] = text
-    pool_text = [retrieval_text(ex) or "" for ex in pool]
     if hasattr(embedder, "fit"):  # a lexical embedder learns its IDF from the texts it searches
         embedder.fit(pool_text)
     p_vec = embed_texts(pool_text, embedder, cfg.cache_dir, progress=progress)
