@@ -344,3 +344,19 @@ def test_a_pool_in_another_language_is_used_with_a_warning(tmp_path, capsys):
     pool[0].lang = "fr"
     retrieve([query], pool, 1, "random", RetrievalConfig(cache_dir=str(tmp_path / "c")))
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_clip_the_audio_tower_gives_no_token_is_refused_by_the_backbone(data):
+    """Clips handed to a chat backbone directly (``wavs=``, ``encode_audio``) must carry at least one audio token:
+    320 samples give the tower no frame (the model would see the clip's markers and nothing), 321 give one."""
+    import numpy as np
+
+    from sicl.errors import AudioError
+    from sicl.models.registry import load_backbone
+
+    bb = load_backbone(data["model"])
+    assert bb.num_audio_tokens(320) == 0 and bb.num_audio_tokens(321) == 1
+    with pytest.raises(AudioError, match=r"^short: audio is 20 ms, too short for .*\(no audio token for less than 20.1 ms\)"):
+        bb.encode_audio([np.zeros(320, np.float32)], names=["short"])
+    (out,) = bb.encode_audio([np.zeros(321, np.float32)])
+    assert out.shape[0] == 1

@@ -268,6 +268,9 @@ class ChatAudioBackbone:
                              f"{self.max_audio_seconds:g} s window of {self.family} (it would be truncated)")
         if n_samples == 0:
             raise AudioError(f"{name}: audio is empty")
+        if self.num_audio_tokens(n_samples) < 1:  # the model would get the clip's markers and no audio at all
+            raise AudioError(f"{name}: audio is {n_samples / SAMPLE_RATE * 1000:.3g} ms, too short for {self.family}'s "
+                             f"audio tower (no audio token for less than {(2 * HOP_LENGTH + 1) / SAMPLE_RATE * 1000:.3g} ms)")
 
     def _user(self, ex: Any) -> dict[str, Any]:
         text = prompts.example_instruction(ex, self.preset)
