@@ -7,6 +7,11 @@ name the key and where it came from (the file, the command-line override, or the
 notebook API). Nested dataclasses are addressed with dots (``lora.r=16``). A config class may define ``config_problems()``, yielding
 ``(key, problem)`` for values out of range; the first one is an error that names its source, raised while
 the config is loaded (before any model or output).
+
+Numbers and strings: a value written in quotes is a string, by the writer's choice, so ``factor: "0.5"`` for a
+number setting is an error naming the file and key (and a string given from Python is never read as a number).
+A value written without quotes is read as YAML reads it, except that ``5e-4`` (which YAML 1.1 reads as a string,
+lacking a dot) is the number for a number setting, in a file and in a ``key=value`` override alike.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     errors name ``argument KEY of CALLER``."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_config_file(path)
+        data = _read_marked(path)
     # key -> (source of a bad value, source of a bad key), for messages
     cli: dict[str, tuple[str, str]] = {}
     for item in overrides or []:
@@ -68,6 +73,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML config file as a mapping (empty file: ``{}``). Every problem is a one-line :class:`ConfigError`
     naming the file (and line where there is one): unreadable, not UTF-8, invalid YAML, a key given twice in
     one mapping, or a top level that is not a mapping."""
+    return _unmark(_read_marked(path))
+
+
+def _read_marked(path: str | Path) -> dict[str, Any]:
+    """:func:`read_config_file`, its unquoted number-like strings kept as :class:`_PlainNumber` (for
+    :func:`_coerce`)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
@@ -97,9 +108,43 @@ class _DuplicateKey(yaml.constructor.ConstructorError):
     """A key given twice in one YAML mapping (PyYAML keeps the last one silently)."""
 
 
+class _PlainNumber(str):
+    """A YAML scalar written without quotes that YAML 1.1 reads as a string and Python as a number (``5e-4``,
+    ``1e3``: no dot): the number for a number setting (:func:`_coerce`), the text for anything else. A quoted
+    ``"5e-4"`` is a plain ``str``: a string by the writer's choice."""
+
+    __slots__ = ()
+
+
+def _number_like(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _unmark(value: Any) -> Any:
+    """``value`` with every :class:`_PlainNumber` (in lists and mappings too) a plain ``str``."""
+    if isinstance(value, _PlainNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return {_unmark(k): _unmark(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmark(v) for v in value]
+    return value
+
+
 class _StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` (plain data, never Python objects) that refuses a key given twice in one mapping:
-    ``max_steps: 2`` then ``max_steps: 3`` is an error, not "the last one wins"."""
+    ``max_steps: 2`` then ``max_steps: 3`` is an error, not "the last one wins". An unquoted string that reads as a
+    number (``5e-4``) is a :class:`_PlainNumber`, so that a config tells it from a quoted one."""
+
+    def construct_yaml_str(self, node: yaml.Node) -> Any:
+        value = super().construct_yaml_str(node)
+        if isinstance(node, yaml.ScalarNode) and node.style is None and _number_like(value):
+            return _PlainNumber(value)
+        return value
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -117,6 +162,9 @@ class _StrictLoader(yaml.SafeLoader):
                                         note=f"first on line {first + 1}")
                 seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:str", _StrictLoader.construct_yaml_str)
 
 
 # Keys given on the command line or from Python while a config is built (key -> (source of a bad value, source
@@ -237,14 +285,18 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
             value = [value]  # `k=3` for a list field means [3]
         if not isinstance(value, list | tuple):
             raise _bad(where, key, "must be a list")
-        items = [_coerce(item_tp, v, key, where) for v in value]
+        # an entry of a list of mappings is named by its index (targets[2].factor), as config_problems names it
+        items = [_coerce(item_tp, v, f"{key}[{i}]" if dataclasses.is_dataclass(item_tp) else key, where)
+                 for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise _bad(where, key, "must be a mapping")
-        return value
+        return _unmark(value)
     if tp is Any:
-        return value
+        return _unmark(value)
+    plain = isinstance(value, _PlainNumber)  # written without quotes (a number for a number setting)
+    value = _unmark(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -254,11 +306,11 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
         raise _bad(where, key, f"must be {getattr(tp, '__name__', tp)}, got {value!r}")
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if tp is float and isinstance(value, str):
-        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
+    if tp is float and plain:  # YAML 1.1 reads an unquoted 3e-4 (no dot) as a string: it is the number
+        return float(value)
+    if tp is float and isinstance(value, str):  # a quoted value (or a Python str) is a string by choice
+        hint = "; a quoted value is text: write it without quotes" if _number_like(value) else ""
+        raise _bad(where, key, f"must be a number (float), got the string {value!r}{hint}")
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str | int | float) and not isinstance(value, bool):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import resource
 import shutil
@@ -129,7 +130,52 @@ def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
     if cfg.scorer not in SCORER_NAMES:
         raise ConfigError(f"{path or DEFAULT_CONFIG}: scorer {cfg.scorer!r} is not one of {', '.join(SCORER_NAMES)}")
     check_backend(cfg.backend, str(path or DEFAULT_CONFIG))
+    check_target_names(cfg, path or DEFAULT_CONFIG, overrides)
     return cfg
+
+
+def study_methods(cfg: StudyConfig) -> list[str]:
+    """The methods a study evaluates: the base model's, then its adapters'."""
+    return [*BASE_METHODS, *(a.method for a in cfg.adapters)]
+
+
+def check_target_names(cfg: StudyConfig, path: str | Path, overrides: Sequence[str] = ()) -> None:
+    """Every target names one of the study's eval sets, a ``method`` (name or pattern) that matches one of its
+    methods and a ``baseline`` that is one: a target that names anything else could never be checked, and would
+    only be missing from the report. A target of the file is checked against the file's own ``eval_sets`` and
+    ``adapters``, so that a study reduced on the command line (``eval_sets=[...]``, ``adapters=[...]``) still
+    runs: its targets on what it left out are said to be unchecked when the report is made
+    (:meth:`Study.check_targets`). One line naming the file (or the override of ``targets``), the entry, the
+    unknown name and the known ones."""
+    from sicl.config import read_config_file
+
+    given = {item.partition("=")[0].strip(): item for item in overrides}
+    # targets from the command line are checked against the study as it runs
+    source = f"override {given['targets']}" if "targets" in given else str(path)
+    sets, methods = [s.name for s in cfg.eval_sets], study_methods(cfg)
+    if "targets" not in given and ("eval_sets" in given or "adapters" in given):
+        raw = read_config_file(path)
+        if "eval_sets" in given and isinstance(raw.get("eval_sets"), list):
+            sets = _names(raw["eval_sets"], "name")
+        if "adapters" in given and isinstance(raw.get("adapters"), list):
+            methods = [*BASE_METHODS, *_names(raw["adapters"], "method")]
+    for i, t in enumerate(cfg.targets):
+        entry = f"targets[{i}]" + (f" ({t.label!r})" if t.label else "")
+        if t.eval_set not in sets:
+            raise ConfigError(f"{source}: {entry}: eval_set {t.eval_set!r} is not one of the study's eval sets "
+                              f"({', '.join(sets) or 'none'})")
+        if not any(fnmatch.fnmatchcase(m, t.method) for m in methods):
+            pattern = any(c in t.method for c in "*?[")
+            raise ConfigError(f"{source}: {entry}: method {t.method!r} {'matches none' if pattern else 'is not one'} "
+                              f"of the study's methods ({', '.join(methods)})")
+        if t.baseline is not None and t.baseline not in methods:
+            raise ConfigError(f"{source}: {entry}: baseline {t.baseline!r} is not one of the study's methods "
+                              f"({', '.join(methods)})")
+
+
+def _names(entries: list[Any], key: str) -> list[str]:
+    """The ``key`` of every mapping in a config file's list ``entries`` (others ignored)."""
+    return [str(e[key]) for e in entries if isinstance(e, dict) and key in e]
 
 
 def model_problem(name: str) -> str | None:
@@ -301,7 +347,7 @@ class Study:
 
     def evaluate(self, method: str, s: EvalSet, ks: list[int], adapter_dir: Path | None) -> Path:
         from sicl.eval.backends import shared_tower_cache
-        from sicl.eval.runner import EvalConfig, evaluate, settings_changed
+        from sicl.eval.runner import EvalConfig, evaluate, read_settings, settings_changed
 
         if self.tower_cache is None and self.cfg.backend == "hf":  # one base model: adapters leave the tower alone
             self.tower_cache = shared_tower_cache()
@@ -318,16 +364,24 @@ class Study:
                          embedder=self.cfg.embedder, batch_size=self.cfg.batch_size, limit=self.cfg.eval_limit, method=method,
                          eval_set=s.name, scorer=self.cfg.scorer, backend=self.cfg.backend,
                          loop_trim=self.cfg.loop_trim)
+        saved = read_settings(out)
         changed = settings_changed(out, cfg)
+        old_root = _eval_root(saved.get("data"), s.data) if saved else None
+        moved = old_root is not None and not _same_dir(old_root, self.out)
         if changed:  # the study owns this folder: an evaluation made with other settings is made again
-            old_root = _eval_root(changed.get("data", (None, None))[0], s.data)
-            if old_root is not None and not _same_dir(old_root, self.out):
-                # its settings and saved predictions name the files of the study folder it was made in
-                self.log(f"      {out}: made in {old_root} (the study folder was moved or copied; an evaluation "
-                         f"names its files by path); evaluating again")
+            if moved and "data_sha1" not in (saved or {}):
+                # written before settings recorded the run folder and its inputs' SHA-1: compared by path
+                self.log(f"      {out}: made in {old_root} (the study folder was moved or copied) by an earlier sicl, "
+                         f"whose settings name its files by path only; evaluating again")
+            elif moved:
+                self.log(f"      {out}: made in {old_root} (the study folder was moved or copied) with other "
+                         f"settings or inputs ({', '.join(changed)}); evaluating again")
             else:
                 self.log(f"      {out}: made with other settings ({', '.join(changed)}); evaluating again")
             shutil.rmtree(out)
+        elif moved:  # the same inputs (same place in the study folder, same content): its predictions are kept
+            self.log(f"      {out}: made in {old_root} (the study folder was moved or copied), with the same "
+                     f"settings and inputs; reused")
         self.log(f"      {method} on {s.name}, k={','.join(map(str, ks))}")
         evaluate(cfg, resume=True, progress=True, tower_cache=self.tower_cache)
         return out
@@ -444,14 +498,24 @@ class Study:
         if res is None:
             return []
         checks: list[dict[str, Any]] = []
+        sets, methods = [s.name for s in self.cfg.eval_sets], study_methods(self.cfg)
         for t in self.cfg.targets:
-            r = check_target(res, dataclasses.replace(t, label=None))
             label = t.label or f"{t.method} vs {t.baseline if t.baseline else t.value}"
+            left_out = [f"eval set {t.eval_set!r}"] if t.eval_set not in sets else []
+            if not any(fnmatch.fnmatchcase(m, t.method) for m in methods):
+                left_out.append(f"method {t.method!r}")
+            if t.baseline is not None and t.baseline not in methods:
+                left_out.append(f"baseline {t.baseline!r}")
+            if left_out:
+                # a study reduced on the command line (load_study refuses such names in the file's own targets)
+                self.log(f"      target {label!r} not checked: this study leaves out its {' and '.join(left_out)} "
+                         f"(eval sets: {', '.join(sets)}; methods: {', '.join(methods)})")
+                continue
+            r = check_target(res, dataclasses.replace(t, label=None))
             if r.met is None:
-                # a number is missing: left out of the checks (a reduced study, `eval_sets=[...]`, lacks that set
-                # or method); said when the study has that eval set, with the names the results do have
-                if t.eval_set in {s.name for s in self.cfg.eval_sets}:
-                    self.log(f"      target {label!r} {r.sentence}")
+                # a number is missing (e.g. that k was not run, a misspelt metric): left out of the checks and
+                # said, with the names the results do have
+                self.log(f"      target {label!r} {r.sentence}")
                 continue
             met: bool | None = r.met
             text = ("MET" if met else "NOT MET") + r.sentence[r.sentence.index(":"):]

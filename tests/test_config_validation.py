@@ -254,7 +254,7 @@ def test_tasks_overrides_name_the_list_and_the_command_line(cfg_file):
         load_config(TrainConfig, cfg_file, ["tasks=5"])
     with pytest.raises(ConfigError, match=r"^override tasks=\[q.jsonl\]: tasks must be a list of mappings"):
         load_config(TrainConfig, cfg_file, ["tasks=[q.jsonl]"])
-    with pytest.raises(ConfigError, match=r"^command line: unknown key\(s\) tasks.bogus for TaskSpec"):
+    with pytest.raises(ConfigError, match=r"^command line: unknown key\(s\) tasks\[0\].bogus for TaskSpec"):
         load_config(TrainConfig, cfg_file, ["tasks=[{name: asr, queries: q.jsonl, pool: p.jsonl, bogus: 1}]"])
     with pytest.raises(ConfigError, match=r"^command line: unknown key\(s\) lora.bogus for LoraSettings"):
         load_config(TrainConfig, cfg_file, ["lora={r: 4, bogus: 1}"])

@@ -74,6 +74,40 @@ def test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps
     assert "adapter reused" in again and "(reused)" in again
     assert (out / "eval" / "sicl-at2" / "aqa" / "k=1" / "predictions.jsonl").read_text() == before
 
+    # the study folder moved (then moved back): its world, adapters and evaluations are reused, nothing is predicted
+    # again (each evaluation's inputs are at the same place in the folder, with the same content)
+    import shutil
+
+    def predicted(folder):
+        runs = [json.loads(p.read_text()) for p in (folder / "eval").rglob("run.json")]
+        return {r["timing"]["predicted_this_call"] for r in runs if "timing" in r}
+
+    evaluations = sorted(p.parent for p in (out / "eval").rglob("settings.json"))
+    assert len(evaluations) == 8 and predicted(out) == {0}
+    moved = tmp_path / "elsewhere" / "demo"
+    for here, there in ((out, moved), (moved, out)):
+        shutil.move(here, there)
+        assert main(["demo", "--out", str(there), "--size", "small", *REDUCED]) == 0
+        again = capsys.readouterr().out
+        assert "evaluating again" not in again and "training" not in again and predicted(there) == {0}
+        for run in evaluations:
+            assert (f"{there / run.relative_to(out)}: made in {here} (the study folder was moved or copied), with the "
+                    "same settings and inputs; reused") in again
+        assert f"sicl-at2: adapter reused ({there / 'models' / 'sicl-at2'}" in again
+    assert (out / "eval" / "sicl-at2" / "aqa" / "k=1" / "predictions.jsonl").read_text() == before
+    # a moved copy whose test manifest changed: that set's evaluations are made again, the others reused
+    shutil.copytree(out, moved)
+    manifest = moved / "data" / "aqa" / "test.jsonl"
+    manifest.write_text(manifest.read_text() + "\n")  # the same rows: another file all the same
+    assert main(["demo", "--out", str(moved), "--size", "small", *REDUCED]) == 0
+    again = capsys.readouterr().out
+    for run in evaluations:
+        redone = (f"{moved / run.relative_to(out)}: made in {out} (the study folder was moved or copied) with other "
+                  "settings or inputs (data content")  # the ICL runs: and their pseudo-labels (the zero-shot run's)
+        assert (redone in again) == (run.name == "aqa"), run
+    assert "(data content, pseudo_labeler content); evaluating again" in again and predicted(moved) == {0, 3}
+    shutil.rmtree(moved)
+
     # an adapter saved before a training key existed (here `query_augment`) is reused: the key is at its default
     import yaml
 
@@ -351,10 +385,11 @@ def test_an_adapter_trained_with_another_config_is_trained_again(tmp_path, monke
     assert calls[-1] == (4, True, True)
 
 
-def test_a_moved_or_copied_study_keeps_its_adapters_and_says_why_evaluations_are_redone(tmp_path, monkeypatch):
+def test_a_moved_or_copied_study_keeps_its_adapters_and_says_why_old_evaluations_are_redone(tmp_path, monkeypatch):
     """Saved configs name files by absolute path. Adapters are compared with paths inside the study folder taken
-    relative to it (reused after a move or copy); an evaluation, whose settings and predictions name its files,
-    is made again, and the log says the folder moved rather than listing settings."""
+    relative to it (reused after a move or copy); an evaluation saved by an earlier sicl (settings without its
+    inputs' SHA-1s) is made again, and the log says the folder moved rather than listing settings. (One saved now is
+    reused: test_reduced_demo_writes_report_csv_plots_adapters_and_reuses_finished_steps.)"""
     import shutil
 
     import sicl.eval.runner as runner
@@ -382,7 +417,7 @@ def test_a_moved_or_copied_study_keeps_its_adapters_and_says_why_evaluations_are
                         "folder was moved or copied)")
     moved.evaluate("zero-shot", s, [0], adapter_dir=None)
     assert logs[-2] == (f"      {new / 'eval' / 'zero-shot' / 'adult'}: made in {old} (the study folder was moved or "
-                        "copied; an evaluation names its files by path); evaluating again")
+                        "copied) by an earlier sicl, whose settings name its files by path only; evaluating again")
     assert seen[-1].out == str(new / "eval" / "zero-shot" / "adult")
     # a stopped training run there cannot resume (sicl train checks its saved paths): it starts over
     shutil.rmtree(new)

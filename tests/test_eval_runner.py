@@ -249,3 +249,107 @@ def test_an_adapter_retrained_in_place_is_a_settings_change(data, tmp_path):
     del settings["adapter_weights_sha1"]  # a run saved before the key existed is not compared on it
     (out / "settings.json").write_text(json.dumps(settings))
     assert settings_changed(out, same) == {}
+
+
+def _tree(data, root: Path) -> dict[str, Path]:
+    """A folder holding everything a run reads but the model: the manifests with their clips (relative paths), an
+    adapter, and the run folders (the zero-shot run's transcripts are the other run's pseudo-labels)."""
+    from sicl.models.lora import apply_lora, save_adapter
+    from sicl.models.tiny_omni import load_tiny_omni
+
+    for name in ("queries", "pool"):
+        src = Path(data[name])
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / "data" / src.name)
+        shutil.copytree(src.parent / src.stem, root / "data" / src.stem)
+    model, _ = load_tiny_omni(data["model"])
+    save_adapter(apply_lora(model), root / "models" / "a")
+    return {"queries": root / "data" / Path(data["queries"]).name, "pool": root / "data" / Path(data["pool"]).name,
+            "adapter": root / "models" / "a", "zs": root / "eval" / "zs", "icl": root / "eval" / "icl"}
+
+
+def _runs(data, t: dict[str, Path]) -> tuple[EvalConfig, EvalConfig]:
+    files = {"queries": t["queries"], "pool": t["pool"], "model": data["model"]}
+    zs = cfg(files, t["zs"], ks=[0], pool=None)
+    icl = cfg(files, t["icl"], ks=[0, 1], adapter=str(t["adapter"]), retriever="ticl", embedder="char-tfidf",
+              pseudo_labeler=f"file:{t['zs'] / 'predictions.jsonl'}")
+    return zs, icl
+
+
+def _predicted(out: Path) -> list[int]:
+    return [json.loads(p.read_text())["timing"]["predicted_this_call"] for p in sorted(out.rglob("run.json"))
+            if "timing" in json.loads(p.read_text())]
+
+
+def test_a_moved_run_folder_resumes_without_predicting_again_and_a_changed_input_is_refused(data, tmp_path):
+    """settings.json names files by absolute path; a folder moved with its inputs (data, pool, adapter, the
+    pseudo-labels file: the same place relative to the run folder, the same SHA-1) resumes as the same run."""
+    from sicl.eval.runner import settings_changed
+
+    old = _tree(data, tmp_path / "old")
+    for c in _runs(data, old):
+        evaluate(c)
+    saved = json.loads((old["icl"] / "settings.json").read_text())
+    assert saved["data"] == str(old["queries"].resolve()) and saved["out"] == str(old["icl"].resolve())
+    assert {"data_sha1", "pool_sha1", "pseudo_labels_sha1", "adapter_weights_sha1"} <= set(saved)
+    preds = {name: sorted(p.read_text() for p in old[name].rglob("predictions.jsonl")) for name in ("zs", "icl")}
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    new = {k: tmp_path / "new" / v.relative_to(tmp_path / "old") for k, v in old.items()}
+    zs, icl = _runs(data, new)
+    assert settings_changed(new["zs"], zs) == {} and settings_changed(new["icl"], icl) == {}
+    for c in (zs, icl):
+        evaluate(c, resume=True)
+    assert _predicted(new["zs"]) == [0] and _predicted(new["icl"]) == [0, 0]  # nothing predicted again
+    assert {name: sorted(p.read_text() for p in new[name].rglob("predictions.jsonl")) for name in preds} == preds
+    assert json.loads((new["icl"] / "settings.json").read_text())["out_history"] == [
+        str(old["icl"].resolve()), str(new["icl"].resolve())]
+    # moved again, and copied: the saved rows still name the clips of the first folder
+    shutil.copytree(tmp_path / "new", tmp_path / "copy")
+    copy = {k: tmp_path / "copy" / v.relative_to(tmp_path / "new") for k, v in new.items()}
+    for c in _runs(data, copy):
+        evaluate(c, resume=True)
+    assert _predicted(copy["icl"]) == [0, 0]
+    # another manifest in the moved copy (one gold transcript edited): refused, not resumed
+    rows_ = [json.loads(line) for line in copy["queries"].read_text().splitlines()]
+    rows_[0]["target"] = "an edited transcript"
+    copy["queries"].write_text("".join(json.dumps(r) + "\n" for r in rows_))
+    shutil.copytree(tmp_path / "copy", tmp_path / "edited")
+    shutil.rmtree(tmp_path / "copy" / "eval" / "zs")  # only the ICL run's checks: its inputs
+    zs, icl = _runs(data, {k: tmp_path / "edited" / v.relative_to(tmp_path / "copy") for k, v in copy.items()})
+    assert list(settings_changed(zs.out, zs)) == ["data content"]
+    with pytest.raises(SiclError, match=r"different settings .*data content: '.*edited/data/q.jsonl \(SHA-1 "):
+        evaluate(zs, resume=True)
+    # another pool, or other pseudo-labels, in a moved copy: refused too (the adapter: its weights)
+    pool = Path(icl.pool)
+    pool.write_text("".join(pool.read_text().splitlines(keepends=True)[::-1]))
+    (Path(icl.out).parent / "zs" / "predictions.jsonl").write_text("")
+    assert set(settings_changed(icl.out, icl)) == {"data content", "pool content", "pseudo_labeler content"}
+    # the same manifest (same bytes) at another place relative to the run folder: another input, as before
+    shutil.copytree(new["queries"].parent, tmp_path / "other")
+    elsewhere = cfg({"queries": tmp_path / "other" / new["queries"].name, "pool": new["pool"], "model": data["model"]},
+                    new["zs"], ks=[0], pool=None)
+    assert list(settings_changed(new["zs"], elsewhere)) == ["data"]
+
+
+def test_a_settings_json_written_before_input_hashes_is_compared_by_path(data, tmp_path):
+    """A run saved by an earlier sicl (no SHA-1s, no out_history): resumed in place as before; moved, its inputs'
+    paths differ, and --resume says so (the study makes it again) rather than failing on its saved rows."""
+    from sicl.eval.runner import settings_changed
+
+    old = _tree(data, tmp_path / "old")
+    zs, _ = _runs(data, old)
+    evaluate(zs)
+    settings = json.loads((old["zs"] / "settings.json").read_text())
+    for key in ("data_sha1", "out_history"):
+        del settings[key]
+    settings["out"] = "eval/zs"  # as given on the command line, relative
+    (old["zs"] / "settings.json").write_text(json.dumps(settings))
+    assert settings_changed(old["zs"], zs) == {}
+    evaluate(zs, resume=True)
+    assert _predicted(old["zs"]) == [0]
+    (old["zs"] / "settings.json").write_text(json.dumps(settings))
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    zs, _ = _runs(data, {k: tmp_path / "new" / v.relative_to(tmp_path / "old") for k, v in old.items()})
+    assert list(settings_changed(zs.out, zs)) == ["data"]
+    with pytest.raises(SiclError, match="different settings"):
+        evaluate(zs, resume=True)

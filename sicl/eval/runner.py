@@ -23,6 +23,12 @@ an uninterrupted run gives. Sharding (``WORLD_SIZE`` > 1 under ``torchrun``/``ac
 takes batches ``r, r + W, ...`` of the same list (whole batches, so the predictions equal a 1-process run),
 writes ``predictions.rank{r}.jsonl``; rank 0 merges them into ``predictions.jsonl`` in manifest order and
 writes ``metrics.json`` and ``run.json``.
+
+Moved folders: ``settings.json`` names the run's folder and file inputs by absolute path, with each input's SHA-1.
+``--resume`` in a run folder moved or copied together with its inputs (a study folder) continues it: an input at
+the same place relative to the run folder, with the SHA-1 recorded, is the same input (another content is a
+change, and refused); saved predictions name their clips by the path they had where they were made
+(``out_history``). A settings.json written before sicl recorded these compares paths, as before.
 """
 
 from __future__ import annotations
@@ -60,6 +66,11 @@ RESUME_KEYS = ("model", "adapter", "data", "pool", "retriever", "pseudo_labeler"
                "backend", "loop_trim")
 #: what a settings.json written before a key existed meant by it
 LEGACY_SETTINGS = {"loop_trim": 0}
+#: file inputs (settings key -> the settings key of their content's SHA-1). settings.json names them by absolute
+#: path; on --resume one at another path is still the same input when the run folder was moved or copied with it:
+#: the same place relative to the run folder (``out``) and the same SHA-1 as recorded (:func:`settings_changed`)
+FILE_INPUTS = {"data": "data_sha1", "pool": "pool_sha1", "adapter": "adapter_weights_sha1",
+               "pseudo_labeler": "pseudo_labels_sha1"}
 
 
 @dataclass
@@ -359,14 +370,29 @@ def _line_of(manifest: str | Path, row_id: str) -> str:
 
 
 def _settings(cfg: EvalConfig) -> dict[str, Any]:
+    """The run's settings as settings.json and run.json keep them: file inputs and ``out`` as absolute paths (for
+    people), with the SHA-1 of each input's content (:data:`FILE_INPUTS`, for a --resume after a move)."""
     s = dataclasses.asdict(cfg)
+    s["out"] = str(Path(cfg.out).resolve())
     for key in ("data", "pool", "adapter"):
         if s[key] and Path(s[key]).exists():
             s[key] = str(Path(s[key]).resolve())
+    labels = _labels_file(cfg.pseudo_labeler)
+    if labels is not None and Path(labels).is_file():
+        s["pseudo_labeler"] = "file:" + str(Path(labels).resolve())
+        s["pseudo_labels_sha1"] = file_hash(labels)
+    for key in ("data", "pool"):
+        if s[key] and Path(s[key]).is_file():
+            s[f"{key}_sha1"] = file_hash(s[key])
     weights = Path(cfg.adapter) / "adapter_model.safetensors" if cfg.adapter else None
     if weights is not None and weights.is_file():  # the path alone does not say the weights are the same
         s["adapter_weights_sha1"] = file_hash(weights)
     return s
+
+
+def _labels_file(spec: Any) -> str | None:
+    """The predictions file of a ``file:PATH`` pseudo-labeler; None for any other."""
+    return spec[len("file:"):] if isinstance(spec, str) and spec.startswith("file:") and len(spec) > 5 else None
 
 
 def _check_outputs(out: Path, run_dirs: dict[int, Path], cfg: EvalConfig, resume: bool) -> None:
@@ -381,12 +407,12 @@ def _check_outputs(out: Path, run_dirs: dict[int, Path], cfg: EvalConfig, resume
                         + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()) + ")")
 
 
-def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, Any]]:
-    """The settings that change predictions (:data:`RESUME_KEYS`) on which ``cfg`` differs from the run saved in
-    ``out`` (``{key: (before, now)}``; empty when they agree or nothing was saved there)."""
+def read_settings(out: str | Path) -> dict[str, Any] | None:
+    """The settings.json of the run in ``out`` (None when there is none); one that cannot be read, or is not a
+    JSON object, is a one-line error saying to delete ``out``."""
     old = Path(out) / "settings.json"
     if not old.exists():
-        return {}
+        return None
     try:
         saved = json.loads(old.read_text(encoding="utf-8"))
     except OSError as e:
@@ -395,9 +421,50 @@ def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, A
         raise SiclError(f"{old}: not valid JSON ({e}); delete {out} to start over") from None
     if not isinstance(saved, dict):
         raise SiclError(f"{old}: not a JSON object of settings (a {type(saved).__name__}); delete {out} to start over")
+    return saved
+
+
+def _moved_input(key: str, before: Any, now_value: Any, saved: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """Whether the file input ``key`` (:data:`FILE_INPUTS`), at another path than the saved run's, is the same
+    input: ``"same"`` when it is the same file (a path the saved settings kept relative, resolved here), or the run
+    folder was moved or copied with it (the same place relative to ``out``, the same SHA-1 as recorded);
+    ``"content"`` when only its content differs; None when it is elsewhere, or the settings predate SHA-1s."""
+    if key == "pseudo_labeler":
+        before, now_value = _labels_file(before), _labels_file(now_value)
+    if not isinstance(before, str) or not isinstance(now_value, str):
+        return None
+    if Path(before).resolve() == Path(now_value).resolve():
+        return "same"
+    sha, old_out = FILE_INPUTS[key], saved.get("out")
+    if not (isinstance(old_out, str) and os.path.isabs(old_out) and isinstance(saved.get(sha), str)):
+        return None  # an older settings.json: compared by path, as it was
+    if os.path.relpath(before, old_out) != os.path.relpath(now_value, now["out"]):
+        return None
+    return "same" if saved[sha] == now.get(sha) else "content"
+
+
+def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, Any]]:
+    """The settings that change predictions (:data:`RESUME_KEYS`) on which ``cfg`` differs from the run saved in
+    ``out`` (``{key: (before, now)}``; empty when they agree or nothing was saved there). A file input at another
+    path is the same when the run folder was moved or copied with it: at the same place relative to the run folder,
+    with the same content (SHA-1) as the settings record (``"data content"`` when that differs); a run saved before
+    sicl recorded those compares paths, as it did."""
+    saved = read_settings(out)
+    if saved is None:
+        return {}
     before = {**LEGACY_SETTINGS, **saved}
     now = _settings(cfg)
-    diff = {k: (before.get(k), now.get(k)) for k in RESUME_KEYS if before.get(k) != now.get(k)}
+    diff: dict[str, tuple[Any, Any]] = {}
+    for k in RESUME_KEYS:
+        if before.get(k) == now.get(k):
+            continue
+        same = _moved_input(k, before.get(k), now.get(k), saved, now) if k in FILE_INPUTS else None
+        if same == "content":  # moved with the run folder, but not the same file (an adapter's: weights, below)
+            if k != "adapter":
+                diff[f"{k} content"] = (f"{before.get(k)} (SHA-1 {saved.get(FILE_INPUTS[k])})",
+                                        f"{now.get(k)} (SHA-1 {now.get(FILE_INPUTS[k])})")
+        elif same != "same":
+            diff[k] = (before.get(k), now.get(k))
     # an adapter retrained in place (a run saved before this key existed is not compared on it)
     if "adapter_weights_sha1" in saved and saved["adapter_weights_sha1"] != now.get("adapter_weights_sha1"):
         diff["adapter weights"] = (saved["adapter_weights_sha1"], now.get("adapter_weights_sha1"))
@@ -405,11 +472,23 @@ def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, A
     # other (its files would be left beside the new ones, and a report would read both)
     layouts = [name for name, found in (("sweep", any(Path(out).glob("k=*"))), ("one k", _prediction_files(Path(out))))
                if found]
-    saved = " and ".join(layouts) or None  # both: left so by a version that did not check this
+    layout = " and ".join(layouts) or None  # both: left so by a version that did not check this
     wanted = "sweep" if len(set(cfg.ks)) > 1 else "one k"
-    if saved and saved != wanted:
-        diff["layout"] = (saved, wanted)
+    if layout and layout != wanted:
+        diff["layout"] = (layout, wanted)
     return diff
+
+
+def _earlier_outs(saved: dict[str, Any] | None) -> list[str]:
+    """The folders (absolute) a run was made in according to its saved settings, earliest first: its
+    ``out_history``, else its ``out`` (a settings.json written before sicl kept the history)."""
+    if not saved:
+        return []
+    history = saved.get("out_history")
+    if isinstance(history, list) and all(isinstance(h, str) for h in history):
+        return [h for h in history if os.path.isabs(h)]
+    old = saved.get("out")
+    return [old] if isinstance(old, str) and os.path.isabs(old) else []
 
 
 def _prediction_files(d: Path) -> list[Path]:
@@ -507,6 +586,10 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
     sweep = len(ks) > 1
     run_dirs = {k: (out / f"k={k}" if sweep else out) for k in ks}
     _check_outputs(out, run_dirs, cfg, resume)
+    # every folder this run was made in (it may have been moved or copied since): its saved predictions name their
+    # clips by absolute path there (_check_saved_row); read before settings.json is written again
+    here = str(out.resolve())
+    history = [*(h for h in _earlier_outs(read_settings(out) if resume else None) if h != here), here]
     # checked up front unless --resume may reuse saved retrievals (then nothing may need the labeler)
     text_labeler = None if resume and (out / "retrievals.jsonl").exists() else retrieval_labeler(cfg, queries, ks[-1])
     eval_set = cfg.eval_set or Path(cfg.data).resolve().parent.name
@@ -523,7 +606,7 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
         check_clip_lengths(queries, cfg.data, seconds, limit)
         check_clip_lengths(pool, cfg.pool or "", seconds, limit)
         if dist.main:  # after the model and adapter loaded: a load failure leaves nothing behind
-            write_json(out / "settings.json", _settings(cfg))
+            write_json(out / "settings.json", {**_settings(cfg), "out_history": history})
         lengths = _Lengths(getattr(getattr(backend, "backbone", None), "audio_tokens_per_second", 25.0))
         common = {"eval_set": eval_set, "model": cfg.model, "adapter": cfg.adapter, "data": cfg.data,
                   "pool": cfg.pool, "retriever": cfg.retriever, "pseudo_labeler": cfg.pseudo_labeler,
@@ -534,7 +617,7 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
             eps = build_episodes(queries, 0, {}, {})
             results[0] = _run_k(0, eps, run_dirs[0], backend, cfg, dist, lengths, progress,
                                 {**common, "k": 0, "method": cfg.method or derive_method(0, cfg.adapter),
-                                 "retrieval_seconds": 0.0})
+                                 "retrieval_seconds": 0.0}, history)
             zero_shot = {q.id: p for q, p in zip(queries, results[0]["predictions"], strict=True)}
         if ks[-1] > 0:
             ranked, r_seconds = _retrieval(cfg, queries, pool, ks[-1], out, backend, zero_shot, dist, resume,
@@ -545,7 +628,7 @@ def evaluate(cfg: EvalConfig, resume: bool = False, progress: bool = False, towe
                 results[k] = _run_k(k, eps, run_dirs[k], backend, cfg, dist, lengths, progress,
                                     {**common, "k": k, "method": cfg.method or derive_method(k, cfg.adapter),
                                      "retrieval_seconds": r_seconds,
-                                     "retrieval_note": f"top-{k} prefix of one retrieval at k={ks[-1]}"})
+                                     "retrieval_note": f"top-{k} prefix of one retrieval at k={ks[-1]}"}, history)
         if sweep and dist.main:
             _write_sweep(out, ks, results, cfg, common)
     except Interrupted:
@@ -649,8 +732,10 @@ def _retrieval(cfg: EvalConfig, queries: list[Example], pool: list[Example], kma
 
 
 def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBackend, cfg: EvalConfig,
-           dist: Dist, lengths: _Lengths, progress: bool, info: dict[str, Any]) -> dict[str, Any]:
-    """Predict every episode (this rank's batches), then rank 0 merges and writes the run's files."""
+           dist: Dist, lengths: _Lengths, progress: bool, info: dict[str, Any],
+           history: Sequence[str] = ()) -> dict[str, Any]:
+    """Predict every episode (this rank's batches), then rank 0 merges and writes the run's files. ``history``:
+    the folders the run was made in, this one last (:func:`_check_saved_row`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     own = run_dir / ("predictions.jsonl" if dist.world == 1 else f"predictions.rank{dist.rank}.jsonl")
     if torch.cuda.is_available():
@@ -661,7 +746,7 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
         by_id = {ep.query.id: ep.query for ep in episodes}
         for f in _prediction_files(run_dir):
             for r in load_predictions(f, repair=(f == own)):
-                _check_saved_row(r, by_id.get(r["id"]), f, cfg.data)
+                _check_saved_row(r, by_id.get(r["id"]), f, cfg.data, history)
                 done.add(r["id"])
         batches = batches_for(episodes, cfg.batch_size, lengths)
         mine = batches[dist.rank::dist.world]
@@ -727,16 +812,30 @@ def _run_k(k: int, episodes: list[Episode], run_dir: Path, backend: GenerationBa
 _SAVED_FIELDS = ("task", "target", "audio", "question", "choices", "lang", "target_lang")
 
 
-def _check_saved_row(row: dict[str, Any], query: Example | None, path: Path, data: str) -> None:
+def _check_saved_row(row: dict[str, Any], query: Example | None, path: Path, data: str,
+                     history: Sequence[str] = ()) -> None:
     """A prediction saved by an earlier run is kept only if its query's manifest row is unchanged: an edited
-    target or clip under the same id would otherwise be scored against the old gold."""
+    target or clip under the same id would otherwise be scored against the old gold. The row names its clip by the
+    absolute path it had when it was made: in a run folder moved or copied since (``history``: the folders it was
+    made in, this one last), the same clip is at the same place relative to the run folder."""
     if query is None:
         return  # a row outside this run's queries (e.g. past --limit) is ignored, as before
     now = query.to_dict()
-    changed = [k for k in _SAVED_FIELDS if (row.get(k) or None) != (now.get(k) or None)]
+    changed = [k for k in _SAVED_FIELDS if (row.get(k) or None) != (now.get(k) or None)
+               and not (k == "audio" and _same_place(row.get(k), now.get(k), history))]
     if changed:
         raise SiclError(f"{path}: the saved prediction for {row['id']!r} was made for another version of its row "
                         f"in {data} ({', '.join(changed)} changed): delete the run folder to start over")
+
+
+def _same_place(saved: Any, now: Any, history: Sequence[str]) -> bool:
+    """``saved`` (a path under an earlier folder of the run, ``history[:-1]``) is where ``now`` is relative to the
+    run's folder now (``history[-1]``)."""
+    if not (history and isinstance(saved, str) and isinstance(now, str) and os.path.isabs(saved)
+            and os.path.isabs(now)):
+        return False
+    here = os.path.relpath(now, history[-1])
+    return any(os.path.relpath(saved, old) == here for old in history[:-1])
 
 
 def _row(ep: Episode, g: Any, preset: str, seconds: float, loop_trim: int = 0) -> dict[str, Any]:
