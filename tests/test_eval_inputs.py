@@ -23,7 +23,7 @@ def _eval(data, out, *extra, data_path=None, pool=None):
                  "--out", str(out), *(["--pool", str(pool)] if pool else []), *extra])
 
 
-@pytest.mark.parametrize("kind", ["missing", "text", "empty", "folder"])
+@pytest.mark.parametrize("kind", ["missing", "text", "empty", "folder", "10ms"])
 def test_a_clip_that_cannot_be_read_names_manifest_line_and_id_and_writes_nothing(data, tmp_path, capsys, kind):
     rows = _rows(Path(data["queries"]))
     for r in rows:
@@ -35,12 +35,18 @@ def test_a_clip_that_cannot_be_read_names_manifest_line_and_id_and_writes_nothin
         bad.write_bytes(b"")
     elif kind == "folder":
         bad.mkdir()
+    elif kind == "10ms":  # decodes, but too short for the audio tower: refused up front, not mid-run
+        import numpy as np
+        import soundfile as sf
+
+        sf.write(bad, np.zeros(160, np.float32), 16_000)
     rows[2]["audio"] = str(bad)
     manifest = write_rows(tmp_path / "q.jsonl", rows)
     out = tmp_path / "out"
     assert _eval(data, out, "--k", "0", data_path=manifest) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{manifest}:3: id {rows[2]['id']!r}" in err and "clip.wav" in err
+    assert kind != "10ms" or "audio is 10 ms, too short" in err
     assert not out.exists()
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from sicl.data.audio import audio_duration, file_hash
+from sicl.data.audio import MIN_SECONDS, audio_duration, file_hash
 from sicl.data.manifest import Example, read_manifest
 from sicl.episodes.episode import Episode, estimated_tokens, prompt_order
 from sicl.episodes.prompts import check_loop_trim, extract_answer, trim_loops
@@ -352,6 +352,9 @@ def check_audio_headers(examples: Sequence[Example], manifest: str | Path) -> di
                     f"{ex.audio}: is a folder, not an audio file"
             elif seconds <= 0:
                 problem = f"{ex.audio}: audio is empty (0 samples)"
+            elif seconds < MIN_SECONDS - 1e-9:  # as load_audio would refuse it mid-run
+                problem = (f"{ex.audio}: audio is {seconds * 1000:.3g} ms, too short (the minimum is {MIN_SECONDS:g} s: "
+                           "an audio tower gives no frame for less)")
             else:
                 durations[ex.id] = seconds
                 continue
