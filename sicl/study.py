@@ -101,6 +101,30 @@ class StudyConfig:
         problem = model_problem(self.model)
         if problem:
             yield "model", problem
+        if not self.eval_sets:
+            yield "eval_sets", "is empty: the study has nothing to evaluate"
+        names = [s.name for s in self.eval_sets]
+        if len(set(names)) != len(names):
+            yield "eval_sets", f"names repeat: {names}"
+        unknown = sorted(set(self.sweep_sets) - set(names) - {"all"})
+        if unknown:
+            yield "sweep_sets", f"{unknown} are not eval sets ({names})"
+        if self.k < 1:
+            yield "k", f"must be >= 1, got {self.k}"
+        if any(k < 0 for k in self.sweep):
+            yield "sweep", f"values must be >= 0, got {self.sweep}"
+        from sicl.episodes.prompts import check_loop_trim
+        from sicl.eval.scorers import SCORER_NAMES
+
+        try:
+            check_loop_trim(self.loop_trim)
+        except ValueError as e:
+            yield "loop_trim", str(e).removeprefix("loop_trim ")
+        if self.scorer not in SCORER_NAMES:
+            yield "scorer", f"{self.scorer!r} is not one of {', '.join(SCORER_NAMES)}"
+        problem = backend_problem(self.backend)
+        if problem:
+            yield "backend", problem
         for i, t in enumerate(self.targets):
             for key, problem in t.problems():
                 yield f"targets[{i}]{'.' + key if key else ''}", problem
@@ -110,26 +134,6 @@ def load_study(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
     from sicl.config import load_config
 
     cfg = load_config(StudyConfig, path or DEFAULT_CONFIG, list(overrides))
-    if not cfg.eval_sets:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: the study has no eval_sets")
-    names = [s.name for s in cfg.eval_sets]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: eval_sets names repeat: {names}")
-    unknown = sorted(set(cfg.sweep_sets) - set(names) - {"all"})
-    if unknown:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: sweep_sets {unknown} are not eval sets ({names})")
-    if any(k < 0 for k in cfg.sweep) or cfg.k < 1:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: k must be >= 1 and sweep values >= 0")
-    from sicl.episodes.prompts import check_loop_trim
-    from sicl.eval.scorers import SCORER_NAMES
-
-    try:
-        check_loop_trim(cfg.loop_trim)
-    except ValueError as e:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: {e}") from None
-    if cfg.scorer not in SCORER_NAMES:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: scorer {cfg.scorer!r} is not one of {', '.join(SCORER_NAMES)}")
-    check_backend(cfg.backend, str(path or DEFAULT_CONFIG))
     check_target_names(cfg, path or DEFAULT_CONFIG, overrides)
     return cfg
 
@@ -197,18 +201,19 @@ def model_problem(name: str) -> str | None:
     return None
 
 
-def check_backend(name: str, source: str) -> None:
-    """A known evaluation backend that can run here (vllm: importable in this Python), else a one-line error."""
+def backend_problem(name: str) -> str | None:
+    """Why evaluation backend ``name`` cannot run here (unknown; vllm not importable in this Python), or None."""
     from sicl.eval.backends import backends
 
     if name not in backends():
-        raise ConfigError(f"{source}: backend {name!r} is not one of {', '.join(backends())}")
+        return f"{name!r} is not one of {', '.join(backends())}"
     if name == "vllm":
         from sicl.eval.vllm_backend import vllm_missing_reason
 
         reason = vllm_missing_reason()
         if reason:
-            raise ConfigError(f"{source}: backend vllm: {reason}")
+            return f"vllm: {reason}"
+    return None
 
 
 class Study:

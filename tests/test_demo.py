@@ -25,10 +25,16 @@ def test_the_shipped_study_config_loads_and_names_every_method_and_set():
     assert [a.method for a in cfg.adapters] == ["sicl-at1", "sicl-at2", "sicl-at3", "direct-ft"]
     assert cfg.k == 3 and cfg.sweep == [0, 1, 2, 3, 4]
     assert cfg.scorer == "official"  # the benchmarks' own rules (issue 20)
-    with pytest.raises(ConfigError, match="scorer 'fancy' is not one of official, mimo-eval, lenient"):
+    # a bad value is blamed on where it came from: the override, not study.yaml
+    with pytest.raises(ConfigError, match="^override scorer=fancy: scorer 'fancy' is not one of official, mimo-eval, "
+                                          "lenient$"):
         load_study(overrides=["scorer=fancy"])
+    with pytest.raises(ConfigError, match=r"^override k=0: k must be >= 1, got 0$"):
+        load_study(overrides=["k=0"])
+    with pytest.raises(ConfigError, match=r"^override sweep_sets=\[adlt\]: sweep_sets \['adlt'\] are not eval sets"):
+        load_study(overrides=["sweep_sets=[adlt]"])
     assert cfg.loop_trim == 0  # plain greedy scoring, as the paper
-    with pytest.raises(ConfigError, match="loop_trim must be 0 \\(off\\) or >= 2 repeats, got 1"):
+    with pytest.raises(ConfigError, match="^override loop_trim=1: loop_trim must be 0 \\(off\\) or >= 2 repeats, got 1"):
         load_study(overrides=["loop_trim=1"])
 
 

@@ -13,7 +13,7 @@ from sicl.study import load_study
 
 def test_backend_key_defaults_to_hf_and_rejects_unknown_names():
     assert load_study().backend == "hf"
-    with pytest.raises(ConfigError, match=r"backend 'fancy' is not one of hf, vllm$"):
+    with pytest.raises(ConfigError, match=r"^override backend=fancy: backend 'fancy' is not one of hf, vllm$"):
         load_study(overrides=["backend=fancy"])
 
 
