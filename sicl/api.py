@@ -148,13 +148,16 @@ def evaluate(data: str | Path, out: str | Path, model: str = "tiny-omni", pool: 
     return {kk: json.loads((folder / f"k={kk}" / "metrics.json").read_text(encoding="utf-8")) for kk in ks}
 
 
-def score(predictions: str | Path | Sequence[dict[str, Any]], scorer: str = "official") -> dict[str, Any]:
+def score(predictions: str | Path | Sequence[dict[str, Any]], scorer: str = "official",
+          **options: Any) -> dict[str, Any]:
     """Metrics of a predictions file (or rows), as ``sicl score`` prints them; ``scorer`` is ``official`` (each
     benchmark's own script), ``mimo-eval`` or ``lenient`` (see docs/metrics.md). No rows is an error, as in
     ``sicl score``."""
     from sicl.eval.metrics import read_predictions, score_rows
 
     caller = "sicl.score"
+    if options:  # as the other functions: a misspelt keyword names the accepted ones
+        raise SiclError(f"{caller}: unknown keyword argument(s) {', '.join(options)} (accepted: predictions, scorer)")
     if not isinstance(scorer, str):
         raise SiclError(f"{caller}: scorer must be a name (official, mimo-eval, lenient), got {scorer!r}")
     if isinstance(predictions, (str, os.PathLike)):

@@ -43,6 +43,9 @@ def test_api_mistakes_are_sicl_errors_naming_the_argument(data, tmp_path):
             sicl.evaluate(q, tmp_path / "e", k=bad)
     with pytest.raises(SiclError, match=r"^argument batch_size of sicl.evaluate: batch_size must be int, got '4'"):
         sicl.evaluate(q, tmp_path / "e", batch_size="4")
+    with pytest.raises(SiclError, match=r"^sicl.score: unknown keyword argument\(s\) scorr \(accepted: predictions, "
+                                        r"scorer\)$"):
+        sicl.score([{"id": "x"}], scorr="lenient")
     with pytest.raises(SiclError, match=r"^sicl.score: no prediction rows given"):
         sicl.score([])
     (tmp_path / "empty.jsonl").write_text("")

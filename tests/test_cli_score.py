@@ -64,11 +64,11 @@ def test_task_filter_and_pooled_files(tmp_path, capsys):
 
 
 def test_same_id_in_two_files_is_an_error(tmp_path, capsys):
-    a = write(tmp_path / "a.jsonl", ROWS)
-    b = write(tmp_path / "b.jsonl", ROWS[:1])
+    a = write(tmp_path / "a.jsonl", ROWS[:2])
+    b = write(tmp_path / "b.jsonl", [ROWS[2], ROWS[0]])
     assert main(["score", str(a), str(b)]) == 1
     err = capsys.readouterr().err
-    assert "id 'u1' is also in" in err and err.count("\n") == 1
+    assert "b.jsonl:2: id 'u1' is also in " in err and "a.jsonl:1 (files are pooled" in err and err.count("\n") == 1
 
 
 def test_nothing_to_score_is_an_error(tmp_path, capsys):
