@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for report.md, results.csv and plots/")
     parser.add_argument("--title", default=DEFAULT_TITLE, help="report title (default: %(default)r)")
     parser.add_argument("--k", type=int, default=None, metavar="N",
-                        help=f"headline k of methods with demonstrations (default: {DEFAULT_MAIN_K}); zero-shot "
-                             "and direct-ft are always compared at k=0")
+                        help=f"headline k (default: {DEFAULT_MAIN_K}): each method at this k, or at its nearest "
+                             "run k (a method run only at k=0, such as zero-shot, is compared at k=0)")
     parser.add_argument("--note", action="append", default=[], metavar="TEXT",
-                        help="a line for the report (repeatable): lines starting with MET / NOT MET / not evaluated go "
-                             "to its Targets section, others to Notes")
+                        help="a line for the report (repeatable): lines starting with MET / NOT MET / EXEMPT / not "
+                             "evaluated go to its Targets section, others to Notes")
     parser.add_argument("--targets", type=Path, default=None, metavar="FILE.json",
                         help="JSON list of targets to check in the reading section (see docs/report.md)")
 
