@@ -77,5 +77,7 @@ def test_lora_never_touches_towers(build):
 
 
 def test_a_tower_target_is_refused():
-    with pytest.raises(RuntimeError, match="audio_tower"):
+    from sicl.errors import SiclError
+
+    with pytest.raises(SiclError, match="lora.targets .*audio_tower"):
         apply_lora(_omni(), LoraSettings(targets=r".*audio_tower\.layers\.0\.self_attn\.q_proj"))

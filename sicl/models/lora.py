@@ -40,14 +40,75 @@ class LoraSettings:
     def target_regex(self) -> str:
         return TARGETS.get(self.targets, self.targets)
 
+    def targets_problem(self) -> str | None:
+        """Why ``targets`` cannot select modules of any model (None when it can): empty, or not a regex."""
+        import re
+
+        if not self.targets.strip():
+            return f"is empty; use {', '.join(TARGETS)} or a regex over module names"
+        try:
+            re.compile(self.target_regex())
+        except re.error as e:
+            return f"{self.targets!r} is not a valid regex ({e}); use {', '.join(TARGETS)} or a regex over module names"
+        return None
+
+
+def lora_targets(model: Any, settings: LoraSettings) -> list[str]:
+    """The module names ``settings.targets`` selects in ``model`` (peft matches a string target as a regex over
+    the whole name). A regex that selects nothing, or a module inside a tower, the projector or the embeddings,
+    is a one-line :class:`SiclError` naming ``lora.targets``."""
+    import re
+
+    problem = settings.targets_problem()
+    if problem:
+        raise SiclError(f"lora.targets {problem}")
+    rx = re.compile(settings.target_regex())
+    names = [n for n, _ in model.named_modules() if n and rx.fullmatch(n)]
+    shown = repr(settings.targets) + (f" ({settings.target_regex()})" if settings.targets in TARGETS else "")
+    if not names:
+        example = next((n for n, _ in model.named_modules() if re.fullmatch(LLM_LINEAR_REGEX, n)), None)
+        hint = f", e.g. {example!r}" if example else ""
+        raise SiclError(f"lora.targets {shown} matches no module of the model: it is a regex over whole module "
+                        f"names{hint} ({', '.join(TARGETS)} are shortcuts)")
+    frozen = next((n for n in names if any(g in n for g in FROZEN_GROUPS)), None)
+    if frozen is not None:
+        raise SiclError(f"lora.targets {shown} matches {frozen!r}, which stays frozen (towers, projector and "
+                        f"embeddings are not trained); anchor the regex on the language model's decoder layers, "
+                        f"as all-linear does")
+    modules = dict(model.named_modules())
+    other = next((n for n in names if not isinstance(modules[n], _LORA_LAYERS)), None)
+    if other is not None:
+        inner = next((n for n, m in modules.items() if n.startswith(other + ".") and isinstance(m, torch.nn.Linear)),
+                     None)
+        hint = f"match the linear layers inside it (e.g. {inner!r})" if inner else "match linear layers"
+        raise SiclError(f"lora.targets {shown} matches {other!r}, a {type(modules[other]).__name__}, which LoRA "
+                        f"does not adapt; {hint}")
+    return names
+
+
+#: module types peft's LoRA adapts (transformers' GPT-2 style Conv1D is a linear layer too)
+_LORA_LAYERS: tuple[type, ...] = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d,
+                                  torch.nn.Conv3d, torch.nn.MultiheadAttention)
+try:
+    from transformers.pytorch_utils import Conv1D as _HFConv1D
+
+    _LORA_LAYERS = (*_LORA_LAYERS, _HFConv1D)
+except ImportError:  # pragma: no cover - transformers without it
+    pass
+
 
 def apply_lora(model: Any, settings: LoraSettings | None = None) -> PeftModel:
-    """Wrap ``model`` with fresh LoRA adapters; everything but the adapters is frozen."""
+    """Wrap ``model`` with fresh LoRA adapters; everything but the adapters is frozen. Targets that select no
+    module, a frozen one or one LoRA cannot adapt are a one-line :class:`SiclError` naming ``lora.targets``."""
     s = settings or LoraSettings()
+    lora_targets(model, s)
     config = LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_regex(),
                         bias="none", task_type="CAUSAL_LM")
     with _quiet_peft():
-        peft_model = get_peft_model(model, config)
+        try:
+            peft_model = get_peft_model(model, config)
+        except ValueError as e:  # e.g. a module type LoRA does not support (a norm layer)
+            raise SiclError(f"lora.targets {s.targets!r}: {str(e).splitlines()[0][:200]}") from None
     _freeze_all_but_lora(peft_model)
     check_towers_untouched(peft_model)
     return peft_model

@@ -29,7 +29,7 @@ from sicl.data.augment import augment_queries
 from sicl.data.manifest import Example, iter_lines, read_manifest
 from sicl.episodes.episode import estimated_tokens
 from sicl.errors import SiclError
-from sicl.guard import check_stop, stop_requested
+from sicl.guard import Interrupted, check_stop, stop_requested
 from sicl.models.answer_only import answer_positions_only, prunable_last_layer, right_padded
 from sicl.models.backbone import Backbone, max_positions, positions, sequence_losses
 from sicl.models.lora import apply_lora, merged_lora_forward, trainable_parameters_by_group
@@ -183,19 +183,27 @@ def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
     if not cfg.tasks:
         raise SiclError("config has no tasks (tasks: [{name, queries, pool, weight}])")
     out = []
-    for spec in cfg.tasks:
+    clips = _ClipIds()
+    for i, spec in enumerate(cfg.tasks):
         queries = read_manifest(spec.queries, require_target=True)  # the loss is on the query's target
+        clips.add(spec.queries, queries)
         if k_max == 0:
             out.append(TaskData(spec.name, spec.weight, queries + _augmented(cfg, spec.name, queries)))
             continue
         if not spec.pool:
             raise SiclError(f"task {spec.name!r}: k={cfg.k} needs a demo pool (pool: MANIFEST)")
         pool = read_manifest(spec.pool, require_target=True)  # a demonstration shows its answer
+        clips.add(spec.pool, pool)
         if cfg.retrieval.retriever in ("ticl", "ticl+"):  # text retrieval: name the row that lacks its text
             gold = cfg.retrieval.pseudo_labeler == "gold"
             _check_retrieval_text(spec.queries, [q for q in queries if gold or q.task not in ("asr", "st")], "query")
             _check_retrieval_text(spec.pool, pool, "pool item")
-        lists = retrieve(queries, pool, k=k_max, config=cfg.retrieval)
+        try:
+            lists = retrieve(queries, pool, k=k_max, config=cfg.retrieval)
+        except SiclError as e:  # "k=4 is larger than the 3 eligible pool items ...": say which task and files
+            k = f"k={list(cfg.k)}" if len(cfg.k) > 1 else f"k={k_max}"
+            raise SiclError(f"task {spec.name!r} (tasks[{i}]: queries {spec.queries}, pool {spec.pool}, {k}): "
+                            f"{e}") from None
         ranked = {q.id: [pid for pid, _ in row] for q, row in zip(queries, lists, strict=True)}
         # A perturbed copy keeps its source's demonstrations: retrieving for the copy could return the
         # source itself when queries and pool share clips (the leakage guard matches ids and exact audio).
@@ -203,6 +211,39 @@ def load_tasks(cfg: TrainConfig, k_max: int) -> list[TaskData]:
         ranked.update({c.id: ranked[c.meta["augmented_from"]] for c in copies})
         out.append(TaskData(spec.name, spec.weight, queries + copies, pool, ranked))
     return out
+
+
+class _ClipIds:
+    """Example id -> (audio, manifest) over every manifest of a run: the tower cache, the prompt-length estimates
+    and the leakage guard know a clip by its id, so one id naming two audio files (``utt-1`` in two corpora)
+    would train on the wrong clip. Refused with a one-line error naming both manifest lines."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}
+
+    def add(self, path: str, examples: Sequence[Example]) -> None:
+        for ex in examples:
+            first = self.seen.setdefault(ex.id, (ex.audio, path))
+            if _same_clip(first[0], ex.audio):
+                continue
+            raise SiclError(f"{_where(path, ex.id)}: id {ex.id!r} names {ex.audio}, but {_where(first[1], ex.id)} "
+                            f"names {first[0]} under the same id; ids must be unique across a run's manifests "
+                            f"(one id, one clip)")
+
+
+def _same_clip(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _where(path: str, ex_id: str) -> str:
+    """``MANIFEST:LINE`` of the row with ``ex_id`` (``MANIFEST`` when it cannot be found)."""
+    line = next((n for n, obj, _ in iter_lines(path) if isinstance(obj, dict) and obj.get("id") == ex_id), None)
+    return f"{path}:{line}" if line else str(path)
 
 
 def _check_retrieval_text(path: str, examples: Sequence[Example], what: str) -> None:
@@ -231,14 +272,21 @@ def example_lengths(backbone: Backbone, tasks: Sequence[TaskData]) -> dict[str, 
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
-    lengths: dict[str, int] = {}
+    lengths: dict[Any, int] = {}
     for t in tasks:
         for ex in [*t.queries, *t.pool]:
-            if ex.id in lengths:
+            key = length_key(ex)
+            if key in lengths:
                 continue
             seconds = ex.duration if ex.duration else len(load_audio(ex.audio, max_seconds=None)) / SAMPLE_RATE
-            lengths[ex.id] = estimated_tokens(ex, backbone.num_audio_tokens(int(seconds * SAMPLE_RATE)), True, count)
+            lengths[key] = estimated_tokens(ex, backbone.num_audio_tokens(int(seconds * SAMPLE_RATE)), True, count)
     return lengths
+
+
+def length_key(ex: Example) -> tuple:
+    """What a prompt-length estimate depends on besides the clip: one clip (one id) may be an ASR query in one
+    task and an ST or SQA one in another, with other text around it."""
+    return ex.id, ex.task, ex.target_lang, ex.question
 
 
 def _loggers(report_to: Sequence[str]) -> list[str]:
@@ -299,7 +347,9 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     backbone.model = apply_lora(backbone.model, cfg.lora)
     lengths = example_lengths(backbone, tasks)
     sampler = EpisodeSampler(tasks, k, cfg.seed, cfg.shuffle_demos, cfg.max_prompt_tokens,
-                             length_of=lambda ex: lengths[ex.id], respell_shared=cfg.respell_shared)
+                             length_of=lambda ex: lengths[length_key(ex)], respell_shared=cfg.respell_shared)
+    for line in setting_warnings(cfg, tasks, sampler.length_of):
+        print(f"sicl train: warning: {line}", file=sys.stderr)
     args = training_arguments(cfg)
     world = args.world_size
     n = cfg.max_steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
@@ -307,10 +357,44 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -
     cache = TowerCache(backbone) if cfg.cache_tower_outputs else None
     trainer = EpisodeTrainer(model=backbone.model, args=args, train_dataset=dataset,
                              data_collator=EpisodeCollator(backbone, cache, cfg.max_prompt_tokens),
-                             callbacks=[*callbacks, StopOnSignal(), LogLines()],
+                             callbacks=[*callbacks, StopOnSignal(), LogLines(), PlainModeCheckpoints()],
                              backbone=backbone, merged_lora=cfg.merged_lora,
                              answer_logits_only=cfg.answer_logits_only)
     return trainer
+
+
+def setting_warnings(cfg: TrainConfig, tasks: Sequence[TaskData], length_of: Any) -> list[str]:
+    """Settings that train, but not as their values suggest: a warm-up that outlasts the run (the learning rate never
+    reaches ``learning_rate``), and a ``max_prompt_tokens`` that leaves no room for even the nearest demonstration
+    next to some queries (their episodes silently become k=0)."""
+    out = []
+    if cfg.warmup_steps >= cfg.max_steps:
+        out.append(f"warmup_steps={cfg.warmup_steps} >= max_steps={cfg.max_steps}: the learning rate never reaches "
+                   f"learning_rate={cfg.learning_rate}")
+    if cfg.max_prompt_tokens is not None and max(cfg.k) > 0:
+        pools = {t.name: {ex.id: ex for ex in t.pool} for t in tasks}
+        squeezed = [(t.name, q) for t in tasks for q in t.queries
+                    if t.ranked.get(q.id) and length_of(q) + length_of(pools[t.name][t.ranked[q.id][0]]) >
+                    cfg.max_prompt_tokens]
+        if squeezed:
+            name, q = squeezed[0]
+            total = sum(len(t.queries) for t in tasks)
+            out.append(f"max_prompt_tokens={cfg.max_prompt_tokens} leaves no room for a demonstration next to "
+                       f"{len(squeezed)} of {total} queries (e.g. task {name!r}, {q.id!r}: ~{length_of(q)} tokens "
+                       f"alone); their episodes train with k=0 instead of k={list(cfg.k)}")
+    return out
+
+
+class PlainModeCheckpoints(TrainerCallback):
+    """``checkpoint-N/*.safetensors`` readable like every other file of the run (safetensors writes 0600), as the
+    final adapter is: a checkpoint is an adapter too (``sicl eval --adapter OUT/checkpoint-N``)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            for weights in ckpt.glob("*.safetensors"):
+                plain_mode(weights)
+        return control
 
 
 def checkpoints(output_dir: str | Path) -> list[Path]:
@@ -384,12 +468,21 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Sequence[TrainerCal
     if not resume:
         _check_fresh_output(out)  # before anything is written there (augmented copies, logs, config.yaml)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "logs"))
+    # TensorBoard logs go to OUT/logs (transformers reads the variable when the trainer is built); set for this run
+    # only, so a second run in the same process logs into its own folder. One the user set is kept.
+    tb_env = os.environ.get(_TB_ENV)
+    if tb_env is None:
+        os.environ[_TB_ENV] = str(out / "logs")
     threads = torch.get_num_threads()
     try:
         return _train(cfg, out, resume, callbacks)
     finally:
         torch.set_num_threads(threads)  # `threads` applies to training only, not to what runs after it
+        if tb_env is None:
+            os.environ.pop(_TB_ENV, None)
+
+
+_TB_ENV = "TENSORBOARD_LOGGING_DIR"
 
 
 #: what a training run leaves in its output_dir (besides ``checkpoint-N/``): a folder holding any of them holds a run
@@ -413,6 +506,44 @@ def _check_fresh_output(out: Path) -> None:
                         f"another (or an empty) output_dir to start over")
 
 
+def finished_step(output_dir: str | Path) -> int | None:
+    """The step a finished run in ``output_dir`` ended at (its ``run.json``, next to its adapter), else None."""
+    out = Path(output_dir)
+    if not all((out / name).is_file() for name in ("adapter_model.safetensors", "adapter_config.json")):
+        return None
+    try:
+        return int(json.loads((out / "run.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class _StartUndo:
+    """Puts ``output_dir`` back as it was before a run that failed before its first checkpoint: removes what the run
+    added (``config.yaml``, ``logs/``, ...; ``augmented/`` stays, a cache) and restores a ``config.yaml`` it
+    replaced (``--resume`` of a run stopped before its first checkpoint starts over and rewrites it)."""
+
+    KEEP = ("augmented",)
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.before = {p.name for p in out.iterdir()} if out.is_dir() else set()
+        saved = out / "config.yaml"
+        self.config = saved.read_bytes() if saved.is_file() else None
+
+    def __call__(self) -> None:
+        import shutil
+
+        for p in list(self.out.iterdir()) if self.out.is_dir() else []:
+            if p.name in self.before or p.name in self.KEEP:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        if self.config is not None:
+            (self.out / "config.yaml").write_bytes(self.config)
+
+
 #: settings a resumed run may change: they alter logging, saving or speed, never what is trained
 RESUME_SAFE_KEYS = frozenset({"threads", "logging_steps", "save_steps", "save_total_limit", "report_to", "device"})
 
@@ -432,30 +563,59 @@ def _check_resume_config(cfg: TrainConfig, out: Path) -> None:
     except SiclError as e:
         raise SiclError(f"--resume: the settings of the run to continue cannot be checked ({e}); restore "
                         f"{saved.name}, or train into another output_dir to start over") from None
-    now = to_dict(cfg)
-    diff = sorted(k for k in {*before, *now} if k not in RESUME_SAFE_KEYS and before.get(k) != now.get(k))
+    before, now = _flat(before), _flat(to_dict(cfg))
+    diff = sorted(k for k in {*before, *now}
+                  if k.split(".")[0].split("[")[0] not in RESUME_SAFE_KEYS and before.get(k) != now.get(k))
     if diff:
         raise SiclError(f"--resume with other settings than the run in {out} (" +
                         ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff) +
                         "): resume with the same config, or train into another output_dir")
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys (``lora.targets``, ``tasks[1].weight``), so a difference names its key."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            out[f"{key}.count"] = len(v)
+            for i, x in enumerate(v):
+                out.update(_flat(x, f"{key}[{i}]."))
+        else:
+            out[key] = v
+    return out
+
+
 def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[TrainerCallback]) -> Path:
     ckpt = resumable_checkpoint(out) if resume else None
     if ckpt is not None:
         _check_resume_config(cfg, out)
+        step = finished_step(out)
+        if step is not None and step >= cfg.max_steps:
+            # Resuming would train no step and rewrite run.json and log_history.jsonl with an empty run's numbers.
+            print(f"sicl train: {out} holds a finished run (step {step} of {cfg.max_steps}); nothing to resume, "
+                  f"left as it is", file=sys.stderr)
+            return out
     elif resume:
         finished = [p.name for p in run_artefacts(out) if p.name != "config.yaml"]
         if finished:  # starting over would put this run's config.yaml next to another run's adapter
             raise SiclError(f"--resume: {out} holds a run's results ({', '.join(finished[:3])}) but no checkpoint-N "
                             f"to continue from; train into another (or an empty) output_dir to start over")
     trainer = build_trainer(cfg, callbacks)
-    if ckpt is None and trainer.is_world_process_zero():
-        dump_config(cfg, out / "config.yaml")  # written at the start, so a later --resume can be checked
-    if resume and ckpt is None:
-        print(f"sicl train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
-    check_stop(f"nothing trained yet in {out}")
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    undo = _StartUndo(out) if ckpt is None and trainer.is_world_process_zero() else None
+    try:
+        if undo is not None:
+            dump_config(cfg, out / "config.yaml")  # written at the start, so a later --resume can be checked
+        if resume and ckpt is None:
+            print(f"sicl train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+        check_stop(f"nothing trained yet in {out}")
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except Exception as e:
+        if undo is not None and not isinstance(e, Interrupted) and last_checkpoint(out) is None:
+            undo()  # a failed start (bad audio, a prompt too long, a NaN loss) leaves no run behind
+        raise
     if trainer.state.global_step < cfg.max_steps:
         saved = last_checkpoint(out)
         check_stop(f"saved {saved} at step {trainer.state.global_step}; continue with --resume")

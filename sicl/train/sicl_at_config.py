@@ -19,8 +19,10 @@ from sicl.retrieval import RetrievalConfig
 
 @dataclass
 class TaskSpec:
-    name: str = field(metadata={"help": "task name in logs (asr, st, sqa, ...)"})
-    queries: str = field(metadata={"help": "manifest of training queries (with targets)"})
+    # name and queries are required; their defaults only let a missing one be reported by key
+    # (TrainConfig.config_problems: `tasks[0].queries is missing`) instead of a constructor error.
+    name: str = field(default="", metadata={"help": "task name in logs (asr, st, sqa, ...); unique, no '/'"})
+    queries: str = field(default="", metadata={"help": "manifest of training queries (with targets)"})
     pool: str | None = field(default=None, metadata={"help": "manifest of the demo pool (not needed for k=0)"})
     weight: float = field(default=1.0, metadata={"help": "mixture weight (normalised over tasks)"})
 
@@ -101,6 +103,7 @@ class TrainConfig:
             yield "k", f"must be one value or a range [min, max] with 0 <= min <= max, got {list(self.k)}"
             return
         weights = [t.weight for t in self.tasks]
+        yield from _task_problems(self.tasks)
         for i, t in enumerate(self.tasks):
             if not math.isfinite(t.weight) or t.weight < 0:
                 yield f"tasks[{i}].weight", f"must be >= 0, got {t.weight} (task {t.name!r})"
@@ -134,6 +137,57 @@ class TrainConfig:
             yield "lora.alpha", f"must be > 0, got {self.lora.alpha}"
         if not (0 <= self.lora.dropout < 1):
             yield "lora.dropout", f"must be >= 0 and < 1, got {self.lora.dropout}"
+        problem = self.lora.targets_problem()
+        if problem:
+            yield "lora.targets", problem
+        for name in ("model", "output_dir"):
+            if not str(getattr(self, name)).strip():
+                yield name, "is empty"
+        from sicl.episodes.prompts import PRESETS
+
+        if self.preset not in PRESETS:
+            yield "preset", f"must be one of {', '.join(PRESETS)}, got {self.preset!r}"
+        if self.dtype not in DTYPES:
+            yield "dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
+        problem = report_to_problem(self.report_to)
+        if problem:
+            yield "report_to", problem
+
+
+#: model weight dtypes training accepts (``float16`` trains, but only bf16 mixed precision is set up for it)
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _task_problems(tasks: list[TaskSpec]) -> Iterator[tuple[str, str]]:
+    """Task names name a task in errors, logs and ``OUTPUT_DIR/augmented/NAME``: required, unique, one path part;
+    every task needs its queries."""
+    seen: dict[str, int] = {}
+    for i, t in enumerate(tasks):
+        name = t.name
+        if not name.strip():
+            yield f"tasks[{i}].name", "is missing: each task needs a name (asr, st, sqa, ...)"
+        elif name in (".", "..") or any(c in name for c in "/\\\0"):
+            yield f"tasks[{i}].name", (f"{name!r} cannot name a folder (OUTPUT_DIR/augmented/NAME): no '/', '\\', "
+                                       "'.' or '..'")
+        elif name in seen:
+            yield f"tasks[{i}].name", (f"{name!r} is also the name of tasks[{seen[name]}]; give each task its own "
+                                       "name")
+        else:
+            seen[name] = i
+        if not t.queries.strip():
+            yield f"tasks[{i}].queries", f"is missing: the task's training queries, a manifest (task {name!r})"
+
+
+def report_to_problem(report_to: list[str]) -> str | None:
+    """Why ``report_to`` would fail when the trainer starts (None when it would not): each entry one of
+    transformers' loggers, ``all`` or ``none``."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    known = ["none", "all", *INTEGRATION_TO_CALLBACK]
+    bad = [r for r in report_to if r not in known]
+    if bad:
+        return f"unknown logger(s) {', '.join(map(repr, bad))}; use any of {', '.join(known)}"
+    return None
 
 
 def _at_least(cfg: TrainConfig, low: int, *names: str) -> Iterator[tuple[str, str]]:
