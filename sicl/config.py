@@ -240,6 +240,10 @@ def _build(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> 
                        if c == full or c.startswith(full + ".") or full.startswith((c + ".", c + "["))), where)
         raise ConfigError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} for "
                           f"{cls.__name__} (known: {', '.join(fields)})")
+    missing = [n for n, f in fields.items() if n not in data and f.init and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:  # named like a bad value (the override that set the section, else the file), not as a TypeError
+        raise _bad(where, prefix + missing[0], "is missing")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():

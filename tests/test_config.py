@@ -122,3 +122,17 @@ def test_every_shipped_config_reads_the_same_numbers_unquoted(tmp_path):
              if p.name != "study.yaml"}
     assert rates == {"direct-ft.yaml": 1e-3, "sicl-at1.yaml": 5e-4, "sicl-at2.yaml": 5e-4, "sicl-at3.yaml": 5e-4}
     assert [t.factor for t in load_study().targets] == [0.6, 0.8, 1.0, 0.6, 0.8, 1.0, 1.0, 1.0]
+
+
+def test_a_missing_required_key_is_named_with_its_source_not_a_constructor_error(tmp_path):
+    """A section without a required key is one line naming the key (``eval_sets[0].data is missing``) and where it
+    came from: the override that set the section, or the file."""
+    from sicl.errors import ConfigError
+    from sicl.study import load_study
+
+    with pytest.raises(ConfigError, match=r"^override eval_sets=\[\{name: x\}\]: eval_sets\[0\].data is missing$"):
+        load_study(overrides=["eval_sets=[{name: x}]"])
+    study = tmp_path / "study.yaml"
+    study.write_text("eval_sets:\n  - {name: a, data: a.jsonl}\nadapters:\n  - {config: c.yaml}\n")
+    with pytest.raises(ConfigError, match=rf"^{study}: adapters\[0\].method is missing$"):
+        load_study(study)
