@@ -32,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=threads_arg, default=None,
                         help="torch CPU threads for training, 0: torch's default (same as the key threads=N)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from out_dir/checkpoint (same as the key resume=true); without it, an out_dir "
-                             "that holds a run is refused")
+                        help="continue from out_dir/checkpoint (same as the key resume=true) with the run's own "
+                             "settings (out_dir/config.yaml; max_minutes, max_steps and operational keys such as "
+                             "threads, device, workers may change: RESUME_SAFE_KEYS in sicl/pretrain/train.py); "
+                             "without it, an out_dir that holds a run is refused")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -250,9 +250,13 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
 
     out = Path(cfg.out_dir)
     dev, init, resume_from = check_run(cfg)  # before anything is written
+    unchecked = resume_from is not None and not (out / "config.yaml").is_file()
     out.mkdir(parents=True, exist_ok=True)
     _setup_logging(out / "train.log")
-    dump_config(cfg, out / "config.yaml")
+    if unchecked:
+        log.warning("resuming %s without checking its settings: it has no config.yaml (removed, or not copied with "
+                    "the checkpoint); this resume's settings are saved there for the next one", out)
+    dump_config(cfg, out / "config.yaml")  # the settings a later resume is checked against
     if dev.type == "cuda":  # TF32 matmuls: fp32 training at near-bf16 speed, without autocast's risks
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -347,13 +351,16 @@ def run_artefacts(out: Path) -> list[Path]:
 
 def check_run(cfg: PretrainConfig) -> tuple[torch.device, Path | None, Path | None]:
     """Everything :func:`train` can check before it writes anything (the values themselves are checked when the
-    config loads, :meth:`PretrainConfig.config_problems`): the output folder (a run there and ``resume``), the
-    device, the ``init`` model folder, the ``source`` module and the ``mix`` kinds it makes, and the
-    ``exclude_world`` folders. Returns the device, the model folder to start from (None: a random model, or the
-    checkpoint) and the checkpoint to resume (None: none). One-line :class:`SiclError` for each problem."""
+    config loads, :meth:`PretrainConfig.config_problems`): the output folder (a run there and ``resume``; a resume's
+    settings against the run's own, :func:`check_resume_settings`), the device, the ``init`` model folder, the
+    ``source`` module and the ``mix`` kinds it makes, and the ``exclude_world`` folders. Returns the device, the
+    model folder to start from (None: a random model, or the checkpoint) and the checkpoint to resume (None: none).
+    One-line :class:`SiclError` for each problem."""
     out = Path(cfg.out_dir)
     if out.exists() and not out.is_dir():
         raise SiclError(f"out_dir {out}: is a file; give a folder for the run")
+    if cfg.resume and _checkpoint_found(out):
+        check_resume_settings(cfg, out)  # before _resumable_checkpoint, which may move checkpoint.tmp into place
     ckpt = _resumable_checkpoint(out) if cfg.resume else None
     if not cfg.resume:
         found = run_artefacts(out)
@@ -373,6 +380,61 @@ def check_run(cfg: PretrainConfig) -> tuple[torch.device, Path | None, Path | No
     if cfg.resume and ckpt is None:
         print(f"sicl pretrain: no checkpoint in {out}; starting from step 0", file=sys.stderr)
     return dev, init, ckpt
+
+
+#: settings a resumed run may change (``--resume`` refuses a change to any other, :func:`check_resume_settings`):
+#: none of them changes what the model is trained on or how, beyond how long
+RESUME_SAFE_KEYS = frozenset({
+    # the budget: a run goes on for longer, or ends at what it did with the final evaluation (max_minutes at the
+    # minutes so far); the cosine schedule re-stretches to the new budget, which is what such a resume is for
+    # (docs/tiny-omni.md: stage 1 resumed to 94 minutes, stage 2 to 146)
+    "max_minutes", "max_steps",
+    # the resume switch itself, and the run's own folder (its config.yaml is read from there: a moved folder, or a
+    # relative path given from another directory, is the same run)
+    "resume", "out_dir",
+    # speed only: torch threads, the device, the synthesis processes (clips are random draws from the same mix
+    # with any number of them; which ones are buffered when depends on timing in every run)
+    "threads", "device", "workers",
+    # how often the run logs, checkpoints, exports and checks itself (eval_periodic_n: the size of that check)
+    "log_every", "ckpt_every_minutes", "export_every_minutes", "eval_every_minutes", "eval_periodic_n",
+    # the final evaluation's batch size and its extra probes (not eval_n: its items are also kept out of training)
+    "eval_batch", "probes",
+    # where and how the final model is written, and its card
+    "export_dir", "export_shard", "save_dtype", "ship_to", "name", "description",
+})
+
+
+def check_resume_settings(cfg: PretrainConfig, out: Path) -> None:
+    """A resumed run goes on only with the settings it was started with (``out/config.yaml``, written when a run
+    starts or resumes), but for :data:`RESUME_SAFE_KEYS`: another learning rate, mix, seed or model size would
+    make the checkpoint, the final model and metrics.json the record of a run that never happened. One line
+    naming each changed key, its saved value and the new one. A run without config.yaml (every run writes it: it was
+    removed, or not copied with the checkpoint) is resumed unchecked, which :func:`train` logs."""
+    from sicl.config import load_config, to_dict
+
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        before = to_dict(load_config(PretrainConfig, saved))
+    except SiclError as e:
+        raise SiclError(f"--resume: the settings of the run in {out} cannot be checked ({e}); restore "
+                        f"{saved.name}, or pretrain into a new out_dir to start another run") from None
+    now = to_dict(cfg)
+    changed = [k for k in now if k not in RESUME_SAFE_KEYS and before.get(k) != now[k]]
+    if changed:
+        raise SiclError(f"--resume with other settings than the run in {out} (" +
+                        "; ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed) +
+                        f"): resume with the settings in {saved} (max_minutes, max_steps and operational keys "
+                        f"such as threads, device, workers may change), or pretrain into a new out_dir to start "
+                        f"another run (init={out / 'checkpoint' / 'model'} starts it from this run's weights)")
+
+
+def _checkpoint_found(out: Path) -> bool:
+    """Whether ``out`` holds a checkpoint that :func:`_resumable_checkpoint` would resume (it changes nothing)."""
+    ckpt, tmp = out / "checkpoint", out / "checkpoint.tmp"
+    return (tmp / "train_state.json").is_file() or (
+        (ckpt / "model" / "config.json").is_file() and (ckpt / "train_state.json").is_file())
 
 
 def _resumable_checkpoint(out: Path) -> Path | None:

@@ -18,10 +18,14 @@ float32 (2.4 s on average): stream large sets with ``iter_items`` instead of hol
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.pool
+import os
 import signal
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from multiprocessing import popen_forkserver, popen_spawn_posix
 from pathlib import Path
 from typing import Any
 
@@ -212,25 +216,108 @@ def _synth_chunk(args: tuple) -> list[tuple[np.ndarray | None, float]]:
     return out
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the process that started them, which stops the pool (``Pool.__exit__``
-    terminates it): a worker interrupted mid-clip would print a traceback per process (and one from inside
-    espeak-ng's audio callback) before the one-line message."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _worker_init() -> None:
+    """A pool worker ignores SIGINT and SIGTERM: stopping it is left to the process that started it (its owner),
+    which terminates the pool with SIGKILL (:class:`_Pool`). Ctrl-C and ``timeout`` signal the command's whole
+    process group, a cluster or systemd each of its processes: a worker killed by that may hold one of the pool's
+    queue locks (an idle worker waiting for a chunk holds one), and terminating the pool then waits for that lock
+    forever; one interrupted mid-clip printed a traceback. Ignored, both are also unblocked (a worker inherits the
+    fork server's mask, :func:`_start_forkserver`; one already sent is dropped). A worker whose owner died (SIGKILL;
+    pretraining's data workers are terminated while they synthesise) exits at once and quietly
+    (:func:`_exit_with_parent`): finishing its chunk, it printed a BrokenPipeError traceback."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
 
 
-def _pool(workers: int):
+def _exit_with_parent() -> None:
+    parent = mp.parent_process()
+    if parent is not None:
+        parent.join()  # returns once the process that started this worker has exited
+        os._exit(0)
+
+
+#: what a terminal (Ctrl-C), ``timeout``, a cluster or systemd (SIGTERM) send to a command's processes
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _start_forkserver() -> None:
+    """Start the fork server with SIGINT and SIGTERM blocked (it keeps that mask, and the workers it forks start with
+    it). A SIGTERM sent to every process of the command would otherwise kill it while the pool still starts a
+    process for every chunk through it: the pool's worker-handler thread then dies with a traceback (``EOFError``),
+    and terminating the pool waits for that thread forever. It exits once its parent and the workers it forked
+    have exited."""
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()  # first: starting it unblocks SIGINT and SIGTERM again when done
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _KillingForkServerPopen(popen_forkserver.Popen):
+    def terminate(self) -> None:
+        self.kill()  # the worker ignores SIGTERM (_worker_init)
+
+
+class _KillingSpawnPopen(popen_spawn_posix.Popen):
+    def terminate(self) -> None:
+        self.kill()
+
+
+class _ForkServerWorker(mp.context.ForkServerProcess):
+    _Popen = staticmethod(_KillingForkServerPopen)
+
+
+class _SpawnWorker(mp.context.SpawnProcess):
+    _Popen = staticmethod(_KillingSpawnPopen)
+
+
+class _Pool(multiprocessing.pool.Pool):
+    """A pool whose workers are stopped with SIGKILL where the stock pool sends SIGTERM, which they ignore
+    (:func:`_worker_init`): by ``terminate`` (on leaving ``with``), once it holds the queue locks, and by
+    multiprocessing's clean-up of a process's daemon children when it exits."""
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:  # noqa: N802 (multiprocessing's name)
+        return (_ForkServerWorker if ctx.get_start_method() == "forkserver" else _SpawnWorker)(*args, **kwds)
+
+
+def _pool(workers: int) -> _Pool:
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["sicl.data.synth.items", "sicl.data.audio"])
+        _start_forkserver()
     # maxtasksperchild=1: every chunk starts from a pristine espeak-ng state.
-    return ctx.Pool(processes=max(1, workers), maxtasksperchild=1, initializer=_ignore_sigint)
+    return _Pool(processes=max(1, workers), maxtasksperchild=1, initializer=_worker_init, context=ctx)
+
+
+def _until_stopped(results: Any, stop: Callable[[], bool] | None) -> Iterator[Any]:
+    """A pool's ``imap`` results, asking ``stop`` every 0.2 s while the next chunk is synthesised; when it says so:
+    KeyboardInterrupt (as Ctrl-C), raised here, where the caller's pool is whole and terminated on the way out (a
+    signal handler raising at any moment could interrupt the pool while it starts a process)."""
+    if stop is None:
+        yield from results
+        return
+    while not stop():
+        try:
+            chunk = results.next(timeout=0.2)
+        except StopIteration:
+            return
+        except mp.TimeoutError:
+            continue
+        yield chunk
+    raise KeyboardInterrupt
 
 
 def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[str] | None = None,
                speakers: list[V.VoiceSpec] | None = None, topics: list[str] | list[int] | None = None,
                ids: list[str] | None = None, audio_dir: str | Path | None = None,
-               version: int = 1, rereads: list[Reread] | None = None) -> Iterator[SynthItem]:
+               version: int = 1, rereads: list[Reread] | None = None,
+               stop: Callable[[], bool] | None = None) -> Iterator[SynthItem]:
     """Yield the items of ``generate_items`` in order, as chunks finish (keeps memory flat).
 
     ``exclude``: spoken sentences never to produce. ``speakers``: voices to draw from (default: the adult
@@ -241,6 +328,8 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     longer child sentences; 1: the original grammars). Child voices are always the current classrooms.
     ``rereads``: the first ``len(rereads)`` items read these sentences again, each by a speaker not in its
     ``read_by`` (ASR kinds; world v4's shared sentences); the rest are fresh sentences, none in ``exclude``.
+    ``stop``: asked while the workers synthesise (every 0.2 s); true: the pool is terminated and KeyboardInterrupt
+    raised (``sicl synth`` stops so on SIGTERM and SIGINT).
     """
     plan = _plan(kind, n, seed, exclude or set(), speakers, topics, version, rereads)
     ids = ids or [f"{kind}-{i:06d}" for i in range(n)]
@@ -250,9 +339,11 @@ def iter_items(kind: str, n: int, seed: int, workers: int = 1, *, exclude: set[s
     jobs = [((f.get("transcript") or f["target"]), v, int(s), g, name)
             for (f, v, g), s, name in zip(plan, seeds, ids, strict=True)]
     chunks = [(jobs[i:i + CHUNK], str(audio_dir) if audio_dir else None) for i in range(0, n, CHUNK)]
+    if stop is not None and stop():
+        raise KeyboardInterrupt
     with _pool(min(workers, len(chunks)) or 1) as pool:
         start = 0
-        for results in pool.imap(_synth_chunk, chunks):
+        for results in _until_stopped(pool.imap(_synth_chunk, chunks), stop):
             for (fields, voice, _), (wav, dur), name in zip(plan[start:start + len(results)], results,
                                                             ids[start:start + len(results)], strict=True):
                 meta = dict(fields.pop("meta", {}) or {})

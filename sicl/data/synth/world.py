@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,12 @@ def _clear_split(ddir: Path, domain: str, split: str) -> None:
 
 
 def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 2, force: bool = False,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[int], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Build (or reuse, or finish) the world in ``out``; returns the summary also written to ``world.json``.
-    ``progress`` is called with the number of clips finished since the last call (a finished split at once)."""
+    ``progress`` is called with the number of clips finished since the last call (a finished split at once).
+    ``stop`` is asked before each split and while its clips are synthesised (:func:`iter_items`): true stops the
+    build with KeyboardInterrupt, its synthesis processes terminated and its finished splits recorded (as Ctrl-C)."""
     check_world_args(out, seed, size)
     out = Path(out)
     if not force and _is_complete(out, seed, size):
@@ -221,7 +225,9 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
                 if progress:
                     progress(len(examples))
             else:
-                examples = _make_split(ddir, domain, split, n_of, seed, workers, used, made, progress)
+                if stop is not None and stop():
+                    raise KeyboardInterrupt
+                examples = _make_split(ddir, domain, split, n_of, seed, workers, used, made, progress, stop)
                 for ex in examples:
                     hours += (ex.duration or 0.0) / 3600
                 done.add(f"{domain}/{split}")
@@ -238,7 +244,7 @@ def build_world(out: Path, seed: int = 0, size: str = "default", workers: int = 
 
 def _make_split(ddir: Path, domain: str, split: str, n_of: dict[str, int], seed: int, workers: int,
                 used: set[str], made: dict[str, list[Example]],
-                progress: Callable[[int], None] | None) -> list[Example]:
+                progress: Callable[[int], None] | None, stop: Callable[[], bool] | None = None) -> list[Example]:
     """Synthesise one split from scratch: its clips, then its manifest (atomically: never half a split)."""
     _clear_split(ddir, domain, split)
     n = n_of[split]
@@ -251,11 +257,14 @@ def _make_split(ddir: Path, domain: str, split: str, n_of: dict[str, int], seed:
         opts["topics"] = list(range(min(N_NAME_TOPICS, max(1, n_of["pool"] // NAMES_PER_TOPIC))))
     ids = [f"{domain}-{split}-{i:05d}" for i in range(n)]
     examples = []
-    for item in iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used,
-                           ids=ids, audio_dir=ddir / "audio", version=WORLD_VERSION, **opts):
-        examples.append(_to_example(item, (ddir / "audio" / f"{item.id}.flac").resolve()))
-        if progress:
-            progress(1)
+    # closing: an exception raised out here (Ctrl-C, a progress callback), not in the generator, still terminates its
+    # pool of synthesis processes before it goes on (not whenever the generator is collected)
+    with closing(iter_items(domain, n, split_seed(seed, domain, split), workers, exclude=used, ids=ids,
+                            audio_dir=ddir / "audio", version=WORLD_VERSION, stop=stop, **opts)) as items:
+        for item in items:
+            examples.append(_to_example(item, (ddir / "audio" / f"{item.id}.flac").resolve()))
+            if progress:
+                progress(1)
     write_manifest(ddir / f"{split}.jsonl", examples)  # after the audio: never half a split
     return examples
 
