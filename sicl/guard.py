@@ -31,7 +31,10 @@ from typing import Any
 from sicl.errors import SiclError
 
 LOCK_NAME = ".sicl.lock"
-_state: dict[str, Any] = {"signal": None}
+_state: dict[str, Any] = {"signal": None, "at": 0.0}
+#: A repeat of the first signal sooner than this is the same request delivered twice, not "abort now": GNU
+#: ``timeout`` signals the command and then its whole process group, so the command gets SIGTERM twice at once.
+REPEAT_GRACE_S = 2.0
 
 
 class Interrupted(SiclError):
@@ -58,7 +61,8 @@ def check_stop(saved: str) -> None:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """While active, the first SIGTERM/SIGINT only sets the stop flag; a second one aborts
-    (``KeyboardInterrupt``). Outside the main thread (signals cannot be caught there) it does nothing."""
+    (``KeyboardInterrupt``), unless it is the same signal within :data:`REPEAT_GRACE_S` of the first (one request
+    delivered twice, as ``timeout`` does). Outside the main thread (signals cannot be caught there) it does nothing."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -67,8 +71,10 @@ def stop_on_signals() -> Iterator[None]:
 
     def handler(signum: int, _frame: Any) -> None:
         if _state["signal"] is not None:
+            if signum == _state["signal"] and time.monotonic() - _state["at"] < REPEAT_GRACE_S:
+                return
             raise KeyboardInterrupt
-        _state["signal"] = signum
+        _state["signal"], _state["at"] = signum, time.monotonic()
         print(f"sicl: {signal.Signals(signum).name} received: finishing the current step, saving and stopping "
               f"(send it again to abort at once)", file=sys.stderr, flush=True)
 

@@ -191,3 +191,23 @@ def test_full_disk_is_one_line_keeps_what_was_written_and_resume_finishes(data, 
     ids = [r["id"] for r in _rows(pred)]
     assert sorted(ids) == sorted(f"q-{i}" for i in range(6))
     assert pred.read_text().startswith(before[: before.rfind("\n") + 1])
+
+
+def test_a_signal_delivered_twice_at_once_is_one_request_and_a_later_one_aborts(monkeypatch):
+    """GNU timeout sends SIGTERM to the command and then to its process group: the two arrive together and must not
+    count as "send it again to abort at once" (a pretraining run under timeout would stop without saving)."""
+    from sicl import guard
+
+    clock = [100.0]
+    monkeypatch.setattr(guard.time, "monotonic", lambda: clock[0])
+    with guard.stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # the group copy
+        assert guard.stop_requested() == signal.SIGTERM
+        clock[0] += guard.REPEAT_GRACE_S + 0.1
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # asked again, later: abort
+    with guard.stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # another signal at once: the user means it
