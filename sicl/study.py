@@ -335,9 +335,16 @@ class Study:
         if force:  # the study's own world, made by an older sicl: build the current one (results follow it)
             self.log(f"      {self.data}: a version-{old} world; building version {WORLD_VERSION}")
             self.world_rebuilt_from = old
-        with tqdm(total=total, unit="clip", desc="synth", dynamic_ncols=True) as bar:
-            summary = build_world(self.data, seed=self.cfg.world_seed, size=size, workers=self.workers,
-                                  progress=bar.update, force=force)
+        from sicl.guard import check_stop, stop_requested
+
+        try:
+            with tqdm(total=total, unit="clip", desc="synth", dynamic_ncols=True) as bar:
+                summary = build_world(self.data, seed=self.cfg.world_seed, size=size, workers=self.workers,
+                                      progress=bar.update, force=force, stop=lambda: stop_requested() is not None)
+        except KeyboardInterrupt:  # stopped by build_world on SIGTERM/SIGINT: its finished splits are kept
+            check_stop(f"the world's finished splits are kept in {self.data}; run the same sicl demo command again "
+                       "to finish it")
+            raise
         self.log(f"      {summary['clips']} clips, {summary['audio_hours']:.2f} h of audio"
                  + (" (reused)" if summary.get("skipped") else ""))
         for s in self.cfg.eval_sets:

@@ -127,3 +127,31 @@ def test_workers_exit_quietly_when_the_command_is_killed(tmp_path):
     assert proc.returncode == -signal.SIGKILL and json.loads((out / W.PARTIAL).read_text())["done"]
     _nothing_left(proc.pid)
     assert "Traceback" not in err, err[-3000:]  # (multiprocessing's resource tracker may warn of leaked semaphores)
+
+
+def test_sicl_demo_stops_in_its_world_build_on_sigterm_keeping_the_finished_splits(tmp_path):
+    """`sicl demo` builds its world with the same stop: SIGTERM (as timeout sends it) ends it within the build, exit
+    143, saying that the finished splits are kept, instead of synthesising the rest of the world first."""
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-c", CODE, json.dumps(TINY), "demo", "--out", str(out), "--size", "small"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads((out / "data" / W.PARTIAL).read_text())["done"]:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"sicl demo: stopped: SIGTERM received: the world's finished splits are kept in {out / 'data'}; run the same "
+        "sicl demo command again to finish it"), err[-3000:]
+    assert json.loads((out / "data" / W.PARTIAL).read_text())["done"] and not (out / "data" / "world.json").exists()
+    _nothing_left(proc.pid)
