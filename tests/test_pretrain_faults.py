@@ -143,3 +143,19 @@ def test_resume_checks_the_folder_and_takes_a_checkpoint_left_in_checkpoint_tmp(
     assert json.loads((out / "checkpoint" / "train_state.json").read_text())["step"] == 2
     with pytest.raises(SiclError, match="already holds a pretraining run \\(checkpoint\\): pass --resume"):
         check_run(PretrainConfig(out_dir=str(out), source="tests.pretrain_tone_source", mix={"adult": 1.0}))
+
+
+def test_probes_with_fewer_held_out_items_than_the_icl_probe_needs_finish_without_it(tmp_path):
+    """eval_n=2 with probes on: the 3-demonstration probe needs 4 adult items, so it is left out, instead of the run
+    crashing after training with a traceback and no final/ model."""
+    from sicl.pretrain.evaluate import probe_icl
+
+    with pytest.raises(ValueError, match=r"^probe_icl needs at least k \+ 1 = 4 items, got 2$"):
+        probe_icl(None, None, [object(), object()], k=3)
+    init = tmp_path / "init"
+    build_tiny(init)
+    done = subprocess.run(_args(tmp_path, init, probes="true", max_steps=1), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (tmp_path / "run" / "final").is_dir() and "adult-icl3" not in json.dumps(metrics)

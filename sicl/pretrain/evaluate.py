@@ -179,6 +179,8 @@ def probe_icl(model: Any, tokenizer: Any, items: list[Any], k: int = 3, seed: in
     """Several clips in one prompt: each item as the query after ``k`` other items of the same set with
     their gold answers (random, unrelated demonstrations). Returns the set's WER (or accuracy) like
     :func:`evaluate`."""
+    if len(items) < k + 1:
+        raise ValueError(f"probe_icl needs at least k + 1 = {k + 1} items, got {len(items)}")
     rng = np.random.default_rng(seed)
     chats = []
     for i, it in enumerate(items):
@@ -283,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     res = evaluate(model, processor.tokenizer, items)
     res["copy"] = probe_copy(model, processor.tokenizer, n=args.n)
     res["copy-prefix"] = probe_copy(model, processor.tokenizer, n=args.n, kind="prefix")
-    if "adult" in items:
+    if len(items.get("adult", ())) >= 4:  # three demonstrations + the query
         res["adult-icl3"] = probe_icl(model, processor.tokenizer, items["adult"], k=3)
     for kind in getattr(source, "CHAT_KINDS", ()):
         res[kind] = probe_shared(model, processor.tokenizer, source, n=3 * args.n, kind=kind)

@@ -576,7 +576,7 @@ def _evaluate_all(cfg: PretrainConfig, model: Any, tok: Any, eval_items: dict[st
     if cfg.probes:
         res["copy"] = probe_copy(model, tok, n=n_copy, device=dev.type)
         res["copy-prefix"] = probe_copy(model, tok, n=n_copy, device=dev.type, kind="prefix")
-        if "adult" in eval_items:
+        if len(eval_items.get("adult", ())) >= 4:  # three demonstrations + the query (eval_n < 4: no probe)
             res["adult-icl3"] = probe_icl(model, tok, eval_items["adult"], k=3, device=dev.type)
         source = importlib.import_module(cfg.source)
         for kind in getattr(source, "CHAT_KINDS", ()) if final else ():  # (synthesises chats: final only)
