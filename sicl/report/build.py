@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -42,6 +43,29 @@ CSV_COLUMNS = ["method", "eval_set", "k", "metric", "value"]
 DEFAULT_TITLE = "sicl evaluation report"
 #: Cost metrics that get a table in report.md (all of them are in results.csv).
 COST_TABLE_METRICS = ["seconds_per_query", "prompt_tokens", "peak_rss_mb", "peak_gpu_mb"]
+
+
+#: characters that would turn a method or eval-set name into markup in report.md (an ``_`` only at a word edge)
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>~&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_text(name: str) -> str:
+    """A name as literal markdown text: ``**x**``, ``*x*``, ``[a](b)``, ``<b>``, ``&amp;`` print as written."""
+    return _MD_SPECIAL.sub(r"\\\1", name)
+
+
+def _md_view(runs: list[Run], res: Results) -> tuple[list[Run], Results]:
+    """``runs`` and ``res`` with method and eval-set names escaped for report.md (results.csv, the plots and the
+    HTML Listen section use the raw names)."""
+
+    def row(r):
+        return dataclasses.replace(r, method=md_text(r.method), eval_set=md_text(r.eval_set))
+
+    md_runs = [dataclasses.replace(r, method=md_text(r.method), eval_set=md_text(r.eval_set),
+                                   rows=[row(x) for x in r.rows]) for r in runs]
+    md_res = Results([row(x) for x in res.rows], res.main_k,
+                     primary={md_text(e): m for e, m in res.primary.items()})
+    return md_runs, md_res
 
 
 def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> str:
@@ -139,7 +163,8 @@ def _comparison_table(res: Results, cols: list[tuple[str, str]], mixed: bool) ->
         if not present:
             continue
         common = {k for k, _ in present.values()}
-        main = min(common) if len(common) == 1 else res.main_k
+        # the k column names a k the method was run at: --k where it was, else the nearest one (smaller on a tie)
+        main = min(common, key=lambda k: (abs(k - res.main_k), k))
         rows.append((m, main, ks))
         raw.append([ks[c][1] for c in cols])
     if not rows:
@@ -522,7 +547,8 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
     targets = [_target(t, i) for i, t in enumerate(targets or [])]
     rows = [r for run in runs for r in run.rows]
     res = Results(rows, main_k, primary=primary_metrics(runs))
-    sentences = reading(res)
+    md_runs, md_res = _md_view(runs, res)
+    sentences = reading(md_res)
     target_results = [check_target(res, t) for t in targets]
     out = Path(out)
     created = not out.exists()
@@ -531,8 +557,9 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
     try:
         (stage / "results.csv").write_text(results_csv(sort_rows(rows)), encoding="utf-8")
         made = _make_plots(res, stage / "plots")
-        rel = {key: f"plots/{p.name}" for key, p in made.items()}
-        md = render_markdown(runs, res, title, list(notes or []), sentences, rel, target_results=target_results,
+        rel = {(key[0], md_text(key[1]), *key[2:]) if key[0] == "vs_k" else key: f"plots/{p.name}"
+               for key, p in made.items()}
+        md = render_markdown(md_runs, md_res, title, list(notes or []), sentences, rel, target_results=target_results,
                              warnings=warnings, out_dir=out, verdicts=list(verdicts or []))
         (stage / "report.md").write_text(md, encoding="utf-8")
         from sicl.report.html import examples_section, render_html

@@ -82,13 +82,23 @@ def _predictions(run: Run) -> dict[str, dict[str, Any]]:
     path = run.path / "predictions.jsonl"
     rows: dict[str, dict[str, Any]] = {}
     try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["id"]] = row
-    except (OSError, ValueError, KeyError):
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
         return {}
+    for line in lines:
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:  # a truncated or garbled line only costs that example
+            continue
+        qid = row.get("id") if isinstance(row, dict) else None
+        if isinstance(qid, str | int) and not isinstance(qid, bool):
+            rows[str(qid)] = row
     return rows
+
+
+def _text(v: object) -> str:
+    """A predictions.jsonl field as text (numbers and other JSON values included; None is empty)."""
+    return "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
 def _pool(run: Run) -> dict[str, Any]:
@@ -125,11 +135,13 @@ def examples_section(runs: list[Run], res: Results, per_set: int = 3) -> str:
         items = []
         for qid in ids:
             first = next(iter(preds.values()))[qid]
-            ref = first.get("target") or ""
-            lines = [f"<p><b>{html.escape(qid)}</b> {_player(first.get('audio'))} reference: "
+            ref = _text(first.get("target"))
+            audio = first.get("audio")
+            lines = [f"<p><b>{html.escape(qid)}</b> {_player(audio if isinstance(audio, str) else None)} reference: "
                      f"<i>{html.escape(ref)}</i></p>"]
             if with_demos:
                 demo_ids = preds[with_demos][qid].get("demos") or []
+                demo_ids = [_text(d) for d in (demo_ids if isinstance(demo_ids, list) else [demo_ids])]
                 lines.append(f'<div class="demo">demonstrations ({html.escape(with_demos)}, k={len(demo_ids)}):<ul>')
                 for d in demo_ids:
                     ex = pool.get(d)
@@ -140,9 +152,10 @@ def examples_section(runs: list[Run], res: Results, per_set: int = 3) -> str:
             for method, p in preds.items():
                 row = p[qid]
                 task = row.get("task", "asr")
-                shown = marked_errors(ref, row.get("prediction", "")) if task == "asr" \
-                    else html.escape(row.get("prediction", ""))
-                rows.append(f"<tr><td>{html.escape(method)}</td><td>{row.get('k', '')}</td><td>{shown}</td></tr>")
+                prediction = _text(row.get("prediction"))
+                shown = marked_errors(ref, prediction) if task == "asr" else html.escape(prediction)
+                rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(_text(row.get('k')))}</td>"
+                            f"<td>{shown}</td></tr>")
             lines.append("<table><tr><th>method</th><th>k</th><th>output</th></tr>" + "".join(rows) + "</table>")
             items.append('<div class="ex">' + "".join(lines) + "</div>")
         blocks.append(f"<h3>{html.escape(eval_set)}</h3>" + "".join(items))
