@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sicl.data.manifest import row_location
     from sicl.eval.metrics import dumps, read_predictions, score_rows
 
     rows = []
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     for path in args.predictions:
         for row in read_predictions(path):
             if row["id"] in seen:
-                raise SiclError(f"{path}:{_line_of(path, row['id'])}: id {row['id']!r} is also in "
-                                f"{seen[row['id']]}:{_line_of(seen[row['id']], row['id'])} (files are pooled; "
+                raise SiclError(f"{row_location(path, row['id'])}: id {row['id']!r} is also in "
+                                f"{row_location(seen[row['id']], row['id'])} (files are pooled; "
                                 "score separate runs with separate commands)")
             seen[row["id"]] = path
             rows.append(row)
@@ -48,13 +49,3 @@ def run(args: argparse.Namespace) -> int:
         raise SiclError(f"no prediction rows{what} in {', '.join(args.predictions)}")
     print(dumps(score_rows(rows, args.scorer)))
     return 0
-
-
-def _line_of(path: str, row_id: object) -> str:
-    """The line of ``row_id`` in ``path`` (error path only: one more pass over the file)."""
-    from sicl.data.manifest import iter_lines
-
-    for line_no, obj, _ in iter_lines(path):
-        if isinstance(obj, dict) and obj.get("id") == row_id:
-            return str(line_no)
-    return "?"

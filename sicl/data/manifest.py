@@ -188,6 +188,13 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield line_no, None, json_error(e)
 
 
+def row_location(path: str | Path, row_id: Any) -> str:
+    """``PATH:LINE`` of the row whose ``id`` is ``row_id`` (just ``PATH`` when no row has it), for error messages
+    about a row read earlier: one more pass over the file, on the error path only."""
+    line = next((n for n, obj, _ in iter_lines(path) if isinstance(obj, dict) and obj.get("id") == row_id), None)
+    return f"{path}:{line}" if line is not None else str(path)
+
+
 def read_manifest(path: str | Path, require_target: bool = False) -> list[Example]:
     """Read and check a manifest; the first broken row raises ``ManifestError("FILE:LINE: ...")``."""
     path = Path(path)

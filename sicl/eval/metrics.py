@@ -42,10 +42,11 @@ import sacrebleu
 from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
+from sicl.data.lang import base_lang
 from sicl.data.manifest import TASKS, iter_lines
 from sicl.episodes.prompts import extract_answer
 from sicl.errors import ManifestError, SiclError
-from sicl.eval.scorers import ChoiceResult, Scorer, base_lang, get_scorer, mimo_asr_metrics, mmau_match
+from sicl.eval.scorers import ChoiceResult, Scorer, get_scorer, mimo_asr_metrics, mmau_match
 
 #: Languages written without spaces between words: CER is computed with spaces removed and is the headline.
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "yue", "ko", "my", "km", "lo"})  # my/km/lo: FLEURS's Burmese, Khmer, Lao
@@ -59,11 +60,6 @@ _basic = BasicTextNormalizer()
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _base_lang(lang: str | None) -> str:
-    """``"zh-CN"`` -> ``"zh"``, ``"cmn"`` -> ``"zh"``; missing -> ``"en"`` (the manifest default)."""
-    return base_lang(lang)
 
 
 def is_english(lang: str | None) -> bool:
@@ -86,7 +82,7 @@ def normalize_text(text: str, lang: str | None = None) -> str:
 
 
 def _cer_text(norm: str, lang: str | None) -> str:
-    return "".join(norm.split()) if _base_lang(lang) in NO_SPACE_LANGS else norm
+    return "".join(norm.split()) if base_lang(lang) in NO_SPACE_LANGS else norm
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:
@@ -123,7 +119,7 @@ def _asr_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     langs = set()
     for row in rows:
         lang = row.get("lang")
-        langs.add(_base_lang(lang))
+        langs.add(base_lang(lang))
         ref = normalize_text(row["target"], lang)
         hyp = normalize_text(row["prediction"], lang)
         if not hyp:
@@ -173,7 +169,7 @@ def ja_mecab_available() -> bool:
 def bleu_tokenizer(target_lang: str | None) -> str:
     """The sacreBLEU tokenizer for a target language: zh for zh/yue, ja-mecab (or char) for ja, char for th,
     13a otherwise."""
-    base = _base_lang(target_lang) if target_lang else ""
+    base = base_lang(target_lang) if target_lang else ""
     if base in ("zh", "yue"):
         return "zh"
     if base == "ja":

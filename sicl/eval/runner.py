@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from sicl.data.audio import MIN_SECONDS, audio_duration, file_hash
-from sicl.data.manifest import Example, read_manifest
+from sicl.data.manifest import Example, read_manifest, row_location
 from sicl.episodes.episode import Episode, estimated_tokens, prompt_order
 from sicl.episodes.prompts import check_loop_trim, extract_answer, trim_loops
 from sicl.errors import AudioError, SiclError
@@ -273,8 +273,8 @@ def check_shared_ids(queries: Sequence[Example], pool: Sequence[Example], data: 
     for ex in pool:
         seen = audio.get(ex.id)
         if seen is not None and seen != ex.audio:
-            raise SiclError(f"{pool_path}:{_line_of(pool_path, ex.id)}: id {ex.id!r} names {ex.audio}, but the query "
-                            f"of that id ({data}:{_line_of(data, ex.id)}) names {seen}: an id must name one clip "
+            raise SiclError(f"{row_location(pool_path, ex.id)}: id {ex.id!r} names {ex.audio}, but the query "
+                            f"of that id ({row_location(data, ex.id)}) names {seen}: an id must name one clip "
                             f"across --data and --pool")
 
 
@@ -313,7 +313,7 @@ def check_clip_lengths(examples: Sequence[Example], manifest: str | Path, second
     for ex in examples:
         seconds = seconds_of.get(ex.id)
         if seconds is not None and seconds > max_seconds + 1e-6:
-            raise SiclError(f"{manifest}:{_line_of(manifest, ex.id)}: id {ex.id!r}: {ex.audio}: audio is "
+            raise SiclError(f"{row_location(manifest, ex.id)}: id {ex.id!r}: {ex.audio}: audio is "
                             f"{seconds:.2f} s, longer than the {max_seconds:g} s limit of the model")
 
 
@@ -358,18 +358,8 @@ def check_audio_headers(examples: Sequence[Example], manifest: str | Path) -> di
             else:
                 durations[ex.id] = seconds
                 continue
-        raise SiclError(f"{manifest}:{_line_of(manifest, ex.id)}: id {ex.id!r}: {problem}")
+        raise SiclError(f"{row_location(manifest, ex.id)}: id {ex.id!r}: {problem}")
     return durations
-
-
-def _line_of(manifest: str | Path, row_id: str) -> str:
-    """The line of ``row_id`` in ``manifest`` (only on the error path: one more pass over the file)."""
-    from sicl.data.manifest import iter_lines
-
-    for line_no, obj, _ in iter_lines(manifest):
-        if isinstance(obj, dict) and obj.get("id") == row_id:
-            return str(line_no)
-    return "?"
 
 
 def _settings(cfg: EvalConfig) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sicl.data.lang import base_lang
 from sicl.errors import SiclError
 
 DEFAULT_SCORER = "official"
@@ -256,31 +257,12 @@ MIMO_DELETED = frozenset(string.punctuation + ZHON_PUNCTUATION) - {"'"}
 MIMO_ASR_LANGS = ("en", "zh")
 
 
-#: Other spellings of the languages whose scoring differs (ISO 639-2/3 codes, English names): FLEURS calls
-#: Mandarin ``cmn``, some corpora write ``zho`` / ``jpn`` / ``tha`` or ``Chinese``.
-LANG_ALIASES = {
-    "cmn": "zh", "zho": "zh", "chi": "zh", "chinese": "zh", "mandarin": "zh", "jpn": "ja", "japanese": "ja",
-    "tha": "th", "thai": "th", "kor": "ko", "korean": "ko", "cantonese": "yue", "mya": "my", "bur": "my",
-    "burmese": "my", "khm": "km", "khmer": "km", "lao": "lo", "eng": "en", "english": "en",
-}
-
-
-def base_lang(lang: str | None) -> str:
-    """The language part of a code, lower-case, aliases mapped: ``"zh-CN"`` / ``"zh_TW"`` / ``"cmn_hans_cn"`` ->
-    ``"zh"``, ``"JA"`` -> ``"ja"``; missing or blank -> ``"en"`` (the manifest default)."""
-    base = (lang or "en").strip().lower().replace("_", "-").split("-")[0] or "en"
-    return LANG_ALIASES.get(base, base)
-
-
-_base_lang = base_lang
-
-
 def mimo_asr_text(text: str, lang: str | None, *, hypothesis: bool) -> str:
     """A transcript as MiMo-Audio-Eval's ASR evaluator scores it: a hypothesis is cut at its first ``(`` (done
     on the model output before scoring); punctuation in :data:`MIMO_DELETED` deleted (not replaced by a
     space, so ``well,done`` is one word); English lower-cased; Chinese split into single characters
     (whitespace dropped). Words are then whatever jiwer's default transform splits on spaces."""
-    base = _base_lang(lang)
+    base = base_lang(lang)
     if base not in MIMO_ASR_LANGS:
         raise SiclError(f"scorer mimo-eval scores asr in {' and '.join(MIMO_ASR_LANGS)} only "
                         f"(MiMo-Audio-Eval's ASR rule), got lang {lang!r}; use --scorer official")
@@ -392,6 +374,6 @@ def check_scorable(scorer: str | None, rows: Sequence[Any]) -> None:
         return
     for row in rows:
         get = row.get if isinstance(row, Mapping) else lambda k, r=row: getattr(r, k, None)
-        if get("task") == "asr" and _base_lang(get("lang")) not in MIMO_ASR_LANGS:
+        if get("task") == "asr" and base_lang(get("lang")) not in MIMO_ASR_LANGS:
             raise SiclError(f"id {get('id')!r}: scorer mimo-eval scores asr in {' and '.join(MIMO_ASR_LANGS)} "
                             f"only (MiMo-Audio-Eval's ASR rule), got lang {get('lang')!r}; use --scorer official")

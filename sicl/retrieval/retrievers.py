@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from sicl.data.lang import base_lang
 from sicl.data.manifest import Example, has_text
 from sicl.errors import SiclError
 from sicl.retrieval import index as ix
@@ -147,17 +148,13 @@ def _groups(pool: Sequence[Example]) -> dict[tuple[str, str | None], list[int]]:
     return dict(out)
 
 
-def _lang(ex: Example) -> str:
-    return (ex.lang or "en").strip().lower().replace("_", "-").split("-")[0] or "en"
-
-
 def _warn_other_languages(queries: Sequence[Example], q_groups: list, pool: Sequence[Example],
                           groups: dict[tuple[str, str | None], list[int]]) -> None:
     """Demonstrations come from the query's task (module docstring), whatever their language; one line on stderr
     when speech queries have no pool item in their own (source) language, so such a run is not a surprise."""
-    langs = {g: {_lang(pool[i]) for i in members} for g, members in groups.items()}
+    langs = {g: {base_lang(pool[i].lang) for i in members} for g, members in groups.items()}
     lonely = [q for q, g in zip(queries, q_groups, strict=True)
-              if q.task in ("asr", "st") and _lang(q) not in langs[g]]
+              if q.task in ("asr", "st") and base_lang(q.lang) not in langs[g]]
     if lonely:
         q = lonely[0]
         others = ", ".join(sorted(langs[group_key(q)]))

@@ -26,7 +26,7 @@ from sicl.atomic import plain_mode
 from sicl.config import dump_config
 from sicl.data.audio import SAMPLE_RATE, load_audio
 from sicl.data.augment import augment_queries
-from sicl.data.manifest import Example, iter_lines, read_manifest
+from sicl.data.manifest import Example, read_manifest, row_location
 from sicl.episodes.episode import estimated_tokens
 from sicl.errors import SiclError
 from sicl.guard import Interrupted, check_stop, stop_requested
@@ -226,7 +226,7 @@ class _ClipIds:
             first = self.seen.setdefault(ex.id, (ex.audio, path))
             if _same_clip(first[0], ex.audio):
                 continue
-            raise SiclError(f"{_where(path, ex.id)}: id {ex.id!r} names {ex.audio}, but {_where(first[1], ex.id)} "
+            raise SiclError(f"{row_location(path, ex.id)}: id {ex.id!r} names {ex.audio}, but {row_location(first[1], ex.id)} "
                             f"names {first[0]} under the same id; ids must be unique across a run's manifests "
                             f"(one id, one clip)")
 
@@ -240,22 +240,15 @@ def _same_clip(a: str, b: str) -> bool:
         return False
 
 
-def _where(path: str, ex_id: str) -> str:
-    """``MANIFEST:LINE`` of the row with ``ex_id`` (``MANIFEST`` when it cannot be found)."""
-    line = next((n for n, obj, _ in iter_lines(path) if isinstance(obj, dict) and obj.get("id") == ex_id), None)
-    return f"{path}:{line}" if line else str(path)
-
-
 def _check_retrieval_text(path: str, examples: Sequence[Example], what: str) -> None:
     """A one-line ``MANIFEST:LINE: id ...`` error for the first example without the text TICL matches by."""
     for ex in examples:
         if retrieval_text(ex):
             continue
         field = "question" if ex.task not in ("asr", "st") else "target" if ex.task == "asr" else "transcript"
-        line = next((n for n, obj, _ in iter_lines(path) if isinstance(obj, dict) and obj.get("id") == ex.id), None)
         gold = " (retrieval.pseudo_labeler gold uses it as the query's text)" if field != "question" and \
             what == "query" else ""
-        raise SiclError(f"{path}{f':{line}' if line else ''}: id {ex.id!r}: {what} has no {field} to retrieve "
+        raise SiclError(f"{row_location(path, ex.id)}: id {ex.id!r}: {what} has no {field} to retrieve "
                         f"demonstrations by{gold}")
 
 
