@@ -211,6 +211,31 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def changed_settings(before: Any, now: Any, may_change: typing.Collection[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """``{key: (before, now)}`` for every setting on which two configs (or their dicts) differ, nested ones by dotted
+    key (``lora.r``, ``mix.adult``, ``tasks[1].weight``) so a message names the very key; keys whose top-level name
+    is in ``may_change`` are left out. For ``--resume``: a run goes on only with the settings it started with."""
+    a = _flat(before if isinstance(before, dict) else to_dict(before))
+    b = _flat(now if isinstance(now, dict) else to_dict(now))
+    return {k: (a.get(k), b.get(k)) for k in sorted({*a, *b})
+            if k.split(".")[0].split("[")[0] not in may_change and a.get(k) != b.get(k)}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            out[f"{key}.count"] = len(v)
+            for i, x in enumerate(v):
+                out.update(_flat(x, f"{key}[{i}]."))
+        else:
+            out[key] = v
+    return out
+
+
 def dump_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
 

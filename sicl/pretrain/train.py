@@ -410,21 +410,20 @@ def check_resume_settings(cfg: PretrainConfig, out: Path) -> None:
     make the checkpoint, the final model and metrics.json the record of a run that never happened. One line
     naming each changed key, its saved value and the new one. A run without config.yaml (every run writes it: it was
     removed, or not copied with the checkpoint) is resumed unchecked, which :func:`train` logs."""
-    from sicl.config import load_config, to_dict
+    from sicl.config import changed_settings, load_config
 
     saved = out / "config.yaml"
     if not saved.is_file():
         return
     try:
-        before = to_dict(load_config(PretrainConfig, saved))
+        before = load_config(PretrainConfig, saved)
     except SiclError as e:
         raise SiclError(f"--resume: the settings of the run in {out} cannot be checked ({e}); restore "
                         f"{saved.name}, or pretrain into a new out_dir to start another run") from None
-    now = to_dict(cfg)
-    changed = [k for k in now if k not in RESUME_SAFE_KEYS and before.get(k) != now[k]]
+    changed = changed_settings(before, cfg, RESUME_SAFE_KEYS)
     if changed:
         raise SiclError(f"--resume with other settings than the run in {out} (" +
-                        "; ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed) +
+                        "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()) +
                         f"): resume with the settings in {saved} (max_minutes, max_steps and operational keys "
                         f"such as threads, device, workers may change), or pretrain into a new out_dir to start "
                         f"another run (init={out / 'checkpoint' / 'model'} starts it from this run's weights)")

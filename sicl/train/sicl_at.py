@@ -545,40 +545,22 @@ def _check_resume_config(cfg: TrainConfig, out: Path) -> None:
     """``--resume`` continues the run that wrote ``OUT/config.yaml`` only with the same settings (but
     :data:`RESUME_SAFE_KEYS`): another learning rate, k, seed, LoRA shape or step count would make the
     adapter the record of a run that never happened (a changed LoRA shape cannot even load)."""
-    from sicl.config import load_config, to_dict
+    from sicl.config import changed_settings, load_config
 
     saved = out / "config.yaml"
     if not saved.is_file():
         raise SiclError(f"--resume: {saved} is missing, so the settings of the run to continue cannot be checked; "
                         f"restore it, or train into another output_dir to start over")
     try:
-        before = to_dict(load_config(TrainConfig, saved))
+        before = load_config(TrainConfig, saved)
     except SiclError as e:
         raise SiclError(f"--resume: the settings of the run to continue cannot be checked ({e}); restore "
                         f"{saved.name}, or train into another output_dir to start over") from None
-    before, now = _flat(before), _flat(to_dict(cfg))
-    diff = sorted(k for k in {*before, *now}
-                  if k.split(".")[0].split("[")[0] not in RESUME_SAFE_KEYS and before.get(k) != now.get(k))
+    diff = changed_settings(before, cfg, RESUME_SAFE_KEYS)
     if diff:
         raise SiclError(f"--resume with other settings than the run in {out} (" +
-                        ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff) +
+                        ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()) +
                         "): resume with the same config, or train into another output_dir")
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as dotted keys (``lora.targets``, ``tasks[1].weight``), so a difference names its key."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            out[f"{key}.count"] = len(v)
-            for i, x in enumerate(v):
-                out.update(_flat(x, f"{key}[{i}]."))
-        else:
-            out[key] = v
-    return out
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, callbacks: Sequence[TrainerCallback]) -> Path:
