@@ -57,11 +57,16 @@ def test_other_model_types_are_one_line_errors(tmp_path):
 
 def random_adapter(model_dir, out, seed=0, scale=0.05):
     """A saved LoRA adapter on ``model_dir`` whose B matrices are random (PEFT starts them at zero), so it
-    changes the model's output."""
+    changes the model's output. The same ``seed`` gives the same adapter in any process: PEFT draws the A
+    matrices from torch's global generator, which is seeded here (unseeded, the adapter depended on what the
+    process had drawn before, and changed a given set of transcripts in one run and none in another)."""
     from sicl.models.lora import apply_lora, save_adapter
     from sicl.models.registry import load_backbone
 
-    model = apply_lora(load_backbone(str(model_dir)).model)
+    base = load_backbone(str(model_dir)).model
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = apply_lora(base)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
