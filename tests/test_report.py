@@ -439,6 +439,19 @@ def test_a_run_with_empty_metrics_but_a_count_is_kept(tmp_path: Path):
     assert [(r.metric, r.value) for r in rows if r.kind == "count"] == [("n", 0.0)]
 
 
+
+def test_a_method_whose_every_value_is_missing_keeps_a_row_of_dashes(tmp_path: Path):
+    """A method that was run but scored nothing (null or non-finite values) is a row of "—" at the k it was run
+    at, not a method that silently vanishes from the table."""
+    write_run(tmp_path / "a", "zero-shot", "aqa", 0, {"aqa": {"n": 10, "accuracy": 0.4}})
+    write_run(tmp_path / "b", "sicl-at2", "aqa", 3, {"aqa": {"n": 0, "accuracy": None}})
+    write_run(tmp_path / "c", "vanilla-icl", "aqa", 3, {"aqa": {"n": 10, "accuracy": float("nan")}})
+    md = build_report([tmp_path], tmp_path / "out")["report"].read_text()
+    table = md.split("## Results", 1)[1]
+    assert re.search(r"^\| sicl-at2 \| 3 \| — \|$", table, re.M), table[:800]
+    assert re.search(r"^\| vanilla-icl \| 3 \| — \|$", table, re.M), table[:800]
+    assert re.search(r"^\| zero-shot \| 0 \| 0\.400 \|$", table, re.M), table[:800]
+
 TARGET = {"eval_set": "aqa", "metric": "accuracy", "method": "sicl-at2", "baseline": "zero-shot"}
 
 

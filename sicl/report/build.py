@@ -160,10 +160,12 @@ def _comparison_table(res: Results, cols: list[tuple[str, str]], mixed: bool) ->
     for m in res.methods:
         ks = {(e, x): res.headline(m, e, x) for e, x in cols}
         present = {c: kv for c, kv in ks.items() if kv[1] is not None}
-        if not present:
-            continue
-        common = {k for k, _ in present.values()}
-        # the k column names a k the method was run at: --k where it was, else the nearest one (smaller on a tie)
+        if not present and not any(res.ks(m, e) for e, _ in cols):
+            continue  # the method has no run on these sets (another family's table shows it)
+        # the k column names a k the method was run at: --k where it was, else the nearest one (smaller on a tie);
+        # a method run on these sets whose every value is missing (null or non-finite) keeps its row (the k it was
+        # run at, every value "—") rather than vanishing from the table
+        common = {k for k, _ in present.values()} or {k for k, _ in ks.values() if k is not None}
         main = min(common, key=lambda k: (abs(k - res.main_k), k))
         rows.append((m, main, ks))
         raw.append([ks[c][1] for c in cols])
