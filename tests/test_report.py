@@ -581,3 +581,24 @@ def test_a_target_line_names_the_loop_counts_behind_it(tmp_path):
     write_run(tmp_path / "b" / "zs", "zero-shot", "child-reading", 0, loops(0.445, 0))
     write_sweep(tmp_path / "b" / "at", "sicl-at3", "child-reading", {3: loops(0.271, 0)}, adapter="models/at3")
     assert "Looping" not in check_target(Results(collect_results([tmp_path / "b"])), t).sentence
+
+
+def test_plots_tell_apart_more_methods_than_the_colour_cycle(tmp_path: Path, monkeypatch):
+    """Twelve methods: matplotlib's ten colours come round again, so methods 1 and 11 would draw alike; each
+    method's (colour, line style, marker) in the k-sweep and (colour, hatch) in the bars differ."""
+    from sicl.report import plots
+
+    names = [f"method-{i:02d}" for i in range(12)]
+    for i, m in enumerate(names):
+        for k in (0, 3):
+            write_run(tmp_path / f"{m}-{k}", m, "adult", k, asr(0.1 + 0.01 * i + 0.001 * k))
+    res = Results(collect_results([tmp_path]))
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    assert plots.metric_vs_k(res, "adult", "wer", tmp_path / "a.png") is not None
+    lines = {ln.get_label(): (ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in figs[0].axes[0].lines}
+    assert sorted(lines) == names and len(set(lines.values())) == 12
+    assert plots.family_bars(res, [("adult", "wer")], "WER", tmp_path / "b.png") is not None
+    bars = {c.get_label().split(" (")[0]: (c.patches[0].get_facecolor(), c.patches[0].get_hatch())
+            for c in figs[1].axes[0].containers}
+    assert sorted(bars) == names and len(set(bars.values())) == 12

@@ -35,9 +35,27 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _color(res: Results, method: str) -> str:
-    """The same colour for a method in every plot (its place in the method order)."""
-    return f"C{res.methods.index(method) % 10}"
+#: after matplotlib's ten cycle colours come round again, each further ten methods get their own line style,
+#: marker and bar hatch, so no two methods of one plot look the same
+_STYLES = (("-", "o", None), ("--", "s", "//"), (":", "^", ".."), ("-.", "D", "xx"), ((0, (5, 1)), "v", "--"))
+
+
+def _style(res: Results, method: str) -> tuple[str, object, str, str | None]:
+    """The same (colour, line style, marker, bar hatch) for a method in every plot, from its place in the method
+    order."""
+    i = res.methods.index(method)
+    line, marker, hatch = _STYLES[(i // 10) % len(_STYLES)]
+    return f"C{i % 10}", line, marker, hatch
+
+
+def _line(res: Results, method: str) -> dict:
+    color, line, marker, _ = _style(res, method)
+    return {"color": color, "linestyle": line, "marker": marker}
+
+
+def _bar(res: Results, method: str) -> dict:
+    color, _, _, hatch = _style(res, method)
+    return {"color": color, "hatch": hatch, "edgecolor": "white" if hatch else None}
 
 
 def metric_vs_k(res: Results, eval_set: str, metric: str, path: Path) -> Path | None:
@@ -51,7 +69,7 @@ def metric_vs_k(res: Results, eval_set: str, metric: str, path: Path) -> Path | 
         return None
     fig, (ax,) = _figure()
     for m, pts in series.items():
-        ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=m, color=_color(res, m))
+        ax.plot([k for k, _ in pts], [v for _, v in pts], label=m, **_line(res, m))
     ax.set_xticks(sorted({k for pts in series.values() for k, _ in pts}))
     ax.set_xlabel("k (demonstrations per query)")
     ax.set_ylabel(metric_label(metric))
@@ -78,7 +96,7 @@ def family_bars(res: Results, cols: list[tuple[str, str]], label: str, path: Pat
                 xs.append(j - 0.4 + width * (i + 0.5))
                 ys.append(v)
         ks = sorted({k for e, _ in cols if (k := res.headline_k(m, e)) is not None})
-        ax.bar(xs, ys, width=width, label=f"{m} (k={','.join(map(str, ks))})", color=_color(res, m))
+        ax.bar(xs, ys, width=width, label=f"{m} (k={','.join(map(str, ks))})", **_bar(res, m))
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels([f"{e}\n({metric_label(x, False)})" if mixed else e for e, x in cols])
     ax.set_ylabel(label)
@@ -102,7 +120,7 @@ def cost_vs_k(res: Results, path: Path) -> Path | None:
     for ax, (c, series) in zip(axes, panels, strict=True):
         for m, s in series.items():
             ks = sorted(s)
-            ax.plot(ks, [s[k] for k in ks], marker="o", label=m, color=_color(res, m))
+            ax.plot(ks, [s[k] for k in ks], label=m, **_line(res, m))
         ax.set_xticks(sorted({k for s in series.values() for k in s}))
         ax.set_xlabel("k (demonstrations per query)")
         ax.set_ylabel(metric_label(c) + " (lower is better)")
