@@ -482,7 +482,8 @@ class Study:
         from sicl.report import build_report
 
         targets, diagnosis = self.check_targets(), self.diagnosis()
-        verdicts = [({True: "met", False: "not met", None: "exempt"}[t["met"]], t["text"]) for t in targets]
+        # report.md gets each sentence with its names' markdown characters escaped (text_md); demo.json the text
+        verdicts = [({True: "met", False: "not met", None: "exempt"}[t["met"]], t.pop("text_md")) for t in targets]
         paths = build_report([self.out / "eval"], self.out, title="SICL-AT on the embedded world (tiny-omni)",
                              main_k=self.cfg.k, notes=diagnosis, verdicts=verdicts)
         return {"report": {k: json_value(v) for k, v in dict(paths).items()}, "targets": targets,
@@ -503,8 +504,9 @@ class Study:
         """The study's ``targets`` (:class:`sicl.report.Target`, issue 8's by default) checked on the measured
         numbers; never used to choose anything. A target whose baseline is an adapter trained on the target's
         own domain (direct-ft on child-reading) and that is not met is EXEMPT: issue 8 lets in-domain fine-tuning
-        win there."""
+        win there. Each check's ``text`` is plain; ``text_md`` is the same sentence for report.md (names escaped)."""
         from sicl.report import check_target
+        from sicl.report.build import md_text
 
         res = self.results()
         if res is None:
@@ -530,12 +532,18 @@ class Study:
                 self.log(f"      target {label!r} {r.sentence}")
                 continue
             met: bool | None = r.met
-            text = ("MET" if met else "NOT MET") + r.sentence[r.sentence.index(":"):]
-            if not met and t.baseline in self._trained_on(t.eval_set):
-                met = None
-                text = (f"EXEMPT: {text[len('NOT MET: '):]} ({t.baseline} was trained on {t.eval_set}'s domain, "
-                        f"where the targets let it win)")
-            checks.append({"eval_set": t.eval_set, "target": label, "met": met, "text": text})
+            exempt = not met and t.baseline in self._trained_on(t.eval_set)
+
+            md = check_target(res, dataclasses.replace(t, label=None), name=md_text).sentence
+            texts = []
+            for sentence, name in ((r.sentence, str), (md, md_text)):
+                text = ("MET" if met else "NOT MET") + sentence[sentence.index(":"):]
+                if exempt:
+                    text = (f"EXEMPT: {text[len('NOT MET: '):]} ({name(t.baseline)} was trained on "
+                            f"{name(t.eval_set)}'s domain, where the targets let it win)")
+                texts.append(text)
+            checks.append({"eval_set": t.eval_set, "target": label, "met": None if exempt else met,
+                           "text": texts[0], "text_md": texts[1]})
         return checks
 
     def diagnosis(self) -> list[str]:

@@ -239,7 +239,7 @@ def test_targets_met_missed_and_not_evaluated(study: Path):
     out = study / "r"
     build_report([study], out, targets=[{"eval_set": "child-science", "metric": "wer", "method": "sicl-at*",
                                          "baseline": "zero-shot", "factor": 0.6}])
-    assert "- met: on child-science, best sicl-at* (sicl-at2 at k=3)" in (out / "report.md").read_text()
+    assert "- met: on child-science, best sicl-at\\* (sicl-at2 at k=3)" in (out / "report.md").read_text()
     with pytest.raises(ReportError, match="exactly one of"):
         Target.from_dict({"eval_set": "a", "metric": "wer", "method": "x"})
     with pytest.raises(ReportError, match="unknown key"):
@@ -602,3 +602,20 @@ def test_plots_tell_apart_more_methods_than_the_colour_cycle(tmp_path: Path, mon
     bars = {c.get_label().split(" (")[0]: (c.patches[0].get_facecolor(), c.patches[0].get_hatch())
             for c in figs[1].axes[0].containers}
     assert sorted(bars) == names and len(set(bars.values())) == 12
+
+
+def test_target_sentences_print_names_literally_in_report_md(tmp_path: Path):
+    """A target's sentence names methods and eval sets: their markdown characters are escaped in report.md as in
+    the tables (``**x**`` read as bold), while check_target's own sentence keeps the raw names."""
+    write_run(tmp_path / "a", "zero-shot", "a_set_", 0, asr(0.5))
+    write_run(tmp_path / "b", "**x**", "a_set_", 3, asr(0.2))
+    t = {"eval_set": "a_set_", "metric": "wer", "method": "**x*", "baseline": "zero-shot", "factor": 0.6}
+    md = build_report([tmp_path], tmp_path / "out", targets=[t])["report"].read_text()
+    line = next(x for x in md.splitlines() if x.startswith("- met:"))
+    assert line == ("- met: on a_set\\_, best \\*\\*x\\* (\\*\\*x\\*\\* at k=3) has WER 0.200, <= 0.6 x zero-shot "
+                    "(0.6 x 0.500 = 0.300)."), line
+    raw = check_target(Results(collect_results([tmp_path])), Target.from_dict(t)).sentence
+    assert raw.startswith("met: on a_set_, best **x* (**x** at k=3) has WER 0.200")
+    missing = build_report([tmp_path], tmp_path / "out2", targets=[{**t, "method": "_y_"}])["report"].read_text()
+    assert "not evaluated: no WER for \\_y\\_ on a_set\\_ (no method named '\\_y\\_'; known: zero-shot, " \
+           "\\*\\*x\\*\\*)." in missing

@@ -551,7 +551,7 @@ def build_report(run_dirs: Iterable[Path], out: Path, title: str = DEFAULT_TITLE
     res = Results(rows, main_k, primary=primary_metrics(runs))
     md_runs, md_res = _md_view(runs, res)
     sentences = reading(md_res)
-    target_results = [check_target(res, t) for t in targets]
+    target_results = [check_target(res, t, name=md_text) for t in targets]  # report.md's sentences
     out = Path(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 
 from sicl.report.collect import (
@@ -250,60 +250,74 @@ class TargetResult:
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
-def missing_reason(res: Results, method: str, eval_set: str, metric: str, k: int | None = None) -> str:
+def _plain(text: str) -> str:
+    return text
+
+
+def missing_reason(res: Results, method: str, eval_set: str, metric: str, k: int | None = None,
+                   name: Callable[[str], str] = _plain) -> str:
     """Why ``res`` has no ``metric`` for ``method`` (a name or pattern) on ``eval_set``, with the names it does
     have, so that a misspelt eval set, metric or method is plain: ``no eval set 'aqa2' in the runs (known: ...)``;
-    ``""`` when every name is known (the number itself is missing)."""
+    ``""`` when every name is known (the number itself is missing). ``name`` writes each method, eval-set or
+    metric name (``sicl.report.build.md_text`` for report.md)."""
+    N = name
     if eval_set not in res.eval_sets:
-        return f"no eval set {eval_set!r} in the runs; known: {', '.join(res.eval_sets) or 'none'}"
+        return f"no eval set {N(repr(eval_set))} in the runs; known: {', '.join(map(N, res.eval_sets)) or 'none'}"
     if not any(r.eval_set == eval_set and r.metric == metric for r in res.rows):
         known = res.metrics("quality", eval_set) or sorted({r.metric for r in res.rows if r.eval_set == eval_set})
-        return f"{eval_set} has no metric {metric!r}; known: {', '.join(known) or 'none'}"
+        return f"{N(eval_set)} has no metric {N(repr(metric))}; known: {', '.join(map(N, known)) or 'none'}"
     pattern = any(c in method for c in "*?[")
     matching = [m for m in res.methods if fnmatch.fnmatchcase(m, method)]
     if not matching:
-        return f"no method {'matches' if pattern else 'named'} {method!r}; known: {', '.join(res.methods)}"
+        return f"no method {'matches' if pattern else 'named'} {N(repr(method))}; known: {', '.join(map(N, res.methods))}"
     ran = [m for m in matching if res.ks(m, eval_set)]
     if not ran:
-        return f"{_names(matching)} {'was' if len(matching) == 1 else 'were'} not run on {eval_set}"
+        return f"{_names([N(m) for m in matching])} {'was' if len(matching) == 1 else 'were'} not run on {N(eval_set)}"
     if k is not None:
-        return "; ".join(f"{m} was run on {eval_set} at k={', '.join(map(str, res.ks(m, eval_set)))}" for m in ran)
+        return "; ".join(f"{N(m)} was run on {N(eval_set)} at k={', '.join(map(str, res.ks(m, eval_set)))}"
+                         for m in ran)
     return ""
 
 
-def check_target(res: Results, t: Target) -> TargetResult:
-    name = metric_label(t.metric, with_direction=False)
+def check_target(res: Results, t: Target, name: Callable[[str], str] = _plain) -> TargetResult:
+    """``t`` checked on ``res``: met, not met, or not evaluated (None) when a number is missing, and the sentence
+    saying so with the numbers. ``name`` writes each method and eval-set name in the sentence
+    (``sicl.report.build.md_text`` for report.md, where a name's markdown characters must print literally)."""
+    N = name
+    metric = metric_label(t.metric, with_direction=False)
     rel = t.relation or (">=" if direction(t.metric) == "higher" else "<=")
     head = f"{t.label}: " if t.label else ""
     pattern = any(c in t.method for c in "*?[")
     got = res.best(t.method, t.eval_set, t.metric, t.k)
     if got is None:
-        why = missing_reason(res, t.method, t.eval_set, t.metric, t.k)
-        return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.method} on {t.eval_set}"
+        why = missing_reason(res, t.method, t.eval_set, t.metric, t.k, name=N)
+        return TargetResult(t, None, f"{head}not evaluated: no {metric} for {N(t.method)} on {N(t.eval_set)}"
                                      f"{f' ({why})' if why else ''}.")
     m, mk, v = got
-    who = f"best {t.method} ({_at(res, m, mk)})" if pattern else _at(res, m, mk)
+    at = N(m) + _at(res, m, mk)[len(m):]
+    who = f"best {N(t.method)} ({at})" if pattern else at
     if t.value is not None:
         threshold, what = float(t.value), fmt(t.metric, float(t.value))
     else:
         ref = res.reference(t.baseline, t.eval_set, t.metric)
         if ref is None:
-            why = missing_reason(res, t.baseline, t.eval_set, t.metric)
-            return TargetResult(t, None, f"{head}not evaluated: no {name} for {t.baseline} on {t.eval_set}"
+            why = missing_reason(res, t.baseline, t.eval_set, t.metric, name=N)
+            return TargetResult(t, None, f"{head}not evaluated: no {metric} for {N(t.baseline)} on {N(t.eval_set)}"
                                          f"{f' ({why})' if why else ''}.")
         label, rk, rv = ref
+        base = label.split(" at k=")[0]  # the reference's method name
+        shown = N(base) + label[len(base):]
         threshold = t.factor * rv
-        what = (f"{label} ({fmt(t.metric, rv)})" if t.factor == 1
-                else f"{t.factor:g} x {label} ({t.factor:g} x {fmt(t.metric, rv)} = {fmt(t.metric, threshold)})")
+        what = (f"{shown} ({fmt(t.metric, rv)})" if t.factor == 1
+                else f"{t.factor:g} x {shown} ({t.factor:g} x {fmt(t.metric, rv)} = {fmt(t.metric, threshold)})")
     met = _OPS[rel](v, threshold)
     verdict = "met" if met else "NOT met"
     loops = ""
     if t.value is None and t.metric in ("wer", "cer"):  # a few looping outputs can decide a corpus WER
-        base = label.split(" at k=")[0]  # the reference's method name
         a, b = res.value(m, t.eval_set, mk, "looping_outputs"), res.value(base, t.eval_set, rk, "looping_outputs")
         if a is not None and b is not None and (a or b):
-            loops = f" Looping outputs: {m} {int(a)}, {base} {int(b)}."
-    return TargetResult(t, met, f"{head}{verdict}: on {t.eval_set}, {who} has {name} {fmt(t.metric, v)}, "
+            loops = f" Looping outputs: {N(m)} {int(a)}, {N(base)} {int(b)}."
+    return TargetResult(t, met, f"{head}{verdict}: on {N(t.eval_set)}, {who} has {metric} {fmt(t.metric, v)}, "
                                 f"{'' if met else 'not '}{rel} {what}.{loops}")
 
 
