@@ -353,3 +353,27 @@ def test_a_settings_json_written_before_input_hashes_is_compared_by_path(data, t
     assert list(settings_changed(zs.out, zs)) == ["data"]
     with pytest.raises(SiclError, match="different settings"):
         evaluate(zs, resume=True)
+
+
+def test_a_pool_or_pseudo_labels_edited_in_place_is_refused_on_resume(data, tmp_path):
+    """A pool manifest (or pseudo-labels file) edited at the same path since the run: its saved neighbours were
+    retrieved from the old transcripts, so --resume refuses, naming the content (it reused retrievals.jsonl)."""
+    from sicl.eval.runner import settings_changed
+
+    t = _tree(data, tmp_path / "t")
+    zs, icl = _runs(data, t)
+    evaluate(zs)
+    evaluate(icl)
+    assert settings_changed(icl.out, icl) == {}
+    pool = Path(icl.pool)
+    rows_ = [json.loads(line) for line in pool.read_text().splitlines()]
+    rows_[0]["target"] = "a transcript edited in place"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows_))
+    assert list(settings_changed(icl.out, icl)) == ["pool content"]
+    with pytest.raises(SiclError, match=r"different settings .*pool content: "):
+        evaluate(icl, resume=True)
+    labels = Path(icl.pseudo_labeler[len("file:"):])
+    labels.write_text(labels.read_text().replace('"raw": "', '"raw": "x', 1))
+    assert set(settings_changed(icl.out, icl)) == {"pool content", "pseudo_labeler content"}
+    # the data file edited in place stays a row-by-row check (an added row is predicted, an edited one refused)
+    assert settings_changed(zs.out, zs) == {}

@@ -450,6 +450,12 @@ def settings_changed(out: str | Path, cfg: EvalConfig) -> dict[str, tuple[Any, A
     diff: dict[str, tuple[Any, Any]] = {}
     for k in RESUME_KEYS:
         if before.get(k) == now.get(k):
+            # the same path: a pool or pseudo-labels file edited in place since (the saved neighbours were
+            # retrieved from its old content) is another input; the data file is checked row by row instead
+            # (_check_saved_row: an edited row is refused, a row added later is predicted)
+            sha = FILE_INPUTS.get(k)
+            if k in ("pool", "pseudo_labeler") and isinstance(saved.get(sha), str) and saved[sha] != now.get(sha):
+                diff[f"{k} content"] = (f"{before.get(k)} (SHA-1 {saved[sha]})", f"{now.get(k)} (SHA-1 {now.get(sha)})")
             continue
         same = _moved_input(k, before.get(k), now.get(k), saved, now) if k in FILE_INPUTS else None
         if same == "content":  # moved with the run folder, but not the same file (an adapter's: weights, below)

@@ -71,13 +71,15 @@ class StringCache:
         self.path = _folder(root, kind, namespace) / "strings.jsonl"
         self._data: dict[str, str] = {}
         if self.path.exists():
-            with open(self.path, encoding="utf-8") as fh:
+            with open(self.path, "rb") as fh:  # bytes: one damaged line must not make the whole file unreadable
                 for line in fh:
                     try:
-                        row = json.loads(line)
-                        self._data[row["key"]] = row["value"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue  # a torn last line from an interrupted run
+                        row = json.loads(line.decode("utf-8"))
+                        key, value = row["key"], row["value"]
+                    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                        continue  # a torn last line from an interrupted run, or damage: computed again
+                    if isinstance(key, str) and isinstance(value, str):
+                        self._data[key] = value
 
     def get(self, key: str) -> str | None:
         return self._data.get(key)

@@ -23,8 +23,8 @@ HASH_NAMESPACE = "audio-hash:v1 (int16-rounded 16 kHz mono samples, sha1)"
 
 def audio_hashes(examples: Sequence[Example], cache_dir: str | Path | None = None,
                  progress: bool = False) -> list[str]:
-    """Content hash per example. Decoding is the cost, so hashes are cached by (path, size, mtime): a
-    rewritten file gets a new key and is hashed again."""
+    """Content hash per example. Decoding is the cost, so hashes are cached by (path, size, mtime, ctime,
+    inode): a rewritten file gets a new key and is hashed again, also when its old mtime was put back."""
     cache = StringCache(cache_dir, "audio-hash", HASH_NAMESPACE)
     keys = [_file_key(ex.audio) for ex in examples]
     todo = list(dict.fromkeys(k for k in keys if k not in cache))
@@ -66,7 +66,10 @@ def _file_key(path: str) -> str:
         st = os.stat(path)
     except OSError:
         return f"{path}|missing"  # load_audio raises the proper error when it is hashed
-    return f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    # The status-change time too: new content written with its old modification time kept (`cp -p`, `rsync -t`,
+    # `touch -r`, tar extraction) must not reuse the old file's hash, or the leakage rule would miss it. Nothing
+    # can set ctime back, and the inode tells a file replaced by rename from the one it replaced.
+    return f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
 def _progress(items: list, enabled: bool, desc: str):

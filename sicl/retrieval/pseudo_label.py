@@ -67,8 +67,14 @@ class FileLabeler:
         except OSError as e:
             raise SiclError(f"{self.path}: cannot read pseudo-labels ({e.strerror})") from None
         self.labels: dict[str, str] = {}
-        text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")  # a BOM is no label
-        for n, line in enumerate(text.splitlines(), 1):
+        first: dict[str, int] = {}
+        # split on newlines only (as JSON Lines is): str.splitlines would also break inside a label at U+2028
+        for n, data in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):  # a BOM is no label
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SiclError(f"{self.path}:{n}: not UTF-8 (byte {data[e.start]:#04x} at column {e.start + 1})"
+                                ) from None
             if not line.strip():
                 continue
             try:
@@ -78,7 +84,12 @@ class FileLabeler:
             if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(
                     row.get("prediction"), str):
                 raise SiclError(f"{self.path}:{n}: a pseudo-label row needs string fields id and prediction")
-            self.labels[row["id"]] = row["prediction"]
+            qid, label = row["id"], row["prediction"]
+            if qid in self.labels and self.labels[qid] != label:  # which one is meant? silently the last, before
+                raise SiclError(f"{self.path}:{n}: id {qid!r} already has a different prediction on line "
+                                f"{first[qid]} (one pseudo-label per query)")
+            first.setdefault(qid, n)
+            self.labels[qid] = label
         self.id = f"file:{hashlib.sha1(raw).hexdigest()}"
 
     def label(self, examples: Sequence[Example], wavs: Sequence[np.ndarray]) -> list[str]:

@@ -120,7 +120,7 @@ def retrieve(queries: Sequence[Example], pool: Sequence[Example], k: int | None 
     depth = k
     if retriever == "ticl+":
         depth = max(k, cfg.rerank_depth if cfg.rerank_depth is not None else k * cfg.rerank_factor)
-    ranked = _knn(q_vec, p_vec, q_groups, groups, banned, depth, cfg.index)
+    ranked = _knn(q_vec, p_vec, q_groups, groups, banned, depth, cfg.index, [ex.id for ex in pool])
     if retriever == "ticl+":
         ranked = _rerank_by_audio(ranked, queries, q_hash, pool, p_hash, cfg, audio_embedder, progress)
     return [[(pool[j].id, float(s)) for j, s in row[:k]] for row in ranked]
@@ -266,11 +266,17 @@ def _audio_vectors(queries, q_hash, pool, p_hash, cfg, audio_embedder, progress)
 
 
 def _knn(q_vec: np.ndarray, p_vec: np.ndarray, q_groups: list, groups: dict, banned: list[set[int]],
-         depth: int, index_kind: str) -> list[list[tuple[int, float]]]:
+         depth: int, index_kind: str, pool_ids: Sequence[str]) -> list[list[tuple[int, float]]]:
     """Per query, up to ``depth`` (pool row, score) best first, banned rows removed. Each group gets its
     own index; the search asks for ``depth`` plus the most rows any query of the group has banned, so
     filtering never leaves a query short (exact index). An approximate index that still comes back
-    short for a query is redone exactly for that query."""
+    short for a query is redone exactly for that query.
+
+    Ties (pool items with the same text or audio have identical vectors) go to the smaller pool id, so a
+    query's top k is the prefix of its top k + 1 (evaluation takes prefixes of one retrieval at the largest k),
+    does not change when the pool is reordered, and never depends on the order FAISS's heap happens to return
+    equal scores in: the hits are rescored one by one in float64 and sorted by (-score, pool id), and a query
+    whose near-ties reach past what the index returned is ranked over its whole group instead (:func:`_rank_all`)."""
     out: list[list[tuple[int, float]]] = [[] for _ in q_groups]
     by_group: dict[Any, list[int]] = defaultdict(list)
     for qi, g in enumerate(q_groups):
@@ -280,24 +286,45 @@ def _knn(q_vec: np.ndarray, p_vec: np.ndarray, q_groups: list, groups: dict, ban
         vecs = p_vec[members]
         index = ix.build_index(vecs, index_kind)
         extra = max(len(banned[qi].intersection(groups[g])) for qi in qis)
-        want = min(len(members), depth + extra)
+        want = min(len(members), depth + extra + 1)  # one more: a tie at the cut shows as one with the last row
         scores, rows = ix.search(index, q_vec[qis], want)
         for n, qi in enumerate(qis):
             need = min(depth, len(members) - len(banned[qi].intersection(groups[g])))
-            hits = _filter(rows[n], scores[n], members, banned[qi])
-            if len(hits) < need:  # approximate index returned too few: exact for this query
-                s, r = ix.brute_force(vecs, q_vec[qi:qi + 1], want)
-                hits = _filter(r[0], s[0], members, banned[qi])
-            out[qi] = hits[:depth]
+            got = [(r, float(s)) for r, s in zip(rows[n].tolist(), scores[n].tolist(), strict=True) if r >= 0]
+            hits = [(r, s) for r, s in got if int(members[r]) not in banned[qi]]
+            last = hits[min(depth, len(hits)) - 1][1] if hits else None  # the score the top depth must reach
+            if len(hits) < need or (len(got) < len(members) and last is not None and last - _TIE <= got[-1][1]):
+                # too few (approximate index), or a near-tie with the last row returned: rows not returned may tie
+                out[qi] = _rank_all(vecs, q_vec[qi], members, banned[qi], depth, pool_ids)
+            else:
+                out[qi] = _order(vecs, q_vec[qi], members, [r for r, _ in hits], depth, pool_ids)
     return out
 
 
-def _filter(rows: np.ndarray, scores: np.ndarray, members: np.ndarray, banned: set[int]) -> list[tuple[int, float]]:
-    hits = []
-    for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
-        if r >= 0 and int(members[r]) not in banned:
-            hits.append((int(members[r]), float(s)))
-    return hits
+#: float32 inner products of unit vectors are good to about 1e-6; scores this close may be the same float64 score
+_TIE = 1e-5
+
+
+def _order(vecs: np.ndarray, q: np.ndarray, members: np.ndarray, local: list[int] | np.ndarray,
+           depth: int, pool_ids: Sequence[str]) -> list[tuple[int, float]]:
+    """The ``depth`` best of the group rows ``local`` by (-score, pool id). Scores are recomputed per row in
+    float64 (an element-wise product summed along the row), so identical vectors get bit-identical scores,
+    whichever BLAS kernel or batch position scored them first."""
+    local = np.asarray(local, dtype=np.int64)
+    sims = (vecs[local].astype(np.float64) * np.asarray(q, np.float64)[None, :]).sum(axis=1)
+    order = sorted(range(len(local)), key=lambda i: (-sims[i], pool_ids[int(members[local[i]])]))
+    return [(int(members[local[i]]), float(sims[i])) for i in order[:depth]]
+
+
+def _rank_all(vecs: np.ndarray, q: np.ndarray, members: np.ndarray, banned: set[int],
+              depth: int, pool_ids: Sequence[str]) -> list[tuple[int, float]]:
+    """:func:`_order` over every eligible row of the group: exact, for queries whose ties the index cut through."""
+    eligible = np.flatnonzero(~np.isin(members, np.fromiter(banned, np.int64, len(banned))))
+    if len(eligible) > depth:
+        approx = vecs[eligible] @ np.asarray(q, np.float32)
+        cut = np.partition(approx, len(approx) - depth)[len(approx) - depth]
+        eligible = eligible[approx >= cut - _TIE]  # every row that may rank in the top depth, ties included
+    return _order(vecs, q, members, eligible, depth, pool_ids)
 
 
 def _rerank_by_audio(ranked, queries, q_hash, pool, p_hash, cfg, audio_embedder, progress):
