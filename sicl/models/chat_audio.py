@@ -33,6 +33,34 @@ from sicl.models.backbone import IGNORE_INDEX, Batch, positions, sequence_losses
 HOP_LENGTH = 160
 
 
+def load_checked(model_class: Any, path: Any, **kwargs: Any) -> Any:
+    """``model_class.from_pretrained(path, **kwargs)`` that refuses weights which do not fit the config: a tensor
+    missing from the checkpoint (transformers would initialise it at random and only print a table) or one whose
+    shape differs is a one-line :class:`SiclError` naming the folder and the first such tensor."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report table; the problems it lists are raised below as one line
+    try:
+        model, info = model_class.from_pretrained(str(path), output_loading_info=True, ignore_mismatched_sizes=True,
+                                                  **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+    mismatched = list(info.get("mismatched_keys") or [])
+    if mismatched:
+        first = mismatched[0]
+        shapes = (f": checkpoint {list(first[1])}, config.json {list(first[2])}"
+                  if isinstance(first, (tuple, list)) and len(first) == 3 else "")
+        name = first[0] if isinstance(first, (tuple, list)) else first
+        raise SiclError(f"{path}: weights do not fit config.json ({len(mismatched)} tensor(s) of another shape, "
+                        f"first {name}{shapes})")
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise SiclError(f"{path}: weights are incomplete ({len(missing)} tensor(s) of the model missing from the "
+                        f"checkpoint, first {missing[0]}); a truncated download or a checkpoint of another model?")
+    return model
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """What differs between ChatML audio LLM families."""

@@ -251,7 +251,7 @@ def _write_merged(base_dir: Path, adapter: Path, out: Path, dtype: str) -> None:
     merged = model.merge_and_unload()
     if not hasattr(merged, "save_pretrained"):
         raise SiclError(f"{base_dir}: this model family cannot be saved as a merged transformers folder")
-    for f in base_dir.iterdir():  # tokenizer, processor, chat template, generation config ...
-        if f.is_file() and f.name not in _NOT_COPIED and not f.name.endswith((".safetensors", ".bin")):
+    for f in base_dir.iterdir():  # tokenizer, processor, chat template, generation config ... (never remote code)
+        if f.is_file() and f.name not in _NOT_COPIED and not f.name.endswith((".safetensors", ".bin", ".py")):
             shutil.copy2(f, out / f.name)
     merged.save_pretrained(str(out), safe_serialization=True)

@@ -131,6 +131,9 @@ def check_adapter_files(path: str | Path) -> dict[str, Any]:
         raise SiclError(f"{cfg_file}: not valid JSON ({e})") from None
     if not isinstance(cfg, dict):
         raise SiclError(f"{cfg_file}: expected a JSON object")
+    if str(cfg.get("peft_type", "")).upper() != "LORA":
+        found = f"peft_type {cfg['peft_type']!r}" if "peft_type" in cfg else "no peft_type"
+        raise SiclError(f"{cfg_file}: {found}; sicl loads LoRA adapters (peft_type \"LORA\") only")
     weights = path / "adapter_model.safetensors"
     if not weights.is_file():
         raise SiclError(f"{path}: no adapter_model.safetensors (sicl saves and loads adapters as safetensors only)")
@@ -154,14 +157,49 @@ def _quiet_peft() -> Iterator[None]:
         yield
 
 
+#: how peft words the warning for adapter weights the model expects but the file lacks
+_PEFT_MISSING_KEYS = "Found missing adapter keys"
+
+
 def load_adapter(model: Any, path: str | Path, trainable: bool = False) -> PeftModel:
-    """Attach a saved adapter folder (``adapter_config.json`` + safetensors)."""
+    """Attach a saved adapter folder (``adapter_config.json`` + safetensors). An adapter that does not fit the
+    model (target modules it lacks, tensors of another shape, LoRA weights under names the model does not have,
+    or LoRA on a tower) is a one-line :class:`SiclError` naming the adapter folder and the mismatch."""
+    import re
+
     check_adapter_files(path)
-    with _quiet_peft():
-        peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    where = f"adapter {path}"
+    with _quiet_peft(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+        except RuntimeError as e:  # torch's load_state_dict: "size mismatch for NAME: copying a param with shape"
+            m = re.search(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^]]*\])\) from "
+                          r"checkpoint, the shape in current model is torch\.Size\((\[[^]]*\])\)", str(e))
+            if m is None:
+                raise SiclError(f"{where}: does not fit the model ({str(e).splitlines()[0][:200]})") from None
+            raise SiclError(f"{where}: does not fit the model: {m.group(1)} is {m.group(2)} in the adapter, "
+                            f"{m.group(3)} in the model (trained on another base model, or adapter_config.json's "
+                            f"r does not match the weights)") from None
+        except (ValueError, KeyError, TypeError) as e:  # e.g. target modules the model does not have
+            raise SiclError(f"{where}: does not fit the model ({str(e).splitlines()[0][:200]})") from None
+    for w in caught:
+        text = str(w.message)
+        if text.startswith(_PEFT_MISSING_KEYS):
+            first = re.search(r"\['([^']+)'", text)
+            count = text.count("', '") + 1
+            raise SiclError(f"{where}: does not fit the model: {count} LoRA tensor(s) the model expects are not in "
+                            f"adapter_model.safetensors (first {first.group(1) if first else '?'}); its tensor names "
+                            f"are for another model layout")
+        if "is_gradient_checkpointing" not in text:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if trainable:
         _freeze_all_but_lora(peft_model)
-    check_towers_untouched(peft_model)
+    try:
+        check_towers_untouched(peft_model)
+    except RuntimeError as e:
+        raise SiclError(f"{where}: puts LoRA where sicl keeps the model frozen ({e}); its target_modules must "
+                        f"match the language model's decoder layers only") from None
     return peft_model.eval() if not trainable else peft_model
 
 

@@ -579,7 +579,10 @@ def load_mimo_audio(path: str | Path, dtype: torch.dtype = torch.float32, device
     ``<folder>/audio_tokenizer`` when it exists, else none."""
     path = Path(path)
     model = load_model(path, dtype, device, attn_implementation)
-    tok = AutoTokenizer.from_pretrained(str(path))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:  # a tokenizer transformers cannot build
+        raise SiclError(f"{path}: cannot load the tokenizer ({str(e).splitlines()[0][:200]})") from None
     codes = codes_dir or os.environ.get("SICL_MIMO_CODES") or path / "sicl_codes"
     codec = audio_tokenizer or os.environ.get("SICL_MIMO_TOKENIZER") or None
     if codec is None and (path / "audio_tokenizer" / "config.json").is_file():

@@ -20,7 +20,8 @@ from transformers import (
 )
 from transformers.masking_utils import create_bidirectional_mask
 
-from sicl.models.chat_audio import ChatAudioBackbone, FamilySpec
+from sicl.errors import SiclError
+from sicl.models.chat_audio import ChatAudioBackbone, FamilySpec, load_checked
 
 FAMILY = "qwen2_audio"
 
@@ -47,8 +48,11 @@ def load_qwen2_audio(path: str | Path, dtype: torch.dtype = torch.float32, devic
     kwargs: dict[str, Any] = dict(dtype=dtype, use_safetensors=True)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(path), **kwargs).to(device).eval()
-    processor = Qwen2AudioProcessor.from_pretrained(str(path))
+    model = load_checked(Qwen2AudioForConditionalGeneration, path, **kwargs).to(device).eval()
+    try:
+        processor = Qwen2AudioProcessor.from_pretrained(str(path))
+    except (OSError, ValueError) as e:  # no preprocessor config, or a tokenizer transformers cannot build
+        raise SiclError(f"{path}: cannot load the processor ({str(e).splitlines()[0][:200]})") from None
     return ChatAudioBackbone(model, processor, SPEC, preset=preset, **backbone_kwargs)
 
 

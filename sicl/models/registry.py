@@ -13,6 +13,7 @@ import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,17 +57,86 @@ def _loader(family: str) -> Loader:
     return getattr(importlib.import_module(module), fn)
 
 
-def family_of(path: str | Path) -> str:
-    """The family whose ``model_types`` include the folder's ``config.json`` model_type."""
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """The folder's ``config.json`` as a dict; missing, unreadable, not JSON or not an object is a one-line error."""
     cfg = Path(path) / "config.json"
     try:
-        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, json.JSONDecodeError) as e:
+        raw = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SiclError(f"{path}: cannot read config.json ({e})") from None
+    if not isinstance(raw, dict):
+        raise SiclError(f"{cfg}: expected a JSON object, found {type(raw).__name__}")
+    return raw
+
+
+def family_of(path: str | Path) -> str:
+    """The family whose ``model_types`` include the folder's ``config.json`` model_type."""
+    raw = read_model_config(path)
+    model_type = raw.get("model_type")
     for fam in [*_EXTRA, *BUILTIN]:  # run-time registrations first: they may claim a built-in model_type
         if model_type in _model_types(fam):
             return fam
-    raise SiclError(f"{path}: model_type {model_type!r} has no backbone (known families: {', '.join(families())})")
+    remote = " (its auto_map names remote code, which sicl never runs)" if raw.get("auto_map") else ""
+    raise SiclError(f"{path}: model_type {model_type!r} has no backbone{remote} (known families: "
+                    f"{', '.join(families())})")
+
+
+#: weight files that are Python pickles: never loaded (unpickling runs code)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_model_files(path: str | Path) -> list[Path]:
+    """The folder's safetensors weight files, after checking them without loading a tensor: an index
+    (``model.safetensors.index.json``) must be a JSON object whose ``weight_map`` names shards that all exist,
+    every file's header must read (a truncated or corrupt file is caught here), and a folder with pickled
+    weights only (``pytorch_model.bin``) is refused: sicl never unpickles. Each problem is a one-line
+    :class:`SiclError` naming the file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+            raise SiclError(f"{index}: not a safetensors index ({e})") from None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise SiclError(f"{index}: no weight_map naming the shards")
+        names = sorted({str(v) for v in weight_map.values()})
+        missing = [n for n in names if not (path / n).is_file()]
+        if missing:
+            raise SiclError(f"{index}: names shard {missing[0]}, which is not in the folder"
+                            + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        files = [path / n for n in names]
+    else:
+        files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickles = sorted(f.name for f in path.iterdir() if f.is_file() and f.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise SiclError(f"{path}: weights are pickled only ({', '.join(pickles[:3])}); sicl reads safetensors "
+                            f"only and never unpickles: convert them to model.safetensors with a tool you trust")
+        raise SiclError(f"{path}: no weights (no model.safetensors or model.safetensors.index.json)")
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                if not list(fh.keys()):
+                    raise SiclError(f"{f}: holds no tensors")
+        except SiclError:
+            raise
+        except Exception as e:  # safetensors' own error type: truncated, empty or not a safetensors file
+            raise SiclError(f"{f}: cannot read ({str(e).splitlines()[0][:160]})") from None
+    return files
+
+
+def check_tokenizer_files(path: str | Path) -> None:
+    """The built-in families all use Qwen2's byte-level BPE tokenizer: without ``tokenizer.json`` (or
+    ``vocab.json`` + ``merges.txt``) transformers builds one with an empty vocabulary that turns every text into
+    no tokens at all, so the folder is refused with a one-line :class:`SiclError` instead."""
+    path = Path(path)
+    if (path / "tokenizer.json").is_file() or all((path / f).is_file() for f in ("vocab.json", "merges.txt")):
+        return
+    raise SiclError(f"{path}: no tokenizer (tokenizer.json, or vocab.json and merges.txt); copy the tokenizer "
+                    f"files of the checkpoint into the folder")
 
 
 def load_backbone(model: str | Path, family: str | None = None, adapter: str | Path | None = None,
@@ -82,6 +152,9 @@ def load_backbone(model: str | Path, family: str | None = None, adapter: str | P
     fam = family or family_of(path)
     if fam not in families():
         raise SiclError(f"unknown backbone family {fam!r} (known: {', '.join(families())})")
+    if fam in BUILTIN:  # a run-time family may keep its weights and tokenizer its own way
+        check_model_files(path)
+        check_tokenizer_files(path)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     loader = _loader(fam)

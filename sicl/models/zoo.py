@@ -82,20 +82,44 @@ def describe(name: str) -> ModelInfo:
 
 def install_model(src: Path, dest: Path, metrics: dict[str, Any] | None = None) -> Path:
     """Copy a saved model folder (weights, tokenizer, processor) to ``dest`` and write its card."""
+    import tempfile
+
+    from sicl.atomic import plain_mode
+    from sicl.models.registry import load_backbone
+
     src, dest = Path(src), Path(dest)
     if src.resolve() == dest.resolve():
         raise SiclError(f"{src}: source and destination are the same folder")
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.is_file() and f.name not in ("metrics.json",):
-            shutil.copy2(f, dest / f.name)
+    # The folder replaces a working built-in: load it once (a known family, complete safetensors weights that fit
+    # its config, a tokenizer and processor; built-ins are small) before anything of the old one is touched.
+    load_backbone(src.resolve())  # an absolute path: a folder named like a built-in is still this folder
     if metrics is None and (src / "metrics.json").exists():
-        metrics = json.loads((src / "metrics.json").read_text())
-    if metrics:
-        slim = {k: v for k, v in metrics.items() if k not in ("history",)}
-        (dest / "metrics.json").write_text(json.dumps(slim, indent=1))
-    (dest / "README.md").write_text(_card(dest, metrics or {}))
+        try:
+            metrics = json.loads((src / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            metrics = None  # a torn metrics file only loses the card's numbers
+        metrics = metrics if isinstance(metrics, dict) else None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.installing-", dir=dest.parent))
+    old = dest.with_name(f".{dest.name}.replaced-{os.getpid()}")
+    try:
+        for f in src.iterdir():
+            if f.is_file() and f.name not in ("metrics.json",):
+                shutil.copy2(f, tmp / f.name)
+        if metrics:
+            slim = {k: v for k, v in metrics.items() if k not in ("history",)}
+            (tmp / "metrics.json").write_text(json.dumps(slim, indent=1))
+        (tmp / "README.md").write_text(_card(tmp, metrics or {}))
+        plain_mode(tmp)  # mkdtemp makes it 0700
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not dest.exists():
+            old.rename(dest)  # put the previous built-in back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
     return dest
 
 
@@ -139,13 +163,18 @@ def _param_count(path: Path) -> int | None:
         return None
     total = 0
     for f in files:
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                count = 1
-                for d in meta["shape"]:
-                    count *= d
-                total += count
+        try:
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if n > 100_000_000:  # not a safetensors header
+                    return None
+                header = json.loads(fh.read(n))
+            for key, meta in header.items():
+                if key != "__metadata__":
+                    count = 1
+                    for d in meta["shape"]:
+                        count *= d
+                    total += count
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # truncated or corrupt: the listing shows "-", loading it says what is wrong
     return total
