@@ -23,7 +23,8 @@
 metrics name it (``"scorer"``) and the rule used (``"rule"``). Under ``mimo-eval``, ``asr.wer`` is
 MiMo-Audio-Eval's mean utterance WER.
 
-Fractions (WER, CER, accuracy) are in [0, 1] (WER can exceed 1); BLEU is sacreBLEU's 0-100 scale.
+Fractions (WER, CER, accuracy) are in [0, 1] (WER and CER can exceed 1 with insertions); BLEU is sacreBLEU's
+0-100 scale.
 """
 
 from __future__ import annotations
