@@ -69,7 +69,10 @@ def codebook_sizes(model_dir: str | Path | None) -> tuple[int, ...]:
         raise SiclError(f"{cfg_path}: cannot read ({e})") from None
     if not isinstance(raw, dict) or not is_mimo_config(raw):
         raise SiclError(f"{cfg_path}: not a MiMo-Audio config (no audio_channels/speech_zeroemb_idx)")
-    return tuple(parse_list(raw["speech_zeroemb_idx"], int(raw["audio_channels"])))
+    try:
+        return tuple(parse_list(raw["speech_zeroemb_idx"], int(raw["audio_channels"])))
+    except (SiclError, ValueError, TypeError) as e:
+        raise SiclError(f"{cfg_path}: malformed speech_zeroemb_idx/audio_channels ({e})") from None
 
 
 def check_codes(arr: Any, sizes: tuple[int, ...]) -> str | None:
@@ -108,6 +111,17 @@ def read_code_file(path: Path, sizes: tuple[int, ...]) -> tuple[Any, str | None]
     return (None, problem) if problem else (arr, None)
 
 
+def cache_problem(path: Path, sizes: tuple[int, ...], read: Any) -> str | None:
+    """What is wrong with a code file already in the cache (unreadable, or codes that do not fit), or None."""
+    from sicl.errors import SiclError
+
+    try:
+        arr = read(path.parent, path.stem)
+    except SiclError as e:
+        return str(e).removeprefix(f"{path}: ").split("; delete it")[0]
+    return check_codes(arr, sizes)
+
+
 class _Tokenizer:
     """sicl's clean-room MiMo-Audio tokenizer encoder on 16 kHz clips: (frames, RVQ levels) int64 codes."""
 
@@ -127,10 +141,10 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from sicl.data.audio import audio_hash, load_audio
+    from sicl.data.audio import SAMPLE_RATE, audio_hash, load_audio
     from sicl.data.manifest import read_manifest
     from sicl.errors import SiclError
-    from sicl.models.mimo_audio import has_codes, write_codes
+    from sicl.models.mimo_audio import code_frames, codes_file, read_codes, write_codes
 
     out = args.out or os.environ.get("SICL_MIMO_CODES")
     if not out:
@@ -152,9 +166,14 @@ def run(args: argparse.Namespace) -> int:
         except SiclError as e:
             problem = f"{ex.id}: {e}"
         else:
-            if has_codes(out, audio_hash(wav)):
-                present += 1
-                continue
+            cached = codes_file(out, audio_hash(wav))
+            if cached is not None:
+                stale = cache_problem(cached, sizes, read_codes)
+                if stale is None:
+                    present += 1
+                    continue
+                # a truncated or foreign file would fail every later run: make it again
+                print(f"sicl codes: warning: {cached}: {stale}; making it again", file=sys.stderr)
             if encode is not None:
                 try:
                     codes = encode(wav)
@@ -167,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 path = Path(args.from_dir) / f"{ex.id}.npy"
                 codes, err = read_code_file(path, sizes)
+                want = code_frames(len(wav))
+                if err is None and abs(codes.shape[0] - want) > 1:
+                    codes, err = None, (f"{codes.shape[0]} code frames, but this {len(wav) / SAMPLE_RATE:.2f} s clip "
+                                        f"gives {want} (codes of another clip, or of another tokenizer?)")
                 problem = f"{path}: {err}" if err else None
             if problem is None:
                 write_codes(out, wav, codes)

@@ -190,16 +190,37 @@ class MimoBatch(Batch):
         return MimoBatch(**moved)
 
 
-def read_codes(codes_dir: str | Path, key: str) -> np.ndarray | None:
-    """Codes stored for ``key`` (an audio hash) in ``codes_dir``: (frames, channels) int64, or None."""
+def codes_file(codes_dir: str | Path, key: str) -> Path | None:
+    """The file holding ``key``'s codes in ``codes_dir`` (``.npy`` before ``.safetensors``), or None."""
     d = Path(codes_dir)
-    if (d / f"{key}.npy").is_file():
-        return np.load(d / f"{key}.npy", allow_pickle=False).astype(np.int64)
-    if (d / f"{key}.safetensors").is_file():
-        from safetensors.numpy import load_file
-
-        return load_file(str(d / f"{key}.safetensors"))["codes"].astype(np.int64)
+    for suffix in (".npy", ".safetensors"):
+        if (d / f"{key}{suffix}").is_file():
+            return d / f"{key}{suffix}"
     return None
+
+
+def read_codes(codes_dir: str | Path, key: str) -> np.ndarray | None:
+    """Codes stored for ``key`` (an audio hash) in ``codes_dir``: (frames, channels) int64, or None. A file that
+    cannot be read (truncated, pickled, no ``codes`` tensor, not integers) is an :class:`AudioError` naming it."""
+    path = codes_file(codes_dir, key)
+    if path is None:
+        return None
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            from safetensors.numpy import load_file
+
+            arr = load_file(str(path)).get("codes")
+            if arr is None:
+                raise ValueError("no tensor named 'codes'")
+    except Exception as e:  # ValueError (pickles, short data), EOFError, OSError, safetensors' own error
+        raise AudioError(f"{path}: cannot read MiMo-Audio codes ({str(e).splitlines()[0][:160]}); delete it "
+                         f"and rerun `sicl codes`") from None
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.integer):
+        raise AudioError(f"{path}: MiMo-Audio codes must be integers, not {getattr(arr, 'dtype', type(arr))}; "
+                         f"delete it and rerun `sicl codes`")
+    return arr.astype(np.int64)
 
 
 def write_codes(codes_dir: str | Path, wav: np.ndarray, codes: np.ndarray | torch.Tensor) -> Path:
@@ -215,8 +236,7 @@ def write_codes(codes_dir: str | Path, wav: np.ndarray, codes: np.ndarray | torc
 
 def has_codes(codes_dir: str | Path, key: str) -> bool:
     """Whether ``codes_dir`` holds codes for ``key`` (an audio hash), as .npy or .safetensors."""
-    d = Path(codes_dir)
-    return (d / f"{key}.npy").is_file() or (d / f"{key}.safetensors").is_file()
+    return codes_file(codes_dir, key) is not None
 
 
 def code_frames(n_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
@@ -281,6 +301,8 @@ class MimoAudioBackbone:
             self._check_length(len(w), name)
             key = audio_hash(w)
             codes = read_codes(self.codes_dir, key) if self.codes_dir is not None else None
+            if codes is not None:
+                name = f"{name}: codes {codes_file(self.codes_dir, key)}"
             if codes is None and self.audio_tokenizer is not None:
                 codes = self._encode_now(w, name)
             if codes is None:
@@ -317,7 +339,17 @@ class MimoAudioBackbone:
     def _check_codes(self, codes: torch.Tensor, name: str) -> torch.Tensor:
         if codes.ndim != 2 or codes.shape[1] < self.audio_channels or codes.shape[0] == 0:
             raise AudioError(f"{name}: codes must be (frames, >= {self.audio_channels}), got {tuple(codes.shape)}")
-        return codes[:, : self.audio_channels].long()
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise AudioError(f"{name}: codes must be integers, not {codes.dtype}")
+        codes = codes[:, : self.audio_channels].long()
+        # a code the embedding table does not have would crash deep in the forward pass (or, equal to the
+        # "empty" id, be silently dropped): codes of another tokenizer or model
+        for c, n in enumerate(self.speech_empty_ids):
+            lo, hi = int(codes[:, c].min()), int(codes[:, c].max())
+            if lo < 0 or hi >= n:
+                raise AudioError(f"{name}: code {lo if lo < 0 else hi} in codebook {c} is outside this model's "
+                                 f"0..{n - 1} (codes of another tokenizer or model?)")
+        return codes
 
     def _check_length(self, n_samples: int, name: str) -> None:
         if n_samples == 0:
@@ -519,33 +551,90 @@ def is_mimo_config(cfg: Mapping[str, Any]) -> bool:
 
 
 def load_config(path: str | Path, attn_implementation: str | None = "sdpa") -> Qwen2Config:
-    raw = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    if not is_mimo_config(raw):
+    cfg_path = Path(path) / "config.json"
+    try:
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SiclError(f"{cfg_path}: cannot read ({e})") from None
+    if not isinstance(raw, dict) or not is_mimo_config(raw):
         raise SiclError(f"{path}: config.json is not a MiMo-Audio config (no group_size/audio_channels/"
                         f"speech_vocab_size); a plain Qwen2 LLM has no sicl backbone")
     raw = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "auto_map")}
-    cfg = Qwen2Config(**raw)
+    try:
+        cfg = Qwen2Config(**raw)
+        channels = int(cfg.audio_channels)
+        if int(cfg.group_size) < 1 or channels < 1:
+            raise ValueError("group_size and audio_channels must be >= 1")
+        sizes = parse_list(cfg.speech_vocab_size, channels)
+        empties = parse_list(cfg.speech_zeroemb_idx, channels)
+        if any(not 0 <= e < n for e, n in zip(empties, sizes, strict=True)):
+            raise ValueError(f"speech_zeroemb_idx {cfg.speech_zeroemb_idx!r} is outside speech_vocab_size "
+                             f"{cfg.speech_vocab_size!r}")
+        patch_encoder_config(cfg)
+    except Exception as e:  # ValueError, TypeError, ZeroDivisionError, huggingface_hub's strict-dataclass errors
+        raise SiclError(f"{cfg_path}: not a usable MiMo-Audio config ({' '.join(str(e).split())[:200]})") from None
     cfg._attn_implementation = attn_implementation or "eager"
     return cfg
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def weight_files(path: str | Path) -> list[Path]:
+    """The checkpoint's safetensors files: the shards ``model.safetensors.index.json`` names when it exists (a
+    stale ``model.safetensors`` next to it is refused: which one is meant cannot be told), else every
+    ``*.safetensors`` in the folder. Never pickles."""
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise SiclError(f"{path}: no .safetensors weights (pickled checkpoints are not read)")
+        return files
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise SiclError(f"{index}: not a safetensors index ({e})") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise SiclError(f"{index}: no weight_map naming the shards")
+    names = sorted({str(v) for v in weight_map.values()})
+    if "model.safetensors" not in names and (path / "model.safetensors").is_file():
+        raise SiclError(f"{path}: both model.safetensors and model.safetensors.index.json (whose shards do not "
+                        f"include it); remove the stale one")
+    missing = [n for n in names if not (path / n).is_file()]
+    if missing:
+        raise SiclError(f"{index}: names shard {missing[0]}, which is not in the folder")
+    return [path / n for n in names]
 
-    files = sorted(Path(path).glob("*.safetensors"))
-    if not files:
-        raise SiclError(f"{path}: no .safetensors weights (pickled checkpoints are not read)")
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint (see :func:`weight_files`); a tensor in two files, or an unreadable file,
+    is a one-line error naming the file."""
+    from safetensors import safe_open
+
     sd: dict[str, torch.Tensor] = {}
-    for f in files:
-        sd.update(load_file(str(f)))
+    where: dict[str, Path] = {}
+    for f in weight_files(path):
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                for k in fh.keys():
+                    if k in where:
+                        raise SiclError(f"{f}: tensor {k} is also in {where[k].name} (a stale or stray shard?)")
+                    sd[k] = fh.get_tensor(k)
+                    where[k] = f
+        except SiclError:
+            raise
+        except Exception as e:  # safetensors' own error type: truncated, empty or not a safetensors file
+            raise SiclError(f"{f}: cannot read ({str(e).splitlines()[0][:160]})") from None
     return sd
 
 
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                attn_implementation: str | None = "sdpa") -> MimoAudioTextModel:
     cfg = load_config(path, attn_implementation)
-    with torch.device("meta"):
-        model = MimoAudioTextModel(cfg)
+    try:
+        with torch.device("meta"):
+            model = MimoAudioTextModel(cfg)
+    except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as e:
+        raise SiclError(f"{Path(path) / 'config.json'}: not a usable MiMo-Audio config "
+                        f"({' '.join(str(e).split())[:200]})") from None
     sd = read_state_dict(path)
     keep = {k: v for k, v in sd.items() if not k.startswith(DECODER_PREFIXES)}
     own = set(model.state_dict())
@@ -554,6 +643,12 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     if unexpected or missing:
         raise SiclError(f"{path}: weights do not match MiMo-Audio's layout (missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]})")
+    own_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [k for k, v in keep.items() if tuple(v.shape) != own_shapes[k]]
+    if wrong:
+        k = wrong[0]
+        raise SiclError(f"{path}: weights do not fit config.json ({len(wrong)} tensor(s) of another shape, first "
+                        f"{k}: checkpoint {list(keep[k].shape)}, config.json {list(own_shapes[k])})")
     model.load_state_dict(keep, strict=True, assign=True)
     # Non-persistent buffers (rotary inv_freq) were created on meta: rebuild those modules on the CPU.
     for parent in (model.model, model.input_local_transformer):
@@ -585,7 +680,7 @@ def load_mimo_audio(path: str | Path, dtype: torch.dtype = torch.float32, device
         raise SiclError(f"{path}: cannot load the tokenizer ({str(e).splitlines()[0][:200]})") from None
     codes = codes_dir or os.environ.get("SICL_MIMO_CODES") or path / "sicl_codes"
     codec = audio_tokenizer or os.environ.get("SICL_MIMO_TOKENIZER") or None
-    if codec is None and (path / "audio_tokenizer" / "config.json").is_file():
+    if codec is None and (path / "audio_tokenizer").is_dir():  # a broken one is an error when first needed
         codec = path / "audio_tokenizer"
     if codec is not None and not Path(codec).is_dir():
         raise SiclError(f"audio tokenizer {codec}: not a folder (a MiMo-Audio-Tokenizer checkpoint)")

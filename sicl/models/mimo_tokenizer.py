@@ -131,7 +131,8 @@ class MimoTokenizerConfig:
         problems = []
         if cfg.num_quantizers < 1:
             problems.append("num_quantizers must be >= 1 (codes need the quantizer)")
-        if cfg.d_model % cfg.encoder_attention_heads or (cfg.d_model // cfg.encoder_attention_heads) % 2:
+        if (cfg.encoder_attention_heads < 1 or cfg.d_model % cfg.encoder_attention_heads
+                or (cfg.d_model // cfg.encoder_attention_heads) % 2):
             problems.append("d_model / encoder_attention_heads must be an even integer")
         if len(cfg.encoder_attn_window_size) != 2:
             problems.append("encoder_attn_window_size must be [left, right]")

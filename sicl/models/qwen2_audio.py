@@ -53,7 +53,24 @@ def load_qwen2_audio(path: str | Path, dtype: torch.dtype = torch.float32, devic
         processor = Qwen2AudioProcessor.from_pretrained(str(path))
     except (OSError, ValueError) as e:  # no preprocessor config, or a tokenizer transformers cannot build
         raise SiclError(f"{path}: cannot load the processor ({str(e).splitlines()[0][:200]})") from None
+    check_features(path, processor.feature_extractor, model.config.audio_config)
     return ChatAudioBackbone(model, processor, SPEC, preset=preset, **backbone_kwargs)
+
+
+def check_features(path: str | Path, fe: Any, audio_config: Any) -> None:
+    """The feature extractor must make what the tower reads (``num_mel_bins`` mel bins of 16 kHz audio): a
+    mismatch would otherwise be a shape error deep in the first forward pass."""
+    from sicl.data.audio import SAMPLE_RATE
+
+    cfg = next((Path(path) / n for n in ("preprocessor_config.json", "processor_config.json")
+                if (Path(path) / n).is_file()), Path(path) / "preprocessor_config.json")
+    mels = int(audio_config.num_mel_bins)
+    if int(getattr(fe, "feature_size", mels)) != mels:
+        raise SiclError(f"{cfg}: the feature extractor makes {fe.feature_size} mel bins, but the audio tower "
+                        f"(config.json audio_config.num_mel_bins) takes {mels}")
+    if int(getattr(fe, "sampling_rate", SAMPLE_RATE)) != SAMPLE_RATE:
+        raise SiclError(f"{cfg}: the feature extractor's sampling_rate is {fe.sampling_rate}; Qwen2-Audio "
+                        f"reads {SAMPLE_RATE} Hz audio")
 
 
 def build_random_tiny_qwen2_audio(out_dir: str | Path | None = None, texts: Iterable[str] | None = None,
