@@ -89,6 +89,11 @@ def test_sharded_weights_load_and_an_index_naming_a_missing_shard_is_one_line(ba
     _shard(bad, drop_second=True)
     with pytest.raises(SiclError, match=r"model\.safetensors\.index\.json: names shard model-00002-of-00002"):
         load_backbone(bad)
+    # a stale single file left beside the shards: transformers would load it instead of them
+    stale = _copy(good, tmp_path / "stale")
+    shutil.copy(base["model"] / "model.safetensors", stale / "model.safetensors")
+    with pytest.raises(SiclError, match=r"both model\.safetensors and model\.safetensors\.index\.json"):
+        load_backbone(stale)
 
 
 def test_weights_missing_a_tensor_are_refused_not_initialised_at_random(base, tmp_path):

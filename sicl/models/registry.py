@@ -103,6 +103,10 @@ def check_model_files(path: str | Path) -> list[Path]:
         if not isinstance(weight_map, dict) or not weight_map:
             raise SiclError(f"{index}: no weight_map naming the shards")
         names = sorted({str(v) for v in weight_map.values()})
+        if (path / "model.safetensors").is_file() and "model.safetensors" not in names:
+            # transformers reads the single file when both exist: stale weights would win over the shards
+            raise SiclError(f"{path}: both model.safetensors and model.safetensors.index.json (naming other "
+                            f"shards); one of them is stale: remove it")
         missing = [n for n in names if not (path / n).is_file()]
         if missing:
             raise SiclError(f"{index}: names shard {missing[0]}, which is not in the folder"
