@@ -259,3 +259,14 @@ def test_a_merged_export_does_not_carry_the_base_folders_python_files(base, tmp_
     out = tmp_path / "merged"
     assert main(["export", "--adapter", str(base["adapter"]), "--model", str(model), "--merge", "--out", str(out)]) == 0
     assert not list(out.glob("*.py")) and not marker.exists()
+
+
+def test_loading_a_model_prints_no_weights_bar_into_a_log(capsys):
+    """transformers' "Loading weights" bar is for terminals: with stderr captured (a log), loading the shipped model
+    prints none of it, and the setting is put back afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_backbone("tiny-omni")
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()

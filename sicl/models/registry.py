@@ -8,10 +8,12 @@ never this registry, so there is no import cycle. Another family registers its l
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +145,23 @@ def check_tokenizer_files(path: str | Path) -> None:
                     f"files of the checkpoint into the folder")
 
 
+@contextlib.contextmanager
+def _log_friendly_loading() -> Iterator[None]:
+    """transformers' "Loading weights" bar only on a terminal: in a log (stderr redirected) it is a carriage-return
+    line per model load, which sicl's progress rule (:mod:`sicl.progress`) keeps out of logs."""
+    from transformers.utils import logging as hf_logging
+
+    quiet = not (sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False)
+    was = hf_logging.is_progress_bar_enabled()
+    if quiet and was:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was:
+            hf_logging.enable_progress_bar()
+
+
 def load_backbone(model: str | Path, family: str | None = None, adapter: str | Path | None = None,
                   dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
                   attn_implementation: str | None = "sdpa", preset: str = "plain",
@@ -166,8 +185,9 @@ def load_backbone(model: str | Path, family: str | None = None, adapter: str | P
     if options and "audio_tokenizer" not in inspect.signature(loader).parameters:
         raise SiclError(f"{path}: family {fam} encodes audio with its own tower; an audio tokenizer applies to "
                         f"code-based families (mimo_audio) only")
-    bb = loader(path, dtype=dtype, device=device, attn_implementation=attn_implementation, preset=preset,
-                      **options)
+    with _log_friendly_loading():
+        bb = loader(path, dtype=dtype, device=device, attn_implementation=attn_implementation, preset=preset,
+                    **options)
     if adapter is not None:
         from sicl.models.lora import load_adapter
 
