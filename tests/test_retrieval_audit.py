@@ -100,3 +100,27 @@ def test_label_with_a_unicode_line_separator_is_one_label(tmp_path):
     f = tmp_path / "labels.jsonl"
     f.write_text(json.dumps({"id": "q0", "prediction": "one\u2028two"}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert FileLabeler(f).labels == {"q0": "one\u2028two"}
+
+
+def test_knn_equals_a_brute_force_ranking_with_ties_and_banned_rows():
+    """Against a plain reference (every eligible row scored, sorted by (-score, pool id)), on pools full of exact
+    duplicates with banned rows, for several k: the same rows in the same order."""
+    import numpy as np
+
+    from sicl.retrieval.retrievers import _knn
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        uniq = rng.normal(size=(15, 16)).astype(np.float32)
+        uniq /= np.linalg.norm(uniq, axis=1, keepdims=True)
+        pool = uniq[rng.integers(0, 15, 120)]
+        queries = np.concatenate([uniq[:5], rng.normal(size=(5, 16)).astype(np.float32)])
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        ids = [f"p{int(i):03d}" for i in rng.permutation(120)]  # pool ids not in row order
+        banned = [set(rng.choice(120, size=int(rng.integers(0, 30)), replace=False).tolist()) for _ in queries]
+        k = 1 + trial
+        got = _knn(queries, pool, [None] * len(queries), {None: np.arange(120)}, banned, k, "exact", ids)
+        for qi, q in enumerate(queries):
+            scores = pool.astype(np.float64) @ q.astype(np.float64)
+            ref = sorted((j for j in range(120) if j not in banned[qi]), key=lambda j: (-round(scores[j], 9), ids[j]))
+            assert [j for j, _ in got[qi]] == ref[:k], (trial, qi)

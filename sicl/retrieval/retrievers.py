@@ -319,11 +319,15 @@ def _order(vecs: np.ndarray, q: np.ndarray, members: np.ndarray, local: list[int
 def _rank_all(vecs: np.ndarray, q: np.ndarray, members: np.ndarray, banned: set[int],
               depth: int, pool_ids: Sequence[str]) -> list[tuple[int, float]]:
     """:func:`_order` over every eligible row of the group: exact, for queries whose ties the index cut through."""
-    eligible = np.flatnonzero(~np.isin(members, np.fromiter(banned, np.int64, len(banned))))
-    if len(eligible) > depth:
-        approx = vecs[eligible] @ np.asarray(q, np.float32)
+    approx = vecs @ np.asarray(q, vecs.dtype)  # the whole group at once: no copy of its vectors per query
+    if banned:
+        approx[np.isin(members, np.fromiter(banned, np.int64, len(banned)))] = -np.inf
+    n_ok = int(np.isfinite(approx).sum())
+    if n_ok > depth:
         cut = np.partition(approx, len(approx) - depth)[len(approx) - depth]
-        eligible = eligible[approx >= cut - _TIE]  # every row that may rank in the top depth, ties included
+        eligible = np.flatnonzero(approx >= cut - _TIE)  # every row that may rank in the top depth, ties included
+    else:
+        eligible = np.flatnonzero(np.isfinite(approx))
     return _order(vecs, q, members, eligible, depth, pool_ids)
 
 
