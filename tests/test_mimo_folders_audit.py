@@ -24,6 +24,7 @@ from sicl.models.mimo_audio import code_frames, write_codes
 from sicl.models.mimo_tiny import build_tiny_mimo, build_tiny_mimo_tokenizer
 from sicl.models.registry import load_backbone
 from sicl.testing import tiny_asr_manifest
+from tests.test_model_folders_audit import shard_weights
 
 
 @pytest.fixture(scope="module")
@@ -80,19 +81,6 @@ def _one_error(rc: int, err: list[str], pattern: str) -> str:
     return errors[0]
 
 
-def _shard(folder: Path) -> dict[str, torch.Tensor]:
-    sd = load_file(str(folder / "model.safetensors"))
-    (folder / "model.safetensors").unlink()
-    keys = sorted(sd)
-    parts = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-             "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
-    for name, ks in parts.items():
-        save_file({k: sd[k] for k in ks}, str(folder / name), metadata={"format": "pt"})
-    (folder / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": {k: n for n, ks in parts.items() for k in ks}}))
-    return sd
-
-
 # ------------------------------------------------------------------------------------------- MiMo model folders
 @pytest.mark.parametrize("change", [{"intermediate_size": 96}, {"speech_vocab_size": "2049-2049-129-129-129-129-129-129"}])
 def test_mimo_shape_mismatch_is_one_line(fx, tmp_path, change, capsys):
@@ -109,7 +97,7 @@ def test_mimo_shape_mismatch_is_one_line(fx, tmp_path, change, capsys):
 def test_mimo_stale_single_file_next_to_an_index_is_refused(fx, tmp_path):
     # was: every *.safetensors was read and the stale model.safetensors (sorted last) silently won
     folder = _copy(fx["model"], tmp_path / "m")
-    sd = _shard(folder)
+    sd = shard_weights(folder)
     save_file({k: torch.zeros_like(v) for k, v in sd.items()}, str(folder / "model.safetensors"))
     with pytest.raises(SiclError, match=r"both model\.safetensors and model\.safetensors\.index\.json"):
         load_backbone(folder)
@@ -118,7 +106,7 @@ def test_mimo_stale_single_file_next_to_an_index_is_refused(fx, tmp_path):
 def test_mimo_reads_the_shards_its_index_names_only(fx, tmp_path):
     # was: a stray shard of an older download (not in the index) was read too, and its stale tensors won
     folder = _copy(fx["model"], tmp_path / "m")
-    sd = _shard(folder)
+    sd = shard_weights(folder)
     save_file({k: torch.zeros_like(v) for k, v in sd.items()}, str(folder / "model-00001-of-00003.safetensors"))
     got = load_backbone(folder).model.state_dict()
     assert all(torch.equal(got[k], sd[k]) for k in got)
@@ -260,7 +248,7 @@ def released_qwen2_audio(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("q2a") / "Qwen2-Audio-7B-Instruct"
     build_random_tiny_qwen2_audio(folder, texts=["alpha beta gamma delta echo"] * 4)
-    sd = _shard(folder)
+    sd = shard_weights(folder)
     assert any(k.startswith("language_model.model.") for k in sd)  # the released checkpoints' names
     proc = json.loads((folder / "processor_config.json").read_text())
     (folder / "processor_config.json").unlink()

@@ -111,5 +111,5 @@ def test_checkpoint_problems_are_one_line_errors(tmp_path):
     (tmp_path / "pickle").mkdir()
     (tmp_path / "pickle" / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "pickle" / "pytorch_model.bin").write_bytes(b"x")
-    with pytest.raises(SiclError, match="no model.safetensors"):
+    with pytest.raises(SiclError, match=r"weights are pickled only \(pytorch_model\.bin\); sicl reads safetensors only"):
         load_mimo_tokenizer(tmp_path / "pickle")

@@ -68,7 +68,9 @@ def test_corrupt_weights_are_one_line_naming_the_file(base, tmp_path, damage):
         load_backbone(folder)
 
 
-def _shard(folder: Path, drop_second: bool = False) -> None:
+def shard_weights(folder: Path, drop_second: bool = False) -> dict:
+    """Split the folder's model.safetensors into two shards with an index (the second one left out with
+    ``drop_second``); the tensors it held."""
     sd = load_file(str(folder / "model.safetensors"))
     (folder / "model.safetensors").unlink()
     keys = sorted(sd)
@@ -79,14 +81,15 @@ def _shard(folder: Path, drop_second: bool = False) -> None:
             save_file({k: sd[k].contiguous() for k in ks}, str(folder / name), metadata={"format": "pt"})
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {k: name for name, ks in parts.items() for k in ks}}))
+    return sd
 
 
 def test_sharded_weights_load_and_an_index_naming_a_missing_shard_is_one_line(base, tmp_path):
     good = _copy(base["model"], tmp_path / "good")
-    _shard(good)
+    shard_weights(good)
     assert load_backbone(good).model is not None
     bad = _copy(base["model"], tmp_path / "bad")
-    _shard(bad, drop_second=True)
+    shard_weights(bad, drop_second=True)
     with pytest.raises(SiclError, match=r"model\.safetensors\.index\.json: names shard model-00002-of-00002"):
         load_backbone(bad)
     # a stale single file left beside the shards: transformers would load it instead of them

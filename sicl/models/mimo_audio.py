@@ -55,6 +55,7 @@ from sicl.data.audio import SAMPLE_RATE, audio_hash, load_audio
 from sicl.episodes import prompts
 from sicl.errors import AudioError, SiclError
 from sicl.models.backbone import IGNORE_INDEX, Batch, positions, sequence_losses, task_limit
+from sicl.models.weights import safetensors_files
 
 FAMILY = "mimo_audio"
 CODE_FRAMES_PER_SECOND = 25.0
@@ -577,41 +578,14 @@ def load_config(path: str | Path, attn_implementation: str | None = "sdpa") -> Q
     return cfg
 
 
-def weight_files(path: str | Path) -> list[Path]:
-    """The checkpoint's safetensors files: the shards ``model.safetensors.index.json`` names when it exists (a
-    stale ``model.safetensors`` next to it is refused: which one is meant cannot be told), else every
-    ``*.safetensors`` in the folder. Never pickles."""
-    path = Path(path)
-    index = path / "model.safetensors.index.json"
-    if not index.is_file():
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise SiclError(f"{path}: no .safetensors weights (pickled checkpoints are not read)")
-        return files
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise SiclError(f"{index}: not a safetensors index ({e})") from None
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise SiclError(f"{index}: no weight_map naming the shards")
-    names = sorted({str(v) for v in weight_map.values()})
-    if "model.safetensors" not in names and (path / "model.safetensors").is_file():
-        raise SiclError(f"{path}: both model.safetensors and model.safetensors.index.json (whose shards do not "
-                        f"include it); remove the stale one")
-    missing = [n for n in names if not (path / n).is_file()]
-    if missing:
-        raise SiclError(f"{index}: names shard {missing[0]}, which is not in the folder")
-    return [path / n for n in names]
-
-
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint (see :func:`weight_files`); a tensor in two files, or an unreadable file,
+    """Every tensor of the checkpoint (:func:`sicl.models.weights.safetensors_files`: the index's shards, never a pickle); a tensor in two files, or an unreadable file,
     is a one-line error naming the file."""
     from safetensors import safe_open
 
     sd: dict[str, torch.Tensor] = {}
     where: dict[str, Path] = {}
-    for f in weight_files(path):
+    for f in safetensors_files(path):
         try:
             with safe_open(str(f), framework="pt") as fh:
                 for k in fh.keys():

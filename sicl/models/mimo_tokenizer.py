@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sicl.errors import SiclError
+from sicl.models.weights import safetensors_files
 
 #: MiMo-Audio's caller encodes the log-mel in segments of this many frames (60 s at hop 240 / 24 kHz) ...
 SEGMENT_FRAMES = 6000
@@ -475,21 +476,6 @@ DECODER_KEY = re.compile(
 CODEBOOK_STATE = re.compile(r"encoder\.quantizer\.vq\.layers\.\d+\._codebook\.(inited|cluster_size|embed_avg)")
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as e:
-            raise SiclError(f"{index}: malformed safetensors index ({e})") from None
-        return [folder / s for s in shards]
-    single = folder / "model.safetensors"
-    if single.is_file():
-        return [single]
-    raise SiclError(f"{folder}: no model.safetensors (or model.safetensors.index.json); pickled weights "
-                    "are not read")
-
-
 def load_mimo_tokenizer(path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> MimoAudioTokenizerEncoder:
     """The encoder of a MiMo-Audio-Tokenizer checkpoint folder (config.json + safetensors). ``dtype``:
@@ -509,7 +495,7 @@ def load_mimo_tokenizer(path: str | Path, device: str | torch.device = "cpu",
     wanted = dict(model.state_dict())
     state: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
-    for f in _weight_files(folder):
+    for f in safetensors_files(folder):
         try:
             with safe_open(str(f), framework="pt") as st:
                 for key in st.keys():

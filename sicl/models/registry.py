@@ -21,6 +21,7 @@ import torch
 
 from sicl.errors import SiclError
 from sicl.models.backbone import Backbone
+from sicl.models.weights import safetensors_files
 
 Loader = Callable[..., Backbone]
 
@@ -83,10 +84,6 @@ def family_of(path: str | Path) -> str:
                     f"{', '.join(families())})")
 
 
-#: weight files that are Python pickles: never loaded (unpickling runs code)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
 def check_model_files(path: str | Path) -> list[Path]:
     """The folder's safetensors weight files, after checking them without loading a tensor: an index
     (``model.safetensors.index.json``) must be a JSON object whose ``weight_map`` names shards that all exist,
@@ -95,33 +92,7 @@ def check_model_files(path: str | Path) -> list[Path]:
     :class:`SiclError` naming the file."""
     from safetensors import safe_open
 
-    path = Path(path)
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-            raise SiclError(f"{index}: not a safetensors index ({e})") from None
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise SiclError(f"{index}: no weight_map naming the shards")
-        names = sorted({str(v) for v in weight_map.values()})
-        if (path / "model.safetensors").is_file() and "model.safetensors" not in names:
-            # transformers reads the single file when both exist: stale weights would win over the shards
-            raise SiclError(f"{path}: both model.safetensors and model.safetensors.index.json (naming other "
-                            f"shards); one of them is stale: remove it")
-        missing = [n for n in names if not (path / n).is_file()]
-        if missing:
-            raise SiclError(f"{index}: names shard {missing[0]}, which is not in the folder"
-                            + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        files = [path / n for n in names]
-    else:
-        files = sorted(path.glob("*.safetensors"))
-    if not files:
-        pickles = sorted(f.name for f in path.iterdir() if f.is_file() and f.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise SiclError(f"{path}: weights are pickled only ({', '.join(pickles[:3])}); sicl reads safetensors "
-                            f"only and never unpickles: convert them to model.safetensors with a tool you trust")
-        raise SiclError(f"{path}: no weights (no model.safetensors or model.safetensors.index.json)")
+    files = safetensors_files(path)
     for f in files:
         try:
             with safe_open(str(f), framework="pt") as fh:
