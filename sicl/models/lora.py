@@ -19,6 +19,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from sicl.errors import SiclError
+from sicl.models.weights import check_safetensors
 
 #: Every linear layer of the LLM's decoder blocks (attention and MLP).
 LLM_LINEAR_REGEX = (r"^(?:.*\.)?(?:language_model|model)\.layers\.\d+\."
@@ -119,8 +120,6 @@ def check_adapter_files(path: str | Path) -> dict[str, Any]:
     weights; a broken or truncated file is a one-line error naming it. Returns the adapter config."""
     import json
 
-    from safetensors import safe_open
-
     path = Path(path)
     cfg_file = path / "adapter_config.json"
     try:
@@ -137,14 +136,7 @@ def check_adapter_files(path: str | Path) -> dict[str, Any]:
     weights = path / "adapter_model.safetensors"
     if not weights.is_file():
         raise SiclError(f"{path}: no adapter_model.safetensors (sicl saves and loads adapters as safetensors only)")
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            if not list(f.keys()):
-                raise SiclError(f"{weights}: holds no tensors")
-    except SiclError:
-        raise
-    except Exception as e:  # safetensors raises its own error type for truncated or corrupt headers
-        raise SiclError(f"{weights}: cannot read ({str(e).splitlines()[0][:160]})") from None
+    check_safetensors(weights)
     return cfg
 
 

@@ -21,7 +21,7 @@ import torch
 
 from sicl.errors import SiclError
 from sicl.models.backbone import Backbone
-from sicl.models.weights import safetensors_files
+from sicl.models.weights import check_safetensors, safetensors_files
 
 Loader = Callable[..., Backbone]
 
@@ -90,18 +90,9 @@ def check_model_files(path: str | Path) -> list[Path]:
     every file's header must read (a truncated or corrupt file is caught here), and a folder with pickled
     weights only (``pytorch_model.bin``) is refused: sicl never unpickles. Each problem is a one-line
     :class:`SiclError` naming the file."""
-    from safetensors import safe_open
-
     files = safetensors_files(path)
     for f in files:
-        try:
-            with safe_open(str(f), framework="pt") as fh:
-                if not list(fh.keys()):
-                    raise SiclError(f"{f}: holds no tensors")
-        except SiclError:
-            raise
-        except Exception as e:  # safetensors' own error type: truncated, empty or not a safetensors file
-            raise SiclError(f"{f}: cannot read ({str(e).splitlines()[0][:160]})") from None
+        check_safetensors(f)
     return files
 
 

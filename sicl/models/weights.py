@@ -45,3 +45,18 @@ def safetensors_files(path: str | Path) -> list[Path]:
         raise SiclError(f"{path}: weights are pickled only ({', '.join(pickles[:3])}); sicl reads safetensors "
                         f"only and never unpickles: convert them to model.safetensors with a tool you trust")
     raise SiclError(f"{path}: no weights (no model.safetensors or model.safetensors.index.json)")
+
+
+def check_safetensors(file: str | Path) -> None:
+    """``file``'s safetensors header reads and names at least one tensor (no tensor is loaded); truncated, empty,
+    not safetensors or tensorless is a one-line :class:`SiclError` naming the file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            if not list(fh.keys()):
+                raise SiclError(f"{file}: holds no tensors")
+    except SiclError:
+        raise
+    except Exception as e:  # safetensors' own error type: truncated, empty or not a safetensors file
+        raise SiclError(f"{file}: cannot read ({str(e).splitlines()[0][:160]})") from None
